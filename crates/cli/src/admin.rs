@@ -1,0 +1,300 @@
+//! Admin commands: tenants, users, clients, keys, token decoding. Each is one call into the
+//! engine over the same data dir the server uses.
+
+use crate::setup::open_admin;
+use anyhow::{Result, anyhow, bail};
+use clap::Subcommand;
+use serde_json::json;
+use std::io::BufRead;
+use tessera_core::keys::Alg;
+use tessera_core::principal::{GrantType, parse_scope};
+use tessera_core::secret::Secret;
+use tessera_server::Config;
+
+fn core_err(e: tessera_core::Error) -> anyhow::Error {
+    anyhow!("{}", e.description)
+}
+
+fn print_json(v: &serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TenantCmd {
+    /// Create a tenant with its first signing key.
+    Create {
+        name: String,
+        /// Signing algorithm: EdDSA (default), ES256 or RS256.
+        #[arg(long, default_value = "EdDSA", value_parser = parse_alg)]
+        alg: Alg,
+        /// Issuer URL (default: <public_url>/t/NAME).
+        #[arg(long)]
+        issuer: Option<String>,
+        /// Access token lifetime in seconds (default: the server's).
+        #[arg(long)]
+        access_ttl: Option<i64>,
+        /// Refresh token lifetime in seconds (default: the server's).
+        #[arg(long)]
+        refresh_ttl: Option<i64>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List tenants.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_alg(s: &str) -> Result<Alg, String> {
+    s.parse::<Alg>().map_err(|e| e.description)
+}
+
+pub async fn tenant(config: &Config, cmd: TenantCmd) -> Result<()> {
+    let auth = open_admin(config).await?;
+    match cmd {
+        TenantCmd::Create { name, alg, issuer, access_ttl, refresh_ttl, json } => {
+            let t = auth.create_tenant(&name, alg, issuer, access_ttl, refresh_ttl).await.map_err(core_err)?;
+            let issuer = auth.tenant(&t.name).map_err(core_err)?.issuer.clone();
+            if json {
+                print_json(&json!({"name": t.name, "alg": t.alg.as_str(), "issuer": issuer}));
+            } else {
+                println!("created tenant {} ({}, issuer {issuer})", t.name, t.alg);
+            }
+        }
+        TenantCmd::List { json } => {
+            let list = auth.list_tenants().await.map_err(core_err)?;
+            if json {
+                let v: Vec<_> = list
+                    .iter()
+                    .map(|(t, iss)| {
+                        json!({"name": t.name, "alg": t.alg.as_str(), "issuer": iss,
+                               "access_ttl": t.access_ttl, "refresh_ttl": t.refresh_ttl})
+                    })
+                    .collect();
+                print_json(&json!(v));
+            } else {
+                for (t, iss) in list {
+                    println!("{}\t{}\t{}", t.name, t.alg, iss);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCmd {
+    /// Create a user; the password is read from standard input.
+    Create {
+        #[arg(long, default_value = tessera_core::DEFAULT_TENANT)]
+        tenant: String,
+        #[arg(long)]
+        username: String,
+        /// Read the password from standard input (one line).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+        /// Role to grant (repeatable), e.g. admin.
+        #[arg(long)]
+        role: Vec<String>,
+    },
+    /// List users.
+    List {
+        #[arg(long, default_value = tessera_core::DEFAULT_TENANT)]
+        tenant: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Disable a user: no new tokens, refresh tokens stop working.
+    Disable {
+        #[arg(long, default_value = tessera_core::DEFAULT_TENANT)]
+        tenant: String,
+        #[arg(long)]
+        username: String,
+    },
+}
+
+fn read_password_line() -> Result<Secret> {
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    let pw = line.trim_end_matches(['\n', '\r']).to_owned();
+    line.clear();
+    if pw.is_empty() {
+        bail!("empty password on standard input");
+    }
+    Ok(Secret::new(pw))
+}
+
+pub async fn user(config: &Config, cmd: UserCmd) -> Result<()> {
+    match cmd {
+        UserCmd::Create { tenant, username, password_stdin: _, role } => {
+            let password = read_password_line()?;
+            let auth = open_admin(config).await?;
+            let u = auth.create_user(&tenant, &username, password, role).await.map_err(core_err)?;
+            println!("created user {} in tenant {}", u.username, u.tenant);
+        }
+        UserCmd::List { tenant, json } => {
+            let auth = open_admin(config).await?;
+            let users = auth.list_users(&tenant).await.map_err(core_err)?;
+            if json {
+                let v: Vec<_> = users
+                    .iter()
+                    .map(|u| json!({"username": u.username, "roles": u.roles, "disabled": u.disabled, "created_at": u.created_at}))
+                    .collect();
+                print_json(&json!(v));
+            } else {
+                for u in users {
+                    let state = if u.disabled { "disabled" } else { "active" };
+                    println!("{}\t{}\t{}", u.username, u.roles.join(","), state);
+                }
+            }
+        }
+        UserCmd::Disable { tenant, username } => {
+            let auth = open_admin(config).await?;
+            auth.set_user_disabled(&tenant, &username, true).await.map_err(core_err)?;
+            println!("disabled user {username} in tenant {tenant}");
+        }
+    }
+    Ok(())
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ClientCmd {
+    /// Register a client; a confidential client's secret is printed once.
+    Create {
+        #[arg(long, default_value = tessera_core::DEFAULT_TENANT)]
+        tenant: String,
+        #[arg(long)]
+        name: String,
+        /// Allowed grants, comma-separated: client_credentials, password, refresh_token.
+        #[arg(long, value_delimiter = ',', required = true, value_parser = parse_grant)]
+        grant: Vec<GrantType>,
+        /// Allowed scopes, space-separated.
+        #[arg(long, default_value = "")]
+        scope: String,
+        /// A public client (no secret).
+        #[arg(long)]
+        public: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List clients.
+    List {
+        #[arg(long, default_value = tessera_core::DEFAULT_TENANT)]
+        tenant: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a client (its refresh tokens die with it).
+    Delete {
+        #[arg(long, default_value = tessera_core::DEFAULT_TENANT)]
+        tenant: String,
+        client_id: String,
+    },
+}
+
+fn parse_grant(s: &str) -> Result<GrantType, String> {
+    s.trim().parse::<GrantType>().map_err(|e| e.description)
+}
+
+pub async fn client(config: &Config, cmd: ClientCmd) -> Result<()> {
+    let auth = open_admin(config).await?;
+    match cmd {
+        ClientCmd::Create { tenant, name, grant, scope, public, json } => {
+            let scopes = parse_scope(&scope).map_err(core_err)?;
+            let (c, secret) =
+                auth.create_client(&tenant, &name, grant, scopes, public, None).await.map_err(core_err)?;
+            let secret = secret.as_ref().map(|s| s.expose().to_owned());
+            if json {
+                print_json(&json!({"client_id": c.client_id, "client_secret": secret}));
+            } else {
+                println!("client_id:     {}", c.client_id);
+                match secret {
+                    Some(s) => println!("client_secret: {s}  (shown once; store it now)"),
+                    None => println!("public client: no secret"),
+                }
+            }
+        }
+        ClientCmd::List { tenant, json } => {
+            let list = auth.list_clients(&tenant).await.map_err(core_err)?;
+            if json {
+                let v: Vec<_> = list
+                    .iter()
+                    .map(|c| {
+                        json!({"client_id": c.client_id, "name": c.name, "public": c.is_public(),
+                               "grants": c.grants.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
+                               "scopes": c.scopes, "created_at": c.created_at})
+                    })
+                    .collect();
+                print_json(&json!(v));
+            } else {
+                for c in list {
+                    let grants: Vec<_> = c.grants.iter().map(|g| g.as_str()).collect();
+                    println!("{}\t{}\t{}\t{}", c.client_id, c.name, grants.join(","), c.scopes.join(" "));
+                }
+            }
+        }
+        ClientCmd::Delete { tenant, client_id } => {
+            auth.delete_client(&tenant, &client_id).await.map_err(core_err)?;
+            println!("deleted client {client_id}");
+        }
+    }
+    Ok(())
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeyCmd {
+    /// Add a new signing key: published at once, signs after the pre-publication delay.
+    Rotate {
+        #[arg(long, default_value = tessera_core::DEFAULT_TENANT)]
+        tenant: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List a tenant's keys and where each is in its life.
+    List {
+        #[arg(long, default_value = tessera_core::DEFAULT_TENANT)]
+        tenant: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub async fn key(config: &Config, cmd: KeyCmd) -> Result<()> {
+    let auth = open_admin(config).await?;
+    match cmd {
+        KeyCmd::Rotate { tenant, json } => {
+            let k = auth.rotate_key(&tenant).await.map_err(core_err)?;
+            if json {
+                print_json(&serde_json::to_value(&k)?);
+            } else {
+                println!("new key {} ({}) {}, signs from {}", k.kid, k.alg, k.status, k.activates_at);
+            }
+        }
+        KeyCmd::List { tenant, json } => {
+            let keys = auth.list_keys(&tenant).map_err(core_err)?;
+            if json {
+                print_json(&serde_json::to_value(&keys)?);
+            } else {
+                for k in keys {
+                    println!("{}\t{}\t{}\tactivates {}", k.kid, k.alg, k.status, k.activates_at);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCmd {
+    /// Show a token's header and claims, and whether its signature checks against this data dir.
+    Decode { token: String },
+}
+
+pub async fn token(config: &Config, cmd: TokenCmd) -> Result<()> {
+    let TokenCmd::Decode { token } = cmd;
+    let auth = open_admin(config).await?;
+    let (header, claims, valid) = auth.decode_any(token.trim()).map_err(core_err)?;
+    print_json(&json!({"header": header, "claims": claims, "signature_valid": valid}));
+    Ok(())
+}

@@ -1,0 +1,101 @@
+//! `tessera`: the token server and its admin commands, all working on one data dir.
+
+mod admin;
+mod setup;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(name = "tessera", version, about = "Tessera token authority")]
+struct Cli {
+    /// Data directory (SQLite database and master key).
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// TOML configuration file.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the token server.
+    Serve(ServeArgs),
+    /// Manage tenants.
+    #[command(subcommand)]
+    Tenant(admin::TenantCmd),
+    /// Manage users.
+    #[command(subcommand)]
+    User(admin::UserCmd),
+    /// Manage OAuth clients.
+    #[command(subcommand)]
+    Client(admin::ClientCmd),
+    /// Manage signing keys.
+    #[command(subcommand)]
+    Key(admin::KeyCmd),
+    /// Inspect tokens.
+    #[command(subcommand)]
+    Token(admin::TokenCmd),
+}
+
+#[derive(Args, Debug)]
+struct ServeArgs {
+    /// Address to listen on, e.g. 127.0.0.1:8080 (port 0 picks a free one).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Base URL clients use to reach this server (issuer of the default tenant).
+    #[arg(long, value_name = "URL")]
+    public_url: Option<String>,
+}
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion)
+                || e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            {
+                let _ = e.print();
+                std::process::exit(if e.use_stderr() { 2 } else { 0 });
+            }
+            // One line: the first line of clap's message (it already starts with "error:").
+            let text = e.render().to_string();
+            eprintln!("{}", text.lines().next().unwrap_or("error: invalid arguments"));
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = run(cli) {
+        eprintln!("error: {}", one_line(&e));
+        std::process::exit(1);
+    }
+}
+
+fn one_line(e: &anyhow::Error) -> String {
+    e.to_string().lines().next().unwrap_or("failed").to_owned()
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let mut overrides = setup::Overrides { data_dir: cli.data_dir, ..Default::default() };
+    if let Command::Serve(a) = &cli.command {
+        overrides.listen = a.listen.clone();
+        overrides.public_url = a.public_url.clone();
+    }
+    let config = setup::load_config(cli.config.as_deref(), &overrides)?;
+    let serving = matches!(cli.command, Command::Serve(_));
+    setup::init_logging(&config, serving);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async move {
+        match cli.command {
+            Command::Serve(_) => setup::serve(config).await,
+            Command::Tenant(c) => admin::tenant(&config, c).await,
+            Command::User(c) => admin::user(&config, c).await,
+            Command::Client(c) => admin::client(&config, c).await,
+            Command::Key(c) => admin::key(&config, c).await,
+            Command::Token(c) => admin::token(&config, c).await,
+        }
+    })
+}

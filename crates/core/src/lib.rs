@@ -1,0 +1,17 @@
+//! Tessera core: the domain (tenants, principals, grants, tokens, keys) and the engine
+//! (`Authority`) that decides. No I/O here: storage is the `Store` port, time and
+//! randomness are injected.
+
+pub mod authority;
+pub mod clock;
+pub mod error;
+pub mod grant;
+pub mod keys;
+pub mod principal;
+pub mod secret;
+pub mod store;
+pub mod tenant;
+pub mod token;
+
+pub use authority::{Authority, DEFAULT_TENANT, Settings};
+pub use error::{Error, ErrorKind, Result};

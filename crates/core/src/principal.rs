@@ -1,0 +1,140 @@
+//! Principals: users (people) and clients (applications).
+
+use crate::error::{Error, Result};
+use std::fmt;
+use std::str::FromStr;
+
+pub const ROLE_ADMIN: &str = "admin";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub tenant: String,
+    pub username: String,
+    /// Argon2id PHC string.
+    pub password_hash: String,
+    pub roles: Vec<String>,
+    pub disabled: bool,
+    pub created_at: i64,
+}
+
+impl User {
+    pub fn is_admin(&self) -> bool {
+        self.roles.iter().any(|r| r == ROLE_ADMIN)
+    }
+}
+
+pub fn validate_username(u: &str) -> Result<()> {
+    let ok = !u.is_empty() && u.len() <= 128 && u.chars().all(|c| c.is_alphanumeric() || "._-@+".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid_request(format!("invalid username `{u}`: use 1-128 letters, digits and . _ - @ +")))
+    }
+}
+
+/// The grant types a client may be allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GrantType {
+    ClientCredentials,
+    Password,
+    RefreshToken,
+    AuthorizationCode,
+    DeviceCode,
+    TokenExchange,
+}
+
+impl GrantType {
+    pub const ALL: [GrantType; 6] = [
+        GrantType::ClientCredentials,
+        GrantType::Password,
+        GrantType::RefreshToken,
+        GrantType::AuthorizationCode,
+        GrantType::DeviceCode,
+        GrantType::TokenExchange,
+    ];
+    /// The grant types this server can run today.
+    pub const SUPPORTED: [GrantType; 3] = [GrantType::ClientCredentials, GrantType::Password, GrantType::RefreshToken];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantType::ClientCredentials => "client_credentials",
+            GrantType::Password => "password",
+            GrantType::RefreshToken => "refresh_token",
+            GrantType::AuthorizationCode => "authorization_code",
+            GrantType::DeviceCode => "urn:ietf:params:oauth:grant-type:device_code",
+            GrantType::TokenExchange => "urn:ietf:params:oauth:grant-type:token-exchange",
+        }
+    }
+}
+
+impl fmt::Display for GrantType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for GrantType {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        GrantType::ALL
+            .into_iter()
+            .find(|g| g.as_str() == s)
+            .ok_or_else(|| Error::unsupported_grant_type(format!("unsupported grant type `{s}`")))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Client {
+    pub tenant: String,
+    pub client_id: String,
+    pub name: String,
+    /// SHA-256 (base64url) of the secret; `None` for a public client.
+    pub secret_hash: Option<String>,
+    pub grants: Vec<GrantType>,
+    /// Scopes the client may request; an empty list means no scopes.
+    pub scopes: Vec<String>,
+    /// The user who owns the client (for self-service APIs), if any.
+    pub owner: Option<String>,
+    pub created_at: i64,
+}
+
+impl Client {
+    pub fn is_public(&self) -> bool {
+        self.secret_hash.is_none()
+    }
+    pub fn allows(&self, g: GrantType) -> bool {
+        self.grants.contains(&g)
+    }
+}
+
+/// Split a space-delimited scope string (RFC 6749 section 3.3) and validate its tokens.
+pub fn parse_scope(s: &str) -> Result<Vec<String>, Error> {
+    let mut out: Vec<String> = Vec::new();
+    for tok in s.split(' ').filter(|t| !t.is_empty()) {
+        if !tok.bytes().all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b)) {
+            return Err(Error::invalid_scope(format!("invalid scope token `{tok}`")));
+        }
+        if !out.iter().any(|t| t == tok) {
+            out.push(tok.to_owned());
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn scope_parsing() {
+        assert_eq!(parse_scope("a  b a").unwrap(), vec!["a", "b"]);
+        assert!(parse_scope("a\"b").is_err());
+        assert!(parse_scope("").unwrap().is_empty());
+    }
+    #[test]
+    fn grant_names_roundtrip() {
+        for g in GrantType::ALL {
+            assert_eq!(g.as_str().parse::<GrantType>().unwrap(), g);
+        }
+        assert!("implicit".parse::<GrantType>().is_err());
+    }
+}

@@ -1,0 +1,49 @@
+//! Tenants: the unit of isolation. Every object belongs to exactly one.
+
+use crate::error::{Error, Result};
+use crate::keys::Alg;
+
+/// A validated tenant name: 1-63 of `a-z 0-9 -`, not starting or ending with `-`.
+pub fn validate_tenant_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid_request(format!(
+            "invalid tenant name `{name}`: use 1-63 lowercase letters, digits and inner dashes"
+        )))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tenant {
+    pub name: String,
+    pub alg: Alg,
+    /// Explicit issuer URL; when absent it is derived from the server's public URL.
+    pub issuer: Option<String>,
+    /// Access token lifetime in seconds; the deployment default when absent.
+    pub access_ttl: Option<i64>,
+    /// Refresh token lifetime in seconds; the deployment default when absent.
+    pub refresh_ttl: Option<i64>,
+    /// Host names that select this tenant.
+    pub hosts: Vec<String>,
+    pub created_at: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn names() {
+        for ok in ["default", "a", "acme-1"] {
+            assert!(validate_tenant_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "-a", "a-", "A", "a/b", "a.b", &"x".repeat(64)] {
+            assert!(validate_tenant_name(bad).is_err(), "{bad}");
+        }
+    }
+}

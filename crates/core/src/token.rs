@@ -1,0 +1,184 @@
+//! Access tokens: RFC 9068 JWT claims, minting, and strict verification.
+
+use crate::error::{Error, Result};
+use crate::keys::{KeyRing, SigningKey};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// The claims of an access token (RFC 9068 plus ours); fronts add theirs in `extra`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AccessClaims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: String,
+    pub exp: i64,
+    pub iat: i64,
+    pub jti: String,
+    pub client_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    pub tenant: String,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// Sign `claims` with `key`.
+pub fn mint(key: &SigningKey, claims: &AccessClaims) -> Result<String> {
+    let payload = serde_json::to_vec(claims).map_err(|_| Error::internal("claims encoding"))?;
+    key.sign_jws(&payload)
+}
+
+/// The parts of a JWS header we look at.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct Header {
+    pub alg: String,
+    #[serde(default)]
+    pub kid: Option<String>,
+    #[serde(default)]
+    pub typ: Option<String>,
+}
+
+/// Why a token failed verification (never shown to callers beyond "inactive").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Invalid {
+    Malformed,
+    UnknownKey,
+    AlgorithmMismatch,
+    BadSignature,
+    Expired,
+    WrongIssuer,
+    WrongTenant,
+    Revoked,
+}
+
+/// A compact JWS split and decoded, signature not yet checked.
+pub struct Parsed<'a> {
+    pub header: Header,
+    pub claims: Value,
+    signed: &'a str,
+    signature: Vec<u8>,
+}
+
+pub fn parse(token: &str) -> Result<Parsed<'_>, Invalid> {
+    if token.len() > 16 * 1024 {
+        return Err(Invalid::Malformed);
+    }
+    let mut parts = token.split('.');
+    let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        return Err(Invalid::Malformed);
+    };
+    let dec = |x: &str| URL_SAFE_NO_PAD.decode(x).map_err(|_| Invalid::Malformed);
+    let header: Header = serde_json::from_slice(&dec(h)?).map_err(|_| Invalid::Malformed)?;
+    let claims: Value = serde_json::from_slice(&dec(p)?).map_err(|_| Invalid::Malformed)?;
+    if !claims.is_object() {
+        return Err(Invalid::Malformed);
+    }
+    Ok(Parsed { header, claims, signed: &token[..h.len() + 1 + p.len()], signature: dec(s)? })
+}
+
+impl Parsed<'_> {
+    /// Check the signature with exactly this key, and only with the key's own algorithm.
+    pub fn verify_with(&self, key: &SigningKey) -> Result<(), Invalid> {
+        if self.header.alg != key.alg.as_str() {
+            return Err(Invalid::AlgorithmMismatch);
+        }
+        if key.verify_raw(self.signed.as_bytes(), &self.signature) { Ok(()) } else { Err(Invalid::BadSignature) }
+    }
+}
+
+/// Verify a token issued by this tenant: key by `kid` from its ring, that key's algorithm
+/// only, issuer and tenant claims, expiry. Revocation is the caller's check.
+pub fn verify(
+    token: &str,
+    ring: &KeyRing,
+    issuer: &str,
+    tenant: &str,
+    now: i64,
+    max_token_ttl: i64,
+) -> Result<AccessClaims, Invalid> {
+    let parsed = parse(token)?;
+    let kid = parsed.header.kid.as_deref().ok_or(Invalid::UnknownKey)?;
+    let key = ring.verifying_key(kid, now, max_token_ttl).ok_or(Invalid::UnknownKey)?;
+    parsed.verify_with(key)?;
+    let claims: AccessClaims = serde_json::from_value(parsed.claims).map_err(|_| Invalid::Malformed)?;
+    if claims.iss != issuer {
+        return Err(Invalid::WrongIssuer);
+    }
+    if claims.tenant != tenant {
+        return Err(Invalid::WrongTenant);
+    }
+    if claims.exp <= now {
+        return Err(Invalid::Expired);
+    }
+    Ok(claims)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::SystemRng;
+    use crate::keys::{Alg, MasterKey};
+    use std::sync::Arc;
+
+    fn claims(now: i64) -> AccessClaims {
+        AccessClaims {
+            iss: "https://a".into(),
+            sub: "s".into(),
+            aud: "https://a".into(),
+            exp: now + 60,
+            iat: now,
+            jti: "j".into(),
+            client_id: "c".into(),
+            scope: Some("read".into()),
+            tenant: "a".into(),
+            extra: Map::new(),
+        }
+    }
+
+    fn ring(alg: Alg) -> KeyRing {
+        let m = MasterKey::generate(&SystemRng);
+        let (k, _) = SigningKey::generate(&SystemRng, &m, "a", alg, 0, 0).unwrap();
+        KeyRing::new(vec![Arc::new(k)])
+    }
+
+    #[test]
+    fn mint_then_verify_each_alg() {
+        for alg in [Alg::EdDSA, Alg::ES256, Alg::RS256] {
+            let r = ring(alg);
+            let t = mint(r.signing_key(10).unwrap(), &claims(10)).unwrap();
+            let c = verify(&t, &r, "https://a", "a", 20, 3600).unwrap();
+            assert_eq!(c, claims(10));
+            assert_eq!(verify(&t, &r, "https://a", "a", 70, 3600), Err(Invalid::Expired));
+            assert_eq!(verify(&t, &r, "https://b", "a", 20, 3600), Err(Invalid::WrongIssuer));
+            assert_eq!(verify(&t, &ring(alg), "https://a", "a", 20, 3600), Err(Invalid::UnknownKey));
+        }
+    }
+
+    #[test]
+    fn header_alg_must_match_key() {
+        let r = ring(Alg::EdDSA);
+        let t = mint(r.signing_key(0).unwrap(), &claims(0)).unwrap();
+        let (_, rest) = t.split_once('.').unwrap();
+        let kid = &r.keys()[0].kid;
+        for alg in ["none", "HS256", "ES256"] {
+            let h = URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"{alg}","kid":"{kid}"}}"#));
+            let forged = format!("{h}.{rest}");
+            assert_eq!(verify(&forged, &r, "https://a", "a", 1, 3600), Err(Invalid::AlgorithmMismatch));
+        }
+    }
+
+    #[test]
+    fn tampered_payload_is_bad_signature() {
+        let r = ring(Alg::EdDSA);
+        let t = mint(r.signing_key(0).unwrap(), &claims(0)).unwrap();
+        let parts: Vec<&str> = t.split('.').collect();
+        let mut c = claims(0);
+        c.sub = "admin".into();
+        let p = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&c).unwrap());
+        let forged = format!("{}.{}.{}", parts[0], p, parts[2]);
+        assert_eq!(verify(&forged, &r, "https://a", "a", 1, 3600), Err(Invalid::BadSignature));
+        assert_eq!(verify("a.b", &r, "https://a", "a", 1, 3600).err(), Some(Invalid::Malformed));
+    }
+}

@@ -1,0 +1,99 @@
+//! Server configuration: defaults, overridden by a TOML file, by `TESSERA_*` variables, by flags
+//! (the binary layers them with figment; this is the shape they fill).
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on (`127.0.0.1:0` picks a free port).
+    pub listen: String,
+    /// Where the SQLite database and the master key file live.
+    pub data_dir: PathBuf,
+    /// The master key file; default `<data_dir>/master.key`. `TESSERA_MASTER_KEY` wins over it.
+    pub master_key_file: Option<PathBuf>,
+    /// Base URL clients use to reach this deployment; default `http://<listen address>`.
+    pub public_url: Option<String>,
+    /// Default access token lifetime, seconds.
+    pub access_ttl: i64,
+    /// Default refresh token lifetime, seconds.
+    pub refresh_ttl: i64,
+    /// Seconds during which a just-rotated refresh token may be presented again (0 = never).
+    pub refresh_grace: i64,
+    /// Seconds a new signing key is published before it signs.
+    pub key_prepublish: i64,
+    /// `text` or `json`.
+    pub log_format: String,
+    /// How often to pick up changes made by admin commands or other nodes, milliseconds.
+    pub sync_interval_ms: u64,
+    /// Concurrent Argon2 computations (default: the number of cores).
+    pub hash_concurrency: Option<usize>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("./tessera-data"),
+            master_key_file: None,
+            public_url: None,
+            access_ttl: 3600,
+            refresh_ttl: 30 * 24 * 3600,
+            refresh_grace: 0,
+            key_prepublish: 0,
+            log_format: "text".into(),
+            sync_interval_ms: 250,
+            hash_concurrency: None,
+        }
+    }
+}
+
+impl Config {
+    /// The names accepted from `TESSERA_*` environment variables.
+    pub const ENV_KEYS: &'static [&'static str] = &[
+        "listen",
+        "data_dir",
+        "master_key_file",
+        "public_url",
+        "access_ttl",
+        "refresh_ttl",
+        "refresh_grace",
+        "key_prepublish",
+        "log_format",
+        "sync_interval_ms",
+        "hash_concurrency",
+    ];
+
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, v) in [("access_ttl", self.access_ttl), ("refresh_ttl", self.refresh_ttl)] {
+            if v <= 0 {
+                return Err(format!("{name} must be positive"));
+            }
+        }
+        for (name, v) in [("refresh_grace", self.refresh_grace), ("key_prepublish", self.key_prepublish)] {
+            if v < 0 {
+                return Err(format!("{name} must not be negative"));
+            }
+        }
+        if !matches!(self.log_format.as_str(), "text" | "json") {
+            return Err("log_format must be `text` or `json`".into());
+        }
+        if let Some(u) = &self.public_url
+            && !(u.starts_with("http://") || u.starts_with("https://"))
+        {
+            return Err("public_url must be an http(s) URL".into());
+        }
+        Ok(())
+    }
+
+    pub fn settings(&self, public_url: String) -> tessera_core::Settings {
+        tessera_core::Settings {
+            public_url,
+            access_ttl: self.access_ttl,
+            refresh_ttl: self.refresh_ttl,
+            refresh_grace: self.refresh_grace,
+            key_prepublish: self.key_prepublish,
+        }
+    }
+}

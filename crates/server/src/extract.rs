@@ -1,0 +1,108 @@
+//! Credentials and parameters from the wire: HTTP Basic, Bearer, form bodies, the tenant.
+
+use axum::extract::{FromRequestParts, RawPathParams};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use std::collections::HashMap;
+use tessera_core::Error;
+use tessera_core::secret::Secret;
+
+/// `Authorization: Basic` credentials, or `None` when the header is absent or another scheme.
+/// Per RFC 6749 section 2.3.1 both parts are form-urlencoded before encoding.
+pub fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, Secret)>, Error> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value = value.to_str().map_err(|_| Error::invalid_request("malformed Authorization header"))?;
+    let Some((scheme, rest)) = value.split_once(' ') else {
+        return Ok(None);
+    };
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Ok(None);
+    }
+    let bad = || Error::invalid_client("malformed Basic credentials");
+    let decoded = STANDARD.decode(rest.trim()).map_err(|_| bad())?;
+    let decoded = String::from_utf8(decoded).map_err(|_| bad())?;
+    let (user, pass) = decoded.split_once(':').ok_or_else(bad)?;
+    Ok(Some((form_decode(user).ok_or_else(bad)?, Secret::new(form_decode(pass).ok_or_else(bad)?))))
+}
+
+/// `Authorization: Bearer` token, if present.
+pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, rest) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+}
+
+fn form_decode(s: &str) -> Option<String> {
+    let plus = s.replace('+', " ");
+    percent_encoding::percent_decode_str(&plus).decode_utf8().ok().map(|c| c.into_owned())
+}
+
+/// A form-encoded body as a map; a repeated parameter is an error (RFC 6749 section 3.1).
+pub fn parse_form(headers: &HeaderMap, body: &[u8]) -> Result<HashMap<String, String>, Error> {
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let mime = ct.split(';').next().unwrap_or("").trim();
+    if !mime.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+        return Err(Error::invalid_request("the body must be application/x-www-form-urlencoded"));
+    }
+    let mut out = HashMap::new();
+    for (k, v) in form_urlencoded::parse(body) {
+        if out.insert(k.clone().into_owned(), v.into_owned()).is_some() {
+            return Err(Error::invalid_request(format!("parameter `{k}` is repeated")));
+        }
+    }
+    // Empty values count as absent (RFC 6749 section 3.1).
+    out.retain(|_, v| !v.is_empty());
+    Ok(out)
+}
+
+/// The tenant a request addresses: `/t/{tenant}/...`, else the default tenant.
+pub struct TenantName(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for TenantName {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        if let Ok(params) = RawPathParams::from_request_parts(parts, state).await
+            && let Some((_, t)) = params.iter().find(|(k, _)| *k == "tenant")
+        {
+            return Ok(TenantName(t.to_owned()));
+        }
+        Ok(TenantName(tessera_core::DEFAULT_TENANT.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn basic_is_form_decoded() {
+        let mut h = HeaderMap::new();
+        let enc = STANDARD.encode("my%20id:p%3Aw+d");
+        h.insert(header::AUTHORIZATION, HeaderValue::from_str(&format!("Basic {enc}")).unwrap());
+        let (id, pw) = basic_credentials(&h).unwrap().unwrap();
+        assert_eq!(id, "my id");
+        assert_eq!(pw.expose(), "p:w d");
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic !!!"));
+        assert!(basic_credentials(&h).is_err());
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer x"));
+        assert!(basic_credentials(&h).unwrap().is_none());
+        assert_eq!(bearer_token(&h), Some("x"));
+    }
+
+    #[test]
+    fn form_rejects_repeats_and_wrong_type() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-www-form-urlencoded; charset=UTF-8"));
+        assert_eq!(parse_form(&h, b"a=1&b=2").unwrap()["b"], "2");
+        assert!(parse_form(&h, b"a=1&a=2").is_err());
+        assert!(!parse_form(&h, b"a=").unwrap().contains_key("a"));
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        assert!(parse_form(&h, b"a=1").is_err());
+    }
+}

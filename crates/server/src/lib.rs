@@ -1,0 +1,105 @@
+//! Tessera HTTP server: the axum app with one module per front, health, metrics, and the
+//! background work that keeps a node in step with the store.
+
+pub mod config;
+pub mod extract;
+pub mod hasher;
+pub mod metrics_layer;
+pub mod oauth;
+
+pub use config::Config;
+pub use hasher::PooledHasher;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use metrics_exporter_prometheus::PrometheusHandle;
+use std::sync::Arc;
+use std::time::Duration;
+use tessera_core::Authority;
+use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub auth: Arc<Authority>,
+    pub metrics: Option<PrometheusHandle>,
+}
+
+/// The whole HTTP app.
+pub fn router(state: AppState) -> Router {
+    let standard = oauth::routes();
+    Router::new()
+        .route("/healthz", get(healthz_get))
+        .route("/readyz", get(readyz_get))
+        .route("/metrics", get(metrics_get))
+        .merge(standard.clone())
+        .nest("/t/{tenant}", standard)
+        .layer(axum::middleware::from_fn(metrics_layer::track))
+        .layer(TraceLayer::new_for_http())
+        .layer(SetSensitiveRequestHeadersLayer::new([axum::http::header::AUTHORIZATION, axum::http::header::COOKIE]))
+        .layer(RequestBodyLimitLayer::new(64 * 1024))
+        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(30)))
+        .layer(CatchPanicLayer::custom(|_| {
+            oauth::OAuthError(tessera_core::Error::internal("internal error")).into_response()
+        }))
+        .with_state(state)
+}
+
+async fn healthz_get() -> &'static str {
+    "ok"
+}
+
+async fn readyz_get(State(state): State<AppState>) -> Response {
+    match state.auth.ready().await {
+        Ok(()) => (StatusCode::OK, "ready").into_response(),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "store unavailable").into_response(),
+    }
+}
+
+async fn metrics_get(State(state): State<AppState>) -> Response {
+    match &state.metrics {
+        Some(h) => {
+            metrics::gauge!("tessera_revocations_live").set(state.auth.revoked_count() as f64);
+            ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], h.render()).into_response()
+        }
+        None => (StatusCode::NOT_FOUND, "metrics disabled").into_response(),
+    }
+}
+
+/// Keep this node in step with the store: apply changes (admin commands, other nodes) every
+/// `interval`, purge expired revocations every minute.
+pub fn spawn_background(auth: Arc<Authority>, interval: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_purge = tokio::time::Instant::now();
+        loop {
+            tick.tick().await;
+            if let Err(e) = auth.sync().await {
+                tracing::warn!(error = %e, "sync with the store failed; will retry");
+            }
+            if last_purge.elapsed() >= Duration::from_secs(60) {
+                last_purge = tokio::time::Instant::now();
+                if let Err(e) = auth.purge_expired().await {
+                    tracing::warn!(error = %e, "purging expired entries failed");
+                }
+            }
+        }
+    })
+}
+
+/// Serve until `shutdown` resolves, then finish in-flight requests.
+pub async fn run(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+}

@@ -1,0 +1,50 @@
+//! RFC 6749 section 5.2 error bodies: the only error renderer of the standard front.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use tessera_core::{Error, ErrorKind};
+
+#[derive(Debug)]
+pub struct OAuthError(pub Error);
+
+impl From<Error> for OAuthError {
+    fn from(e: Error) -> Self {
+        OAuthError(e)
+    }
+}
+
+pub fn status_of(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::InvalidClient => StatusCode::UNAUTHORIZED,
+        ErrorKind::Forbidden | ErrorKind::AccessDenied => StatusCode::FORBIDDEN,
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::Conflict => StatusCode::CONFLICT,
+        ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::BAD_REQUEST,
+    }
+}
+
+impl IntoResponse for OAuthError {
+    fn into_response(self) -> Response {
+        let Error { kind, description } = self.0;
+        let status = status_of(kind);
+        if kind == ErrorKind::Internal {
+            tracing::error!(%description, "internal error");
+        }
+        let body = json!({ "error": kind.code(), "error_description": description });
+        let mut res = (status, axum::Json(body)).into_response();
+        let h = res.headers_mut();
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        if kind == ErrorKind::InvalidClient {
+            h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"tessera\""));
+        }
+        if matches!(kind, ErrorKind::Unavailable | ErrorKind::RateLimited) {
+            h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        res
+    }
+}

@@ -1,0 +1,50 @@
+//! Discovery (RFC 8414, OpenID Connect Discovery) and the JWK Set.
+
+use super::OAuthError;
+use crate::AppState;
+use crate::extract::TenantName;
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// The URL prefix under which a tenant's endpoints are served.
+pub fn endpoint_base(public_url: &str, tenant: &str) -> String {
+    let base = public_url.trim_end_matches('/');
+    if tenant == tessera_core::DEFAULT_TENANT { base.to_owned() } else { format!("{base}/t/{tenant}") }
+}
+
+pub async fn discovery_get(
+    State(state): State<AppState>,
+    TenantName(tenant): TenantName,
+) -> Result<Response, OAuthError> {
+    let ts = state.auth.tenant(&tenant)?;
+    let base = endpoint_base(&state.auth.settings().public_url, &tenant);
+    let auth_methods = ["client_secret_basic", "client_secret_post"];
+    let doc = json!({
+        "issuer": ts.issuer,
+        "token_endpoint": format!("{base}/oauth2/token"),
+        "introspection_endpoint": format!("{base}/oauth2/introspect"),
+        "revocation_endpoint": format!("{base}/oauth2/revoke"),
+        "jwks_uri": format!("{base}/.well-known/jwks.json"),
+        "grant_types_supported": ["client_credentials", "password", "refresh_token"],
+        "response_types_supported": [],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "introspection_endpoint_auth_methods_supported": auth_methods,
+        "revocation_endpoint_auth_methods_supported": auth_methods,
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": [ts.tenant.alg.as_str()],
+        "token_endpoint_auth_signing_alg_values_supported": [ts.tenant.alg.as_str()],
+        "access_token_signing_alg_values_supported": [ts.tenant.alg.as_str()],
+    });
+    Ok(Json(doc).into_response())
+}
+
+pub async fn jwks_get(State(state): State<AppState>, TenantName(tenant): TenantName) -> Result<Response, OAuthError> {
+    let jwks = state.auth.jwks(&tenant)?;
+    let mut res = Json(jwks).into_response();
+    // Short, so that a rotated-in key reaches verifiers quickly.
+    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=60"));
+    Ok(res)
+}

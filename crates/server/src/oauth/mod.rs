@@ -1,0 +1,24 @@
+//! The standard OAuth 2 front: token (RFC 6749), introspection (RFC 7662), revocation
+//! (RFC 7009), metadata (RFC 8414 / OpenID discovery) and JWKS.
+
+mod error;
+mod metadata;
+mod token;
+
+pub use error::OAuthError;
+
+use crate::AppState;
+use axum::Router;
+use axum::routing::{get, post};
+
+/// The standard endpoints of one tenant; mounted at the root (default tenant) and under
+/// `/t/{tenant}`.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/oauth2/token", post(token::token_post))
+        .route("/oauth2/introspect", post(token::introspect_post))
+        .route("/oauth2/revoke", post(token::revoke_post))
+        .route("/.well-known/openid-configuration", get(metadata::discovery_get))
+        .route("/.well-known/oauth-authorization-server", get(metadata::discovery_get))
+        .route("/.well-known/jwks.json", get(metadata::jwks_get))
+}

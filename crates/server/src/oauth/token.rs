@@ -1,0 +1,126 @@
+//! `POST /oauth2/token`, `/oauth2/introspect`, `/oauth2/revoke`.
+
+use super::OAuthError;
+use crate::AppState;
+use crate::extract::{TenantName, basic_credentials, parse_form};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+use std::collections::HashMap;
+use tessera_core::Error;
+use tessera_core::grant::{ClientAuth, Grant, TokenRequest};
+use tessera_core::secret::Secret;
+
+/// Client authentication from the Authorization header or the body; using both is an error
+/// (RFC 6749 section 2.3: one method per request).
+fn client_auth(headers: &HeaderMap, form: &mut HashMap<String, String>) -> Result<ClientAuth, Error> {
+    let basic = basic_credentials(headers)?;
+    let post_secret = form.remove("client_secret");
+    let post_id = form.remove("client_id");
+    match (basic, post_secret, post_id) {
+        (Some(_), Some(_), _) => Err(Error::invalid_request("use one client authentication method, not two")),
+        (Some((id, secret)), None, body_id) => {
+            if body_id.is_some_and(|b| b != id) {
+                return Err(Error::invalid_request("client_id in the body differs from the authenticated client"));
+            }
+            Ok(ClientAuth::Basic { client_id: id, secret })
+        }
+        (None, Some(secret), Some(id)) => Ok(ClientAuth::Post { client_id: id, secret: Secret::new(secret) }),
+        (None, Some(_), None) => Err(Error::invalid_request("client_secret given without client_id")),
+        (None, None, Some(id)) => Ok(ClientAuth::None { client_id: id }),
+        (None, None, None) => Ok(ClientAuth::Absent),
+    }
+}
+
+fn required(form: &mut HashMap<String, String>, name: &str) -> Result<String, Error> {
+    form.remove(name).ok_or_else(|| Error::invalid_request(format!("missing parameter `{name}`")))
+}
+
+fn no_store(mut res: Response) -> Response {
+    let h = res.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    res
+}
+
+pub async fn token_post(
+    State(state): State<AppState>,
+    TenantName(tenant): TenantName,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, OAuthError> {
+    let mut form = parse_form(&headers, &body)?;
+    let auth = client_auth(&headers, &mut form)?;
+    let grant_type = required(&mut form, "grant_type")?;
+    let grant = match grant_type.as_str() {
+        "client_credentials" => Grant::ClientCredentials,
+        "password" => Grant::Password {
+            username: required(&mut form, "username")?,
+            password: Secret::new(required(&mut form, "password")?),
+        },
+        "refresh_token" => Grant::RefreshToken { refresh_token: Secret::new(required(&mut form, "refresh_token")?) },
+        other => {
+            return Err(Error::new(
+                tessera_core::ErrorKind::UnsupportedGrantType,
+                format!("grant type `{other}` is not supported"),
+            )
+            .into());
+        }
+    };
+    let req = TokenRequest { grant, scope: form.remove("scope"), resource: form.remove("resource") };
+    let issued = state.auth.token(&tenant, &auth, req).await?;
+    metrics::counter!("tessera_tokens_issued_total", "grant" => grant_label(&grant_type)).increment(1);
+    let mut body = Map::new();
+    body.insert("access_token".into(), issued.access_token.into());
+    body.insert("token_type".into(), "Bearer".into());
+    body.insert("expires_in".into(), issued.expires_in.into());
+    if let Some(rt) = &issued.refresh_token {
+        body.insert("refresh_token".into(), rt.expose().into());
+    }
+    if let Some(s) = issued.scope {
+        body.insert("scope".into(), s.into());
+    }
+    Ok(no_store(axum::Json(Value::Object(body)).into_response()))
+}
+
+fn grant_label(g: &str) -> &'static str {
+    match g {
+        "client_credentials" => "client_credentials",
+        "password" => "password",
+        "refresh_token" => "refresh_token",
+        _ => "other",
+    }
+}
+
+pub async fn introspect_post(
+    State(state): State<AppState>,
+    TenantName(tenant): TenantName,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, OAuthError> {
+    let mut form = parse_form(&headers, &body)?;
+    let auth = client_auth(&headers, &mut form)?;
+    let token = required(&mut form, "token")?;
+    let hint = form.remove("token_type_hint");
+    let body = match state.auth.introspect(&tenant, &auth, &token, hint.as_deref()).await? {
+        Some(map) => Value::Object(map),
+        None => json!({ "active": false }),
+    };
+    Ok(no_store(axum::Json(body).into_response()))
+}
+
+pub async fn revoke_post(
+    State(state): State<AppState>,
+    TenantName(tenant): TenantName,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, OAuthError> {
+    let mut form = parse_form(&headers, &body)?;
+    let auth = client_auth(&headers, &mut form)?;
+    let token = required(&mut form, "token")?;
+    let hint = form.remove("token_type_hint");
+    state.auth.revoke(&tenant, &auth, &token, hint.as_deref()).await?;
+    Ok(no_store(StatusCode::OK.into_response()))
+}
