@@ -1,0 +1,243 @@
+//! The engine over the real SQLite store, with a manual clock: rotation races, grace windows,
+//! expiry, key rotation, and two engines sharing one database file.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use tessera_core::authority::Authority;
+use tessera_core::clock::{ManualClock, SystemRng};
+use tessera_core::grant::{ClientAuth, Grant, TokenRequest};
+use tessera_core::keys::{Alg, MasterKey};
+use tessera_core::principal::GrantType;
+use tessera_core::secret::{Argon2id, InlineHasher, Secret};
+use tessera_core::token::Invalid;
+use tessera_core::{ErrorKind, Settings};
+use tessera_store::SqliteStore;
+
+const T0: i64 = 1_800_000_000;
+
+struct Env {
+    dir: PathBuf,
+    clock: Arc<ManualClock>,
+    master_b64: String,
+}
+
+impl Env {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("tessera-engine-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let master_b64 = MasterKey::generate(&SystemRng).to_base64().to_string();
+        Env { dir, clock: Arc::new(ManualClock::new(T0)), master_b64 }
+    }
+
+    async fn engine(&self, settings: Settings) -> Result<Authority, tessera_core::Error> {
+        self.engine_with_key(settings, &self.master_b64).await
+    }
+
+    async fn engine_with_key(&self, settings: Settings, key: &str) -> Result<Authority, tessera_core::Error> {
+        let store = SqliteStore::open(&self.dir.join("tessera.db")).await.unwrap();
+        let rng = Arc::new(SystemRng);
+        let hasher = Arc::new(InlineHasher { argon: Argon2id::new(1024, 1, 1), rng: rng.clone() });
+        Authority::open(
+            Arc::new(store),
+            self.clock.clone(),
+            rng,
+            hasher,
+            MasterKey::from_base64(key).unwrap(),
+            settings,
+        )
+        .await
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn settings() -> Settings {
+    Settings { public_url: "https://auth.example".into(), ..Settings::default() }
+}
+
+/// A tenant `t`, a user `alice`, and a confidential client allowed password + refresh.
+async fn setup(auth: &Authority) -> ClientAuth {
+    auth.create_tenant("t", Alg::EdDSA, None, None, None).await.unwrap();
+    auth.create_user("t", "alice", Secret::new("correct horse battery"), vec![]).await.unwrap();
+    let (c, s) = auth
+        .create_client("t", "app", vec![GrantType::Password, GrantType::RefreshToken], vec!["read".into()], false, None)
+        .await
+        .unwrap();
+    ClientAuth::Basic { client_id: c.client_id, secret: s.unwrap() }
+}
+
+fn password() -> TokenRequest {
+    TokenRequest {
+        grant: Grant::Password { username: "alice".into(), password: Secret::new("correct horse battery") },
+        scope: None,
+        resource: None,
+    }
+}
+
+fn refresh(rt: &Secret) -> TokenRequest {
+    TokenRequest { grant: Grant::RefreshToken { refresh_token: rt.clone() }, scope: None, resource: None }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_presentations_of_one_refresh_token_succeed_exactly_once() {
+    let env = Env::new("race");
+    let auth = Arc::new(env.engine(settings()).await.unwrap());
+    let client = setup(&auth).await;
+    let rt = auth.token("t", &client, password()).await.unwrap().refresh_token.unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let (auth, client, rt) = (auth.clone(), client.clone(), rt.clone());
+        tasks.push(tokio::spawn(async move { auth.token("t", &client, refresh(&rt)).await }));
+    }
+    let mut ok = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(issued) => ok.push(issued),
+            Err(e) => assert_eq!(e.kind, ErrorKind::InvalidGrant, "{e}"),
+        }
+    }
+    assert_eq!(ok.len(), 1, "exactly one presentation wins");
+    // The losers were reuse: the family is dead, the winner's successor too.
+    let successor = ok[0].refresh_token.clone().unwrap();
+    let e = auth.token("t", &client, refresh(&successor)).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::InvalidGrant);
+    assert_eq!(auth.verify_access("t", &ok[0].access_token).unwrap_err(), Invalid::Revoked);
+}
+
+#[tokio::test]
+async fn grace_window_tolerates_a_second_tab_then_reuse_kills_the_family() {
+    let env = Env::new("grace");
+    let auth = env.engine(Settings { refresh_grace: 10, ..settings() }).await.unwrap();
+    let client = setup(&auth).await;
+    let a = auth.token("t", &client, password()).await.unwrap().refresh_token.unwrap();
+    let b = auth.token("t", &client, refresh(&a)).await.unwrap().refresh_token.unwrap();
+    env.clock.advance(5);
+    let c = auth.token("t", &client, refresh(&a)).await.expect("within grace").refresh_token.unwrap();
+    env.clock.advance(6);
+    let e = auth.token("t", &client, refresh(&a)).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::InvalidGrant);
+    for rt in [&b, &c] {
+        assert_eq!(auth.token("t", &client, refresh(rt)).await.unwrap_err().kind, ErrorKind::InvalidGrant);
+    }
+}
+
+#[tokio::test]
+async fn without_grace_a_second_presentation_is_reuse() {
+    let env = Env::new("nograce");
+    let auth = env.engine(settings()).await.unwrap();
+    let client = setup(&auth).await;
+    let a = auth.token("t", &client, password()).await.unwrap().refresh_token.unwrap();
+    let b = auth.token("t", &client, refresh(&a)).await.unwrap().refresh_token.unwrap();
+    assert_eq!(auth.token("t", &client, refresh(&a)).await.unwrap_err().kind, ErrorKind::InvalidGrant);
+    assert_eq!(auth.token("t", &client, refresh(&b)).await.unwrap_err().kind, ErrorKind::InvalidGrant);
+}
+
+#[tokio::test]
+async fn tokens_expire_by_the_injected_clock() {
+    let env = Env::new("expiry");
+    let auth = env.engine(Settings { access_ttl: 60, refresh_ttl: 600, ..settings() }).await.unwrap();
+    let client = setup(&auth).await;
+    let issued = auth.token("t", &client, password()).await.unwrap();
+    assert_eq!(issued.expires_in, 60);
+    assert!(auth.verify_access("t", &issued.access_token).is_ok());
+    env.clock.advance(60);
+    assert_eq!(auth.verify_access("t", &issued.access_token).unwrap_err(), Invalid::Expired);
+    env.clock.advance(540);
+    let e = auth.token("t", &client, refresh(issued.refresh_token.as_ref().unwrap())).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::InvalidGrant);
+}
+
+#[tokio::test]
+async fn rotated_key_is_published_before_it_signs_and_the_old_one_retires() {
+    let env = Env::new("rotate");
+    let auth = env.engine(Settings { access_ttl: 100, key_prepublish: 30, ..settings() }).await.unwrap();
+    let client = setup(&auth).await;
+    let old = auth.token("t", &client, password()).await.unwrap().access_token;
+    let new_kid = auth.rotate_key("t").await.unwrap().kid;
+    let jwks = auth.jwks("t").unwrap();
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 2, "published at once");
+    let kid_of = |tok: &str| auth.decode_any(tok).unwrap().0.kid.unwrap();
+    let before = auth.token("t", &client, password()).await.unwrap().access_token;
+    assert_ne!(kid_of(&before), new_kid, "not signing during pre-publication");
+    env.clock.advance(30);
+    let after = auth.token("t", &client, password()).await.unwrap().access_token;
+    assert_eq!(kid_of(&after), new_kid);
+    assert!(auth.verify_access("t", &before).is_ok(), "old key still verifies");
+    env.clock.advance(100);
+    assert_eq!(auth.jwks("t").unwrap()["keys"].as_array().unwrap().len(), 1, "old key retired");
+    assert!(auth.verify_access("t", &old).is_err());
+}
+
+#[tokio::test]
+async fn a_second_engine_on_the_same_database_follows_changes() {
+    let env = Env::new("follow");
+    let a = env.engine(settings()).await.unwrap();
+    let client = setup(&a).await;
+    let b = env.engine(settings()).await.unwrap();
+    let issued = a.token("t", &client, password()).await.unwrap();
+    let claims = b.verify_access("t", &issued.access_token).unwrap();
+    // Revoked through A: B refuses it after one sync.
+    a.revoke_access(&claims).await.unwrap();
+    b.sync().await.unwrap();
+    assert_eq!(b.verify_access("t", &issued.access_token).unwrap_err(), Invalid::Revoked);
+    // A client deleted through A stops working at B (which had it cached).
+    b.authenticate_client("t", &client).await.unwrap();
+    a.delete_client("t", client.client_id().unwrap()).await.unwrap();
+    b.sync().await.unwrap();
+    assert_eq!(b.authenticate_client("t", &client).await.unwrap_err().kind, ErrorKind::InvalidClient);
+    // A key rotated through A is published by B.
+    a.rotate_key("t").await.unwrap();
+    b.sync().await.unwrap();
+    assert_eq!(b.jwks("t").unwrap()["keys"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn a_wrong_master_key_refuses_to_open() {
+    let env = Env::new("master");
+    let a = env.engine(settings()).await.unwrap();
+    a.create_tenant("t", Alg::RS256, None, None, None).await.unwrap();
+    drop(a);
+    let other = MasterKey::generate(&SystemRng).to_base64().to_string();
+    let err = env.engine_with_key(settings(), &other).await.err().expect("must refuse");
+    assert!(err.description.contains("master key"), "{}", err.description);
+}
+
+#[tokio::test]
+async fn expired_revocations_are_purged() {
+    let env = Env::new("purge");
+    let auth = env.engine(Settings { access_ttl: 60, ..settings() }).await.unwrap();
+    let client = setup(&auth).await;
+    let issued = auth.token("t", &client, password()).await.unwrap();
+    let claims = auth.verify_access("t", &issued.access_token).unwrap();
+    auth.revoke_access(&claims).await.unwrap();
+    assert_eq!(auth.revoked_count(), 1);
+    env.clock.advance(61);
+    assert!(auth.purge_expired().await.unwrap() >= 1);
+    assert_eq!(auth.revoked_count(), 0);
+}
+
+#[tokio::test]
+async fn wrong_password_unknown_user_and_disabled_user_are_invalid_grant() {
+    let env = Env::new("users");
+    let auth = env.engine(settings()).await.unwrap();
+    let client = setup(&auth).await;
+    let mut req = password();
+    req.grant = Grant::Password { username: "alice".into(), password: Secret::new("wrong password!") };
+    assert_eq!(auth.token("t", &client, req.clone()).await.unwrap_err().kind, ErrorKind::InvalidGrant);
+    req.grant = Grant::Password { username: "nobody".into(), password: Secret::new("correct horse battery") };
+    assert_eq!(auth.token("t", &client, req).await.unwrap_err().kind, ErrorKind::InvalidGrant);
+    let rt = auth.token("t", &client, password()).await.unwrap().refresh_token.unwrap();
+    auth.set_user_disabled("t", "alice", true).await.unwrap();
+    let e = auth.token("t", &client, password()).await.unwrap_err();
+    assert_eq!((e.kind, e.description.contains("disabled")), (ErrorKind::InvalidGrant, true));
+    assert_eq!(auth.token("t", &client, refresh(&rt)).await.unwrap_err().kind, ErrorKind::InvalidGrant);
+    assert_eq!(
+        auth.create_user("t", "alice", Secret::new("another password"), vec![]).await.unwrap_err().kind,
+        ErrorKind::Conflict
+    );
+}
