@@ -6,8 +6,9 @@ use anyhow::{Result, anyhow, bail};
 use clap::Subcommand;
 use serde_json::json;
 use std::io::BufRead;
+use tessera_core::authority::NewClient;
 use tessera_core::keys::Alg;
-use tessera_core::principal::{GrantType, parse_scope};
+use tessera_core::principal::{GrantType, Profile, parse_scope};
 use tessera_core::secret::Secret;
 use tessera_server::Config;
 
@@ -36,6 +37,9 @@ pub enum TenantCmd {
         /// Refresh token lifetime in seconds (default: the server's).
         #[arg(long)]
         refresh_ttl: Option<i64>,
+        /// A host name that selects this tenant (repeatable).
+        #[arg(long = "host")]
+        hosts: Vec<String>,
         #[arg(long)]
         json: bool,
     },
@@ -53,11 +57,11 @@ fn parse_alg(s: &str) -> Result<Alg, String> {
 pub async fn tenant(config: &Config, cmd: TenantCmd) -> Result<()> {
     let auth = open_admin(config).await?;
     match cmd {
-        TenantCmd::Create { name, alg, issuer, access_ttl, refresh_ttl, json } => {
-            let t = auth.create_tenant(&name, alg, issuer, access_ttl, refresh_ttl).await.map_err(core_err)?;
+        TenantCmd::Create { name, alg, issuer, access_ttl, refresh_ttl, hosts, json } => {
+            let t = auth.create_tenant(&name, alg, issuer, access_ttl, refresh_ttl, hosts).await.map_err(core_err)?;
             let issuer = auth.tenant(&t.name).map_err(core_err)?.issuer.clone();
             if json {
-                print_json(&json!({"name": t.name, "alg": t.alg.as_str(), "issuer": issuer}));
+                print_json(&json!({"name": t.name, "alg": t.alg.as_str(), "issuer": issuer, "hosts": t.hosts}));
             } else {
                 println!("created tenant {} ({}, issuer {issuer})", t.name, t.alg);
             }
@@ -97,6 +101,12 @@ pub enum UserCmd {
         /// Role to grant (repeatable), e.g. admin.
         #[arg(long)]
         role: Vec<String>,
+        #[arg(long)]
+        email: Option<String>,
+        #[arg(long)]
+        given_name: Option<String>,
+        #[arg(long)]
+        last_name: Option<String>,
     },
     /// List users.
     List {
@@ -127,10 +137,11 @@ fn read_password_line() -> Result<Secret> {
 
 pub async fn user(config: &Config, cmd: UserCmd) -> Result<()> {
     match cmd {
-        UserCmd::Create { tenant, username, password_stdin: _, role } => {
+        UserCmd::Create { tenant, username, password_stdin: _, role, email, given_name, last_name } => {
             let password = read_password_line()?;
             let auth = open_admin(config).await?;
-            let u = auth.create_user(&tenant, &username, password, role).await.map_err(core_err)?;
+            let profile = Profile { email, given_name, last_name };
+            let u = auth.create_user(&tenant, &username, password, role, profile).await.map_err(core_err)?;
             println!("created user {} in tenant {}", u.username, u.tenant);
         }
         UserCmd::List { tenant, json } => {
@@ -166,7 +177,8 @@ pub enum ClientCmd {
         tenant: String,
         #[arg(long)]
         name: String,
-        /// Allowed grants, comma-separated: client_credentials, password, refresh_token.
+        /// Allowed grants, comma-separated: client_credentials, password, refresh_token,
+        /// device_code, token_exchange.
         #[arg(long, value_delimiter = ',', required = true, value_parser = parse_grant)]
         grant: Vec<GrantType>,
         /// Allowed scopes, space-separated.
@@ -201,9 +213,10 @@ pub async fn client(config: &Config, cmd: ClientCmd) -> Result<()> {
     let auth = open_admin(config).await?;
     match cmd {
         ClientCmd::Create { tenant, name, grant, scope, public, json } => {
-            let scopes = parse_scope(&scope).map_err(core_err)?;
-            let (c, secret) =
-                auth.create_client(&tenant, &name, grant, scopes, public, None).await.map_err(core_err)?;
+            let mut spec = NewClient::new(&tenant, &name, grant);
+            spec.scopes = parse_scope(&scope).map_err(core_err)?;
+            spec.public = public;
+            let (c, secret) = auth.create_client(spec).await.map_err(core_err)?;
             let secret = secret.as_ref().map(|s| s.expose().to_owned());
             if json {
                 print_json(&json!({"client_id": c.client_id, "client_secret": secret}));
@@ -296,5 +309,37 @@ pub async fn token(config: &Config, cmd: TokenCmd) -> Result<()> {
     let auth = open_admin(config).await?;
     let (header, claims, valid) = auth.decode_any(token.trim()).map_err(core_err)?;
     print_json(&json!({"header": header, "claims": claims, "signature_valid": valid}));
+    Ok(())
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DeviceCmd {
+    /// Approve a pending device authorization (RFC 8628) as a user.
+    Approve {
+        /// The code shown on the device, e.g. BCDF-GHJK.
+        user_code: String,
+        #[arg(long, default_value = tessera_core::DEFAULT_TENANT)]
+        tenant: String,
+        #[arg(long)]
+        username: String,
+    },
+    /// Deny a pending device authorization.
+    Deny {
+        user_code: String,
+        #[arg(long, default_value = tessera_core::DEFAULT_TENANT)]
+        tenant: String,
+        #[arg(long)]
+        username: String,
+    },
+}
+
+pub async fn device(config: &Config, cmd: DeviceCmd) -> Result<()> {
+    let auth = open_admin(config).await?;
+    let (code, tenant, username, approve) = match cmd {
+        DeviceCmd::Approve { user_code, tenant, username } => (user_code, tenant, username, true),
+        DeviceCmd::Deny { user_code, tenant, username } => (user_code, tenant, username, false),
+    };
+    auth.device_decide(&tenant, &code, &username, approve).await.map_err(core_err)?;
+    println!("{} device code {code} for {username}", if approve { "approved" } else { "denied" });
     Ok(())
 }

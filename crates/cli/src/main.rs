@@ -39,6 +39,9 @@ enum Command {
     /// Inspect tokens.
     #[command(subcommand)]
     Token(admin::TokenCmd),
+    /// Approve or deny device sign-ins (RFC 8628).
+    #[command(subcommand)]
+    Device(admin::DeviceCmd),
 }
 
 #[derive(Args, Debug)]
@@ -96,6 +99,7 @@ fn run(cli: Cli) -> Result<()> {
             Command::Client(c) => admin::client(&config, c).await,
             Command::Key(c) => admin::key(&config, c).await,
             Command::Token(c) => admin::token(&config, c).await,
+            Command::Device(c) => admin::device(&config, c).await,
         }
     })
 }

@@ -1,6 +1,16 @@
 //! What a caller presents: client credentials and a grant.
 
 use crate::secret::Secret;
+use crate::token::ClaimSet;
+
+/// RFC 8693 token type identifiers.
+pub mod token_type {
+    pub const ACCESS_TOKEN: &str = "urn:ietf:params:oauth:token-type:access_token";
+    pub const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
+    pub const REFRESH_TOKEN: &str = "urn:ietf:params:oauth:token-type:refresh_token";
+    /// Tessera's opaque bearer token for legacy (Tapis v2) clients.
+    pub const LEGACY: &str = "urn:tessera:params:oauth:token-type:legacy";
+}
 
 /// How the client authenticated at the endpoint (the front extracts this from the wire).
 #[derive(Debug, Clone)]
@@ -11,6 +21,10 @@ pub enum ClientAuth {
     Post { client_id: String, secret: Secret },
     /// A public client naming itself (`none`).
     None { client_id: String },
+    /// A client named but not authenticated, where the API defines no client secret for
+    /// the call (Tapis device codes). Accepted only for the device flow, whose security
+    /// is the device code plus the user's approval.
+    Identified { client_id: String },
     /// No client identification at all.
     Absent,
 }
@@ -20,7 +34,8 @@ impl ClientAuth {
         match self {
             ClientAuth::Basic { client_id, .. }
             | ClientAuth::Post { client_id, .. }
-            | ClientAuth::None { client_id } => Some(client_id),
+            | ClientAuth::None { client_id }
+            | ClientAuth::Identified { client_id } => Some(client_id),
             ClientAuth::Absent => None,
         }
     }
@@ -33,8 +48,23 @@ impl ClientAuth {
 #[derive(Debug, Clone)]
 pub enum Grant {
     ClientCredentials,
-    Password { username: String, password: Secret },
-    RefreshToken { refresh_token: Secret },
+    Password {
+        username: String,
+        password: Secret,
+    },
+    RefreshToken {
+        refresh_token: Secret,
+    },
+    /// RFC 8628 polling.
+    DeviceCode {
+        device_code: Secret,
+    },
+    /// RFC 8693.
+    TokenExchange {
+        subject_token: Secret,
+        subject_token_type: String,
+        requested_token_type: Option<String>,
+    },
 }
 
 /// A token request in core terms.
@@ -45,6 +75,14 @@ pub struct TokenRequest {
     pub scope: Option<String>,
     /// RFC 8707 resource indicator: becomes the audience.
     pub resource: Option<String>,
+    /// The claims the new tokens carry (refresh and device grants keep their own).
+    pub claim_set: ClaimSet,
+}
+
+impl TokenRequest {
+    pub fn new(grant: Grant) -> Self {
+        TokenRequest { grant, scope: None, resource: None, claim_set: ClaimSet::Standard }
+    }
 }
 
 /// A successful token response in core terms (the front renders it).
@@ -58,4 +96,18 @@ pub struct IssuedTokens {
     pub scope: Option<String>,
     pub refresh_token: Option<Secret>,
     pub refresh_expires_in: Option<i64>,
+    /// RFC 8693 `issued_token_type`, for token exchange.
+    pub issued_token_type: Option<&'static str>,
+}
+
+/// RFC 8628 device authorization response, in core terms.
+#[derive(Debug, Clone)]
+pub struct DeviceAuthorization {
+    pub device_code: Secret,
+    /// As shown to people: `XXXX-XXXX`.
+    pub user_code: String,
+    pub client_id: String,
+    pub expires_in: i64,
+    pub expires_at: i64,
+    pub interval: i64,
 }

@@ -4,6 +4,7 @@
 
 pub mod authority;
 pub mod clock;
+pub mod device;
 pub mod error;
 pub mod grant;
 pub mod keys;

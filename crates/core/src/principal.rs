@@ -15,6 +15,15 @@ pub struct User {
     pub roles: Vec<String>,
     pub disabled: bool,
     pub created_at: i64,
+    pub profile: Profile,
+}
+
+/// What a person tells about themselves (all optional).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Profile {
+    pub email: Option<String>,
+    pub given_name: Option<String>,
+    pub last_name: Option<String>,
 }
 
 impl User {
@@ -52,8 +61,15 @@ impl GrantType {
         GrantType::DeviceCode,
         GrantType::TokenExchange,
     ];
-    /// The grant types this server can run today.
-    pub const SUPPORTED: [GrantType; 3] = [GrantType::ClientCredentials, GrantType::Password, GrantType::RefreshToken];
+    /// The grant types this server can run today (authorization_code may be registered on a
+    /// client, but is refused at the token endpoint until the browser flow lands).
+    pub const SUPPORTED: [GrantType; 5] = [
+        GrantType::ClientCredentials,
+        GrantType::Password,
+        GrantType::RefreshToken,
+        GrantType::DeviceCode,
+        GrantType::TokenExchange,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -79,6 +95,11 @@ impl FromStr for GrantType {
         GrantType::ALL
             .into_iter()
             .find(|g| g.as_str() == s)
+            .or(match s {
+                "device_code" => Some(GrantType::DeviceCode),
+                "token_exchange" | "token-exchange" => Some(GrantType::TokenExchange),
+                _ => None,
+            })
             .ok_or_else(|| Error::unsupported_grant_type(format!("unsupported grant type `{s}`")))
     }
 }
@@ -95,7 +116,10 @@ pub struct Client {
     pub scopes: Vec<String>,
     /// The user who owns the client (for self-service APIs), if any.
     pub owner: Option<String>,
+    pub callback_url: Option<String>,
+    pub description: Option<String>,
     pub created_at: i64,
+    pub updated_at: i64,
 }
 
 impl Client {

@@ -45,6 +45,8 @@ pub mod prefix {
     pub const CLIENT_SECRET: &str = "tsc_";
     pub const REFRESH_TOKEN: &str = "tsr_";
     pub const API_KEY: &str = "tsk_";
+    pub const LEGACY_TOKEN: &str = "tsl_";
+    pub const DEVICE_CODE: &str = "tsd_";
 }
 
 /// `n` random bytes, base64url without padding.

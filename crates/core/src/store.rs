@@ -4,6 +4,7 @@ use crate::error::Error;
 use crate::keys::KeyRecord;
 use crate::principal::{Client, User};
 use crate::tenant::Tenant;
+use crate::token::ClaimSet;
 
 /// Storage failures, as the engine sees them.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -54,6 +55,11 @@ pub struct RefreshRecord {
     /// The access token issued alongside, so that killing the family kills it too.
     pub access_jti: String,
     pub access_exp: i64,
+    pub claim_set: ClaimSet,
+    /// How many rotations led to this token (0 for the first of a family).
+    pub refresh_count: i64,
+    /// The grant that started the family.
+    pub grant_type: String,
 }
 
 /// The successor minted on rotation; it inherits everything else from its parent.
@@ -88,6 +94,78 @@ pub enum Rotation {
     Invalid,
 }
 
+/// Where a device authorization stands (RFC 8628).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceStatus {
+    Pending,
+    Approved,
+    Denied,
+    /// Approved and exchanged for tokens: never again.
+    Consumed,
+}
+
+impl DeviceStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceStatus::Pending => "pending",
+            DeviceStatus::Approved => "approved",
+            DeviceStatus::Denied => "denied",
+            DeviceStatus::Consumed => "consumed",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        [DeviceStatus::Pending, DeviceStatus::Approved, DeviceStatus::Denied, DeviceStatus::Consumed]
+            .into_iter()
+            .find(|d| d.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceRecord {
+    pub device_code_hash: String,
+    /// Normalised: the 8 characters without separator.
+    pub user_code: String,
+    pub tenant: String,
+    pub client_id: String,
+    pub scope: Option<String>,
+    pub claim_set: ClaimSet,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub interval: i64,
+    pub last_poll_at: Option<i64>,
+    pub status: DeviceStatus,
+    /// Who approved (or denied) it.
+    pub username: Option<String>,
+}
+
+/// The answer to one poll, decided atomically by the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DevicePoll {
+    Pending,
+    /// Polled sooner than the interval; the interval has grown by 5 s.
+    SlowDown,
+    Denied,
+    Expired,
+    /// Approved: now consumed, here is what was approved.
+    Approved(DeviceRecord),
+    /// Unknown, of another client, or already exchanged.
+    Invalid,
+}
+
+/// An opaque bearer token for legacy clients (made by token exchange).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LegacyRecord {
+    pub token_hash: String,
+    pub jti: String,
+    pub tenant: String,
+    pub subject: String,
+    pub username: Option<String>,
+    pub client_id: Option<String>,
+    pub scope: Option<String>,
+    pub issued_at: i64,
+    pub expires_at: i64,
+}
+
 /// A change to cached state, published so that every node (and a server whose data dir an
 /// admin command changed) drops or reloads what it holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,6 +184,8 @@ pub trait Store: Send + Sync {
     async fn tenant_insert(&self, tenant: &Tenant, first_key: &KeyRecord) -> StoreResult<()>;
     async fn tenant_get(&self, name: &str) -> StoreResult<Option<Tenant>>;
     async fn tenant_list(&self) -> StoreResult<Vec<Tenant>>;
+    /// Update a tenant's policy (issuer, lifetimes, hosts, allowed grants).
+    async fn tenant_update(&self, tenant: &Tenant) -> StoreResult<()>;
 
     async fn key_insert(&self, key: &KeyRecord) -> StoreResult<()>;
     /// Keys of one tenant, or of all tenants.
@@ -120,6 +200,8 @@ pub trait Store: Send + Sync {
     async fn client_insert(&self, client: &Client) -> StoreResult<()>;
     async fn client_get(&self, tenant: &str, client_id: &str) -> StoreResult<Option<Client>>;
     async fn client_list(&self, tenant: &str) -> StoreResult<Vec<Client>>;
+    /// Update name, callback URL and description. Returns false when there is no such client.
+    async fn client_update(&self, client: &Client) -> StoreResult<bool>;
     /// Returns false when there is no such client. Its refresh families are revoked.
     async fn client_delete(&self, tenant: &str, client_id: &str, now: i64) -> StoreResult<bool>;
 
@@ -145,6 +227,24 @@ pub trait Store: Send + Sync {
     async fn revocations_since(&self, after: i64) -> StoreResult<Vec<(i64, Revocation)>>;
     /// Drop revocations (and dead refresh tokens) whose tokens have expired anyway.
     async fn purge_expired(&self, now: i64) -> StoreResult<u64>;
+
+    async fn device_insert(&self, d: &DeviceRecord) -> StoreResult<()>;
+    async fn device_get_by_user_code(&self, tenant: &str, user_code: &str) -> StoreResult<Option<DeviceRecord>>;
+    /// Approve (with the user) or deny a pending, unexpired authorization. False if it was not
+    /// pending or has expired.
+    async fn device_decide(
+        &self,
+        tenant: &str,
+        user_code: &str,
+        username: &str,
+        approve: bool,
+        now: i64,
+    ) -> StoreResult<bool>;
+    /// One poll by `client_id` (see [`DevicePoll`]).
+    async fn device_poll(&self, device_code_hash: &str, client_id: &str, now: i64) -> StoreResult<DevicePoll>;
+
+    async fn legacy_insert(&self, r: &LegacyRecord) -> StoreResult<()>;
+    async fn legacy_get(&self, token_hash: &str) -> StoreResult<Option<LegacyRecord>>;
 
     /// Changes with a sequence number above `after`, ascending.
     async fn changes_since(&self, after: i64) -> StoreResult<Vec<(i64, Change)>>;

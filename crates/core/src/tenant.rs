@@ -2,6 +2,7 @@
 
 use crate::error::{Error, Result};
 use crate::keys::Alg;
+use crate::principal::GrantType;
 
 /// A validated tenant name: 1-63 of `a-z 0-9 -`, not starting or ending with `-`.
 pub fn validate_tenant_name(name: &str) -> Result<()> {
@@ -31,12 +32,35 @@ pub struct Tenant {
     pub refresh_ttl: Option<i64>,
     /// Host names that select this tenant.
     pub hosts: Vec<String>,
+    /// The grants this tenant allows; `None` means every supported grant.
+    pub allowed_grants: Option<Vec<GrantType>>,
     pub created_at: i64,
+}
+
+impl Tenant {
+    pub fn allows(&self, g: GrantType) -> bool {
+        self.allowed_grants.as_ref().is_none_or(|list| list.contains(&g))
+    }
+}
+
+/// A host name as tenants list it: lowercase, without port.
+pub fn normalize_host(host: &str) -> String {
+    let h = host.trim().to_ascii_lowercase();
+    match h.rsplit_once(':') {
+        Some((name, port)) if !name.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => name.to_owned(),
+        _ => h,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[test]
+    fn hosts_lose_port_and_case() {
+        assert_eq!(normalize_host("Acme.Example:8443"), "acme.example");
+        assert_eq!(normalize_host("acme.example"), "acme.example");
+    }
+
     #[test]
     fn names() {
         for ok in ["default", "a", "acme-1"] {

@@ -16,12 +16,75 @@ pub struct AccessClaims {
     pub exp: i64,
     pub iat: i64,
     pub jti: String,
-    pub client_id: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// The client the token was issued to (absent only where a front's API lets a user
+    /// sign in without one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
     pub tenant: String,
+    /// The user the token speaks for; absent for client (machine) tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+}
+
+/// Which family of claims a token carries: the standard RFC 9068 set, or that set plus
+/// what a front's clients expect. Remembered with refresh families and device codes, so a
+/// refreshed token looks like its predecessor whichever endpoint refreshes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ClaimSet {
+    Standard,
+    /// Tapis v3: `sub` is `user@tenant`, plus the `tapis/...` claims.
+    Tapis,
+}
+
+impl ClaimSet {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClaimSet::Standard => "standard",
+            ClaimSet::Tapis => "tapis",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "standard" => Some(ClaimSet::Standard),
+            "tapis" => Some(ClaimSet::Tapis),
+            _ => None,
+        }
+    }
+}
+
+/// Who and what a token is for, before the claim set shapes it.
+#[derive(Debug, Clone)]
+pub struct Subject<'a> {
+    pub tenant: &'a str,
+    pub username: Option<&'a str>,
+    pub client_id: Option<&'a str>,
+    pub grant_type: &'a str,
+    pub refresh_count: i64,
+}
+
+/// `sub` and the extra claims for a claim set.
+pub fn shape(set: ClaimSet, s: &Subject<'_>) -> (String, Map<String, Value>) {
+    let principal = s.username.or(s.client_id).unwrap_or_default();
+    match set {
+        ClaimSet::Standard => (principal.to_owned(), Map::new()),
+        ClaimSet::Tapis => {
+            let mut m = Map::new();
+            m.insert("tapis/tenant_id".into(), s.tenant.into());
+            m.insert("tapis/username".into(), principal.into());
+            m.insert("tapis/token_type".into(), "access".into());
+            m.insert("tapis/account_type".into(), if s.username.is_some() { "user" } else { "service" }.into());
+            m.insert("tapis/delegation".into(), false.into());
+            m.insert("tapis/delegation_sub".into(), Value::Null);
+            m.insert("tapis/client_id".into(), s.client_id.map_or(Value::Null, |c| c.into()));
+            m.insert("tapis/grant_type".into(), s.grant_type.into());
+            m.insert("tapis/refresh_count".into(), s.refresh_count.into());
+            (format!("{principal}@{}", s.tenant), m)
+        }
+    }
 }
 
 /// Sign `claims` with `key`.
@@ -130,9 +193,10 @@ mod tests {
             exp: now + 60,
             iat: now,
             jti: "j".into(),
-            client_id: "c".into(),
+            client_id: Some("c".into()),
             scope: Some("read".into()),
             tenant: "a".into(),
+            username: None,
             extra: Map::new(),
         }
     }

@@ -29,6 +29,10 @@ pub struct Config {
     pub sync_interval_ms: u64,
     /// Concurrent Argon2 computations (default: the number of cores).
     pub hash_concurrency: Option<usize>,
+    /// Lifetime of a device authorization (RFC 8628), seconds.
+    pub device_ttl: i64,
+    /// Minimum polling interval of the device flow, seconds.
+    pub device_interval: i64,
 }
 
 impl Default for Config {
@@ -45,6 +49,8 @@ impl Default for Config {
             log_format: "text".into(),
             sync_interval_ms: 250,
             hash_concurrency: None,
+            device_ttl: 600,
+            device_interval: 5,
         }
     }
 }
@@ -63,10 +69,17 @@ impl Config {
         "log_format",
         "sync_interval_ms",
         "hash_concurrency",
+        "device_ttl",
+        "device_interval",
     ];
 
     pub fn validate(&self) -> Result<(), String> {
-        for (name, v) in [("access_ttl", self.access_ttl), ("refresh_ttl", self.refresh_ttl)] {
+        for (name, v) in [
+            ("access_ttl", self.access_ttl),
+            ("refresh_ttl", self.refresh_ttl),
+            ("device_ttl", self.device_ttl),
+            ("device_interval", self.device_interval),
+        ] {
             if v <= 0 {
                 return Err(format!("{name} must be positive"));
             }
@@ -94,6 +107,8 @@ impl Config {
             refresh_ttl: self.refresh_ttl,
             refresh_grace: self.refresh_grace,
             key_prepublish: self.key_prepublish,
+            device_ttl: self.device_ttl,
+            device_interval: self.device_interval,
         }
     }
 }

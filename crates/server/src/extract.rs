@@ -1,5 +1,6 @@
 //! Credentials and parameters from the wire: HTTP Basic, Bearer, form bodies, the tenant.
 
+use crate::AppState;
 use axum::extract::{FromRequestParts, RawPathParams};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
@@ -59,13 +60,20 @@ pub fn parse_form(headers: &HeaderMap, body: &[u8]) -> Result<HashMap<String, St
     Ok(out)
 }
 
-/// The tenant a request addresses: `/t/{tenant}/...`, else the default tenant.
+/// The tenant a request addresses (DESIGN.md): the Host header mapped to a tenant's host
+/// names, else the path (`/t/{tenant}/...`), else the default tenant. A front whose API has
+/// an explicit tenant parameter checks that first, itself.
 pub struct TenantName(pub String);
 
-impl<S: Send + Sync> FromRequestParts<S> for TenantName {
+impl FromRequestParts<AppState> for TenantName {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        if let Some(t) =
+            parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()).and_then(|h| state.auth.tenant_for_host(h))
+        {
+            return Ok(TenantName(t));
+        }
         if let Ok(params) = RawPathParams::from_request_parts(parts, state).await
             && let Some((_, t)) = params.iter().find(|(k, _)| *k == "tenant")
         {

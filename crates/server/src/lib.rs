@@ -3,9 +3,12 @@
 
 pub mod config;
 pub mod extract;
+pub mod fronts;
 pub mod hasher;
 pub mod metrics_layer;
 pub mod oauth;
+pub mod pages;
+pub mod time;
 
 pub use config::Config;
 pub use hasher::PooledHasher;
@@ -41,6 +44,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics_get))
         .merge(standard.clone())
         .nest("/t/{tenant}", standard)
+        .nest("/v3/oauth2", fronts::tapis::routes())
         .layer(axum::middleware::from_fn(metrics_layer::track))
         .layer(TraceLayer::new_for_http())
         .layer(SetSensitiveRequestHeadersLayer::new([axum::http::header::AUTHORIZATION, axum::http::header::COOKIE]))

@@ -8,9 +8,13 @@ use sqlx::{Row, SqlitePool};
 use std::path::Path;
 use std::time::Duration;
 use tessera_core::keys::{Alg, KeyRecord};
-use tessera_core::principal::{Client, GrantType, User};
-use tessera_core::store::{Change, NewRefresh, RefreshRecord, Revocation, Rotation, Store, StoreError, StoreResult};
+use tessera_core::principal::{Client, GrantType, Profile, User};
+use tessera_core::store::{
+    Change, DevicePoll, DeviceRecord, DeviceStatus, LegacyRecord, NewRefresh, RefreshRecord, Revocation, Rotation,
+    Store, StoreError, StoreResult,
+};
 use tessera_core::tenant::Tenant;
+use tessera_core::token::ClaimSet;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
@@ -91,8 +95,25 @@ fn tenant_from_row(r: &SqliteRow) -> StoreResult<Tenant> {
         access_ttl: r.try_get("access_ttl").map_err(db_err)?,
         refresh_ttl: r.try_get("refresh_ttl").map_err(db_err)?,
         hosts: parse_list(&r.try_get::<String, _>("hosts").map_err(db_err)?)?,
+        allowed_grants: r
+            .try_get::<Option<String>, _>("allowed_grants")
+            .map_err(db_err)?
+            .map(|s| parse_grants(&s))
+            .transpose()?,
         created_at: r.try_get("created_at").map_err(db_err)?,
     })
+}
+
+fn parse_grants(s: &str) -> StoreResult<Vec<GrantType>> {
+    parse_list(s)?.iter().map(|g| g.parse::<GrantType>().map_err(|_| corrupt("grant"))).collect()
+}
+
+fn grants_json(g: &[GrantType]) -> String {
+    json_list(&g.iter().map(|g| g.as_str().to_owned()).collect::<Vec<_>>())
+}
+
+fn claim_set(r: &SqliteRow) -> StoreResult<ClaimSet> {
+    ClaimSet::parse(&r.try_get::<String, _>("claim_set").map_err(db_err)?).ok_or_else(|| corrupt("claim set"))
 }
 
 fn key_from_row(r: &SqliteRow) -> StoreResult<KeyRecord> {
@@ -116,14 +137,17 @@ fn user_from_row(r: &SqliteRow) -> StoreResult<User> {
         roles: parse_list(&r.try_get::<String, _>("roles").map_err(db_err)?)?,
         disabled: r.try_get::<i64, _>("disabled").map_err(db_err)? != 0,
         created_at: r.try_get("created_at").map_err(db_err)?,
+        profile: Profile {
+            email: r.try_get("email").map_err(db_err)?,
+            given_name: r.try_get("given_name").map_err(db_err)?,
+            last_name: r.try_get("last_name").map_err(db_err)?,
+        },
     })
 }
 
 fn client_from_row(r: &SqliteRow) -> StoreResult<Client> {
-    let grants = parse_list(&r.try_get::<String, _>("grants").map_err(db_err)?)?
-        .iter()
-        .map(|g| g.parse::<GrantType>().map_err(|_| corrupt("client grant")))
-        .collect::<StoreResult<Vec<_>>>()?;
+    let grants = parse_grants(&r.try_get::<String, _>("grants").map_err(db_err)?)?;
+    let created_at: i64 = r.try_get("created_at").map_err(db_err)?;
     Ok(Client {
         tenant: r.try_get("tenant").map_err(db_err)?,
         client_id: r.try_get("client_id").map_err(db_err)?,
@@ -132,7 +156,10 @@ fn client_from_row(r: &SqliteRow) -> StoreResult<Client> {
         grants,
         scopes: parse_list(&r.try_get::<String, _>("scopes").map_err(db_err)?)?,
         owner: r.try_get("owner").map_err(db_err)?,
-        created_at: r.try_get("created_at").map_err(db_err)?,
+        callback_url: r.try_get("callback_url").map_err(db_err)?,
+        description: r.try_get("description").map_err(db_err)?,
+        created_at,
+        updated_at: r.try_get::<Option<i64>, _>("updated_at").map_err(db_err)?.unwrap_or(created_at),
     })
 }
 
@@ -152,11 +179,47 @@ fn refresh_from_row(r: &SqliteRow) -> StoreResult<RefreshRecord> {
         family_revoked: r.try_get::<Option<i64>, _>("revoked_at").map_err(db_err)?.is_some(),
         access_jti: r.try_get("access_jti").map_err(db_err)?,
         access_exp: r.try_get("access_exp").map_err(db_err)?,
+        claim_set: claim_set(r)?,
+        refresh_count: r.try_get("refresh_count").map_err(db_err)?,
+        grant_type: r.try_get("grant_type").map_err(db_err)?,
+    })
+}
+
+fn device_from_row(r: &SqliteRow) -> StoreResult<DeviceRecord> {
+    Ok(DeviceRecord {
+        device_code_hash: r.try_get("device_code_hash").map_err(db_err)?,
+        user_code: r.try_get("user_code").map_err(db_err)?,
+        tenant: r.try_get("tenant").map_err(db_err)?,
+        client_id: r.try_get("client_id").map_err(db_err)?,
+        scope: r.try_get("scope").map_err(db_err)?,
+        claim_set: claim_set(r)?,
+        created_at: r.try_get("created_at").map_err(db_err)?,
+        expires_at: r.try_get("expires_at").map_err(db_err)?,
+        interval: r.try_get("interval_secs").map_err(db_err)?,
+        last_poll_at: r.try_get("last_poll_at").map_err(db_err)?,
+        status: DeviceStatus::parse(&r.try_get::<String, _>("status").map_err(db_err)?)
+            .ok_or_else(|| corrupt("device status"))?,
+        username: r.try_get("username").map_err(db_err)?,
+    })
+}
+
+fn legacy_from_row(r: &SqliteRow) -> StoreResult<LegacyRecord> {
+    Ok(LegacyRecord {
+        token_hash: r.try_get("token_hash").map_err(db_err)?,
+        jti: r.try_get("jti").map_err(db_err)?,
+        tenant: r.try_get("tenant").map_err(db_err)?,
+        subject: r.try_get("subject").map_err(db_err)?,
+        username: r.try_get("username").map_err(db_err)?,
+        client_id: r.try_get("client_id").map_err(db_err)?,
+        scope: r.try_get("scope").map_err(db_err)?,
+        issued_at: r.try_get("issued_at").map_err(db_err)?,
+        expires_at: r.try_get("expires_at").map_err(db_err)?,
     })
 }
 
 const REFRESH_SELECT: &str = "SELECT t.token_hash, t.family_id, t.tenant, t.client_id, t.subject, t.username, \
-     t.scope, t.audience, t.issued_at, t.expires_at, t.used_at, t.access_jti, t.access_exp, f.revoked_at \
+     t.scope, t.audience, t.issued_at, t.expires_at, t.used_at, t.access_jti, t.access_exp, t.claim_set, \
+     t.refresh_count, t.grant_type, f.revoked_at \
      FROM refresh_tokens t JOIN refresh_families f ON f.family_id = t.family_id WHERE t.token_hash = ?";
 
 async fn revoke_family(tx: &mut sqlx::SqliteConnection, family_id: &str, now: i64) -> StoreResult<Vec<Revocation>> {
@@ -207,7 +270,8 @@ impl Store for SqliteStore {
     async fn tenant_insert(&self, t: &Tenant, first_key: &KeyRecord) -> StoreResult<()> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
         sqlx::query(
-            "INSERT INTO tenants (name, alg, issuer, access_ttl, refresh_ttl, hosts, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO tenants (name, alg, issuer, access_ttl, refresh_ttl, hosts, allowed_grants, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&t.name)
         .bind(t.alg.as_str())
@@ -215,6 +279,7 @@ impl Store for SqliteStore {
         .bind(t.access_ttl)
         .bind(t.refresh_ttl)
         .bind(json_list(&t.hosts))
+        .bind(t.allowed_grants.as_deref().map(grants_json))
         .bind(t.created_at)
         .execute(&mut *tx)
         .await
@@ -236,6 +301,28 @@ impl Store for SqliteStore {
     async fn tenant_list(&self) -> StoreResult<Vec<Tenant>> {
         let rows = sqlx::query("SELECT * FROM tenants ORDER BY name").fetch_all(&self.pool).await.map_err(db_err)?;
         rows.iter().map(tenant_from_row).collect()
+    }
+
+    async fn tenant_update(&self, t: &Tenant) -> StoreResult<()> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
+        let n = sqlx::query(
+            "UPDATE tenants SET issuer = ?, access_ttl = ?, refresh_ttl = ?, hosts = ?, allowed_grants = ? WHERE name = ?",
+        )
+        .bind(&t.issuer)
+        .bind(t.access_ttl)
+        .bind(t.refresh_ttl)
+        .bind(json_list(&t.hosts))
+        .bind(t.allowed_grants.as_deref().map(grants_json))
+        .bind(&t.name)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        if n == 0 {
+            return Err(StoreError::NotFound(format!("tenant {}", t.name)));
+        }
+        record_change(&mut tx, "tenant", &t.name, None).await?;
+        tx.commit().await.map_err(db_err)
     }
 
     async fn key_insert(&self, key: &KeyRecord) -> StoreResult<()> {
@@ -262,7 +349,8 @@ impl Store for SqliteStore {
     async fn user_insert(&self, u: &User) -> StoreResult<()> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
         sqlx::query(
-            "INSERT INTO users (tenant, username, password_hash, roles, disabled, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO users (tenant, username, password_hash, roles, disabled, created_at, email, given_name, last_name) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&u.tenant)
         .bind(&u.username)
@@ -270,6 +358,9 @@ impl Store for SqliteStore {
         .bind(json_list(&u.roles))
         .bind(u.disabled as i64)
         .bind(u.created_at)
+        .bind(&u.profile.email)
+        .bind(&u.profile.given_name)
+        .bind(&u.profile.last_name)
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
@@ -314,20 +405,22 @@ impl Store for SqliteStore {
     }
 
     async fn client_insert(&self, c: &Client) -> StoreResult<()> {
-        let grants: Vec<String> = c.grants.iter().map(|g| g.as_str().to_owned()).collect();
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
         sqlx::query(
-            "INSERT INTO clients (tenant, client_id, name, secret_hash, grants, scopes, owner, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO clients (tenant, client_id, name, secret_hash, grants, scopes, owner, created_at, \
+             callback_url, description, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&c.tenant)
         .bind(&c.client_id)
         .bind(&c.name)
         .bind(&c.secret_hash)
-        .bind(json_list(&grants))
+        .bind(grants_json(&c.grants))
         .bind(json_list(&c.scopes))
         .bind(&c.owner)
         .bind(c.created_at)
+        .bind(&c.callback_url)
+        .bind(&c.description)
+        .bind(c.updated_at)
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
@@ -352,6 +445,28 @@ impl Store for SqliteStore {
             .await
             .map_err(db_err)?;
         rows.iter().map(client_from_row).collect()
+    }
+
+    async fn client_update(&self, c: &Client) -> StoreResult<bool> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
+        let n = sqlx::query(
+            "UPDATE clients SET name = ?, callback_url = ?, description = ?, updated_at = ? WHERE tenant = ? AND client_id = ?",
+        )
+        .bind(&c.name)
+        .bind(&c.callback_url)
+        .bind(&c.description)
+        .bind(c.updated_at)
+        .bind(&c.tenant)
+        .bind(&c.client_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        if n > 0 {
+            record_change(&mut tx, "client", &c.tenant, Some(&c.client_id)).await?;
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(n > 0)
     }
 
     async fn client_delete(&self, tenant: &str, client_id: &str, now: i64) -> StoreResult<bool> {
@@ -394,7 +509,8 @@ impl Store for SqliteStore {
             .map_err(db_err)?;
         sqlx::query(
             "INSERT INTO refresh_tokens (token_hash, family_id, tenant, client_id, subject, username, scope, audience, \
-             issued_at, expires_at, used_at, access_jti, access_exp) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?)",
+             issued_at, expires_at, used_at, access_jti, access_exp, claim_set, refresh_count, grant_type) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?)",
         )
         .bind(&r.token_hash)
         .bind(&r.family_id)
@@ -408,6 +524,9 @@ impl Store for SqliteStore {
         .bind(r.expires_at)
         .bind(&r.access_jti)
         .bind(r.access_exp)
+        .bind(r.claim_set.as_str())
+        .bind(r.refresh_count)
+        .bind(&r.grant_type)
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
@@ -456,9 +575,9 @@ impl Store for SqliteStore {
         };
         sqlx::query(
             "INSERT INTO refresh_tokens (token_hash, family_id, tenant, client_id, subject, username, scope, audience, \
-             issued_at, expires_at, used_at, access_jti, access_exp) \
-             SELECT ?, family_id, tenant, client_id, subject, username, scope, audience, ?, ?, NULL, ?, ? \
-             FROM refresh_tokens WHERE token_hash = ?",
+             issued_at, expires_at, used_at, access_jti, access_exp, claim_set, refresh_count, grant_type) \
+             SELECT ?, family_id, tenant, client_id, subject, username, scope, audience, ?, ?, NULL, ?, ?, \
+             claim_set, refresh_count + 1, grant_type FROM refresh_tokens WHERE token_hash = ?",
         )
         .bind(&next.token_hash)
         .bind(next.issued_at)
@@ -520,6 +639,10 @@ impl Store for SqliteStore {
             .await
             .map_err(db_err)?
             .rows_affected();
+        for sql in ["DELETE FROM device_codes WHERE expires_at <= ?", "DELETE FROM legacy_tokens WHERE expires_at <= ?"]
+        {
+            sqlx::query(sql).bind(now).execute(&mut *tx).await.map_err(db_err)?;
+        }
         sqlx::query(
             "DELETE FROM refresh_families WHERE NOT EXISTS \
              (SELECT 1 FROM refresh_tokens t WHERE t.family_id = refresh_families.family_id)",
@@ -529,6 +652,138 @@ impl Store for SqliteStore {
         .map_err(db_err)?;
         tx.commit().await.map_err(db_err)?;
         Ok(a + b)
+    }
+
+    async fn device_insert(&self, d: &DeviceRecord) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO device_codes (device_code_hash, user_code, tenant, client_id, scope, claim_set, created_at, \
+             expires_at, interval_secs, last_poll_at, status, username) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&d.device_code_hash)
+        .bind(&d.user_code)
+        .bind(&d.tenant)
+        .bind(&d.client_id)
+        .bind(&d.scope)
+        .bind(d.claim_set.as_str())
+        .bind(d.created_at)
+        .bind(d.expires_at)
+        .bind(d.interval)
+        .bind(d.last_poll_at)
+        .bind(d.status.as_str())
+        .bind(&d.username)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn device_get_by_user_code(&self, tenant: &str, user_code: &str) -> StoreResult<Option<DeviceRecord>> {
+        let row = sqlx::query("SELECT * FROM device_codes WHERE tenant = ? AND user_code = ?")
+            .bind(tenant)
+            .bind(user_code)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        row.as_ref().map(device_from_row).transpose()
+    }
+
+    async fn device_decide(
+        &self,
+        tenant: &str,
+        user_code: &str,
+        username: &str,
+        approve: bool,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let status = if approve { DeviceStatus::Approved } else { DeviceStatus::Denied };
+        let n = sqlx::query(
+            "UPDATE device_codes SET status = ?, username = ? \
+             WHERE tenant = ? AND user_code = ? AND status = 'pending' AND expires_at > ?",
+        )
+        .bind(status.as_str())
+        .bind(username)
+        .bind(tenant)
+        .bind(user_code)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    async fn device_poll(&self, device_code_hash: &str, client_id: &str, now: i64) -> StoreResult<DevicePoll> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
+        let row = sqlx::query("SELECT * FROM device_codes WHERE device_code_hash = ?")
+            .bind(device_code_hash)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        let Some(d) = row.as_ref().map(device_from_row).transpose()? else {
+            return Ok(DevicePoll::Invalid);
+        };
+        if d.client_id != client_id {
+            return Ok(DevicePoll::Invalid);
+        }
+        let outcome = match d.status {
+            DeviceStatus::Consumed => DevicePoll::Invalid,
+            _ if d.expires_at <= now => DevicePoll::Expired,
+            DeviceStatus::Denied => DevicePoll::Denied,
+            DeviceStatus::Approved => {
+                sqlx::query(
+                    "UPDATE device_codes SET status = 'consumed' WHERE device_code_hash = ? AND status = 'approved'",
+                )
+                .bind(device_code_hash)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+                DevicePoll::Approved(d)
+            }
+            DeviceStatus::Pending => {
+                let too_soon = d.last_poll_at.is_some_and(|last| now - last < d.interval);
+                // RFC 8628 section 3.5: slow_down adds 5 seconds to the interval for good.
+                let interval = if too_soon { d.interval + 5 } else { d.interval };
+                sqlx::query("UPDATE device_codes SET last_poll_at = ?, interval_secs = ? WHERE device_code_hash = ?")
+                    .bind(now)
+                    .bind(interval)
+                    .bind(device_code_hash)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+                if too_soon { DevicePoll::SlowDown } else { DevicePoll::Pending }
+            }
+        };
+        tx.commit().await.map_err(db_err)?;
+        Ok(outcome)
+    }
+
+    async fn legacy_insert(&self, r: &LegacyRecord) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO legacy_tokens (token_hash, jti, tenant, subject, username, client_id, scope, issued_at, expires_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&r.token_hash)
+        .bind(&r.jti)
+        .bind(&r.tenant)
+        .bind(&r.subject)
+        .bind(&r.username)
+        .bind(&r.client_id)
+        .bind(&r.scope)
+        .bind(r.issued_at)
+        .bind(r.expires_at)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn legacy_get(&self, token_hash: &str) -> StoreResult<Option<LegacyRecord>> {
+        let row = sqlx::query("SELECT * FROM legacy_tokens WHERE token_hash = ?")
+            .bind(token_hash)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        row.as_ref().map(legacy_from_row).transpose()
     }
 
     async fn changes_since(&self, after: i64) -> StoreResult<Vec<(i64, Change)>> {

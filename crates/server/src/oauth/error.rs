@@ -16,8 +16,8 @@ impl From<Error> for OAuthError {
 
 pub fn status_of(kind: ErrorKind) -> StatusCode {
     match kind {
-        ErrorKind::InvalidClient => StatusCode::UNAUTHORIZED,
-        ErrorKind::Forbidden | ErrorKind::AccessDenied => StatusCode::FORBIDDEN,
+        ErrorKind::InvalidClient | ErrorKind::InvalidToken => StatusCode::UNAUTHORIZED,
+        ErrorKind::Forbidden => StatusCode::FORBIDDEN,
         ErrorKind::NotFound => StatusCode::NOT_FOUND,
         ErrorKind::Conflict => StatusCode::CONFLICT,
         ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,

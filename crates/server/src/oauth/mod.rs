@@ -1,10 +1,12 @@
 //! The standard OAuth 2 front: token (RFC 6749), introspection (RFC 7662), revocation
 //! (RFC 7009), metadata (RFC 8414 / OpenID discovery) and JWKS.
 
+mod device;
 mod error;
-mod metadata;
+pub mod metadata;
 mod token;
 
+pub use device::verification_uri as device_verification_uri;
 pub use error::OAuthError;
 
 use crate::AppState;
@@ -18,6 +20,8 @@ pub fn routes() -> Router<AppState> {
         .route("/oauth2/token", post(token::token_post))
         .route("/oauth2/introspect", post(token::introspect_post))
         .route("/oauth2/revoke", post(token::revoke_post))
+        .route("/oauth2/device_authorization", post(device::device_authorization_post))
+        .route("/device", get(crate::pages::device::device_get).post(crate::pages::device::device_post))
         .route("/.well-known/openid-configuration", get(metadata::discovery_get))
         .route("/.well-known/oauth-authorization-server", get(metadata::discovery_get))
         .route("/.well-known/jwks.json", get(metadata::jwks_get))

@@ -15,7 +15,7 @@ use tessera_core::secret::Secret;
 
 /// Client authentication from the Authorization header or the body; using both is an error
 /// (RFC 6749 section 2.3: one method per request).
-fn client_auth(headers: &HeaderMap, form: &mut HashMap<String, String>) -> Result<ClientAuth, Error> {
+pub(super) fn client_auth(headers: &HeaderMap, form: &mut HashMap<String, String>) -> Result<ClientAuth, Error> {
     let basic = basic_credentials(headers)?;
     let post_secret = form.remove("client_secret");
     let post_id = form.remove("client_id");
@@ -34,11 +34,11 @@ fn client_auth(headers: &HeaderMap, form: &mut HashMap<String, String>) -> Resul
     }
 }
 
-fn required(form: &mut HashMap<String, String>, name: &str) -> Result<String, Error> {
+pub(super) fn required(form: &mut HashMap<String, String>, name: &str) -> Result<String, Error> {
     form.remove(name).ok_or_else(|| Error::invalid_request(format!("missing parameter `{name}`")))
 }
 
-fn no_store(mut res: Response) -> Response {
+pub(super) fn no_store(mut res: Response) -> Response {
     let h = res.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
@@ -61,6 +61,14 @@ pub async fn token_post(
             password: Secret::new(required(&mut form, "password")?),
         },
         "refresh_token" => Grant::RefreshToken { refresh_token: Secret::new(required(&mut form, "refresh_token")?) },
+        "urn:ietf:params:oauth:grant-type:device_code" => {
+            Grant::DeviceCode { device_code: Secret::new(required(&mut form, "device_code")?) }
+        }
+        "urn:ietf:params:oauth:grant-type:token-exchange" => Grant::TokenExchange {
+            subject_token: Secret::new(required(&mut form, "subject_token")?),
+            subject_token_type: required(&mut form, "subject_token_type")?,
+            requested_token_type: form.remove("requested_token_type"),
+        },
         other => {
             return Err(Error::new(
                 tessera_core::ErrorKind::UnsupportedGrantType,
@@ -69,7 +77,9 @@ pub async fn token_post(
             .into());
         }
     };
-    let req = TokenRequest { grant, scope: form.remove("scope"), resource: form.remove("resource") };
+    let mut req = TokenRequest::new(grant);
+    req.scope = form.remove("scope");
+    req.resource = form.remove("resource").or_else(|| form.remove("audience"));
     let issued = state.auth.token(&tenant, &auth, req).await?;
     metrics::counter!("tessera_tokens_issued_total", "grant" => grant_label(&grant_type)).increment(1);
     let mut body = Map::new();
@@ -82,6 +92,9 @@ pub async fn token_post(
     if let Some(s) = issued.scope {
         body.insert("scope".into(), s.into());
     }
+    if let Some(t) = issued.issued_token_type {
+        body.insert("issued_token_type".into(), t.into());
+    }
     Ok(no_store(axum::Json(Value::Object(body)).into_response()))
 }
 
@@ -90,6 +103,8 @@ fn grant_label(g: &str) -> &'static str {
         "client_credentials" => "client_credentials",
         "password" => "password",
         "refresh_token" => "refresh_token",
+        "urn:ietf:params:oauth:grant-type:device_code" => "device_code",
+        "urn:ietf:params:oauth:grant-type:token-exchange" => "token_exchange",
         _ => "other",
     }
 }

@@ -4,11 +4,14 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 use tessera_core::authority::Authority;
+use tessera_core::authority::{NewClient, TenantPolicy};
 use tessera_core::clock::{ManualClock, SystemRng};
+use tessera_core::grant::token_type;
 use tessera_core::grant::{ClientAuth, Grant, TokenRequest};
 use tessera_core::keys::{Alg, MasterKey};
-use tessera_core::principal::GrantType;
+use tessera_core::principal::{GrantType, Profile};
 use tessera_core::secret::{Argon2id, InlineHasher, Secret};
+use tessera_core::token::ClaimSet;
 use tessera_core::token::Invalid;
 use tessera_core::{ErrorKind, Settings};
 use tessera_store::SqliteStore;
@@ -62,25 +65,20 @@ fn settings() -> Settings {
 
 /// A tenant `t`, a user `alice`, and a confidential client allowed password + refresh.
 async fn setup(auth: &Authority) -> ClientAuth {
-    auth.create_tenant("t", Alg::EdDSA, None, None, None).await.unwrap();
-    auth.create_user("t", "alice", Secret::new("correct horse battery"), vec![]).await.unwrap();
-    let (c, s) = auth
-        .create_client("t", "app", vec![GrantType::Password, GrantType::RefreshToken], vec!["read".into()], false, None)
-        .await
-        .unwrap();
+    auth.create_tenant("t", Alg::EdDSA, None, None, None, vec![]).await.unwrap();
+    auth.create_user("t", "alice", Secret::new("correct horse battery"), vec![], Profile::default()).await.unwrap();
+    let mut spec = NewClient::new("t", "app", vec![GrantType::Password, GrantType::RefreshToken]);
+    spec.scopes = vec!["read".into()];
+    let (c, s) = auth.create_client(spec).await.unwrap();
     ClientAuth::Basic { client_id: c.client_id, secret: s.unwrap() }
 }
 
 fn password() -> TokenRequest {
-    TokenRequest {
-        grant: Grant::Password { username: "alice".into(), password: Secret::new("correct horse battery") },
-        scope: None,
-        resource: None,
-    }
+    TokenRequest::new(Grant::Password { username: "alice".into(), password: Secret::new("correct horse battery") })
 }
 
 fn refresh(rt: &Secret) -> TokenRequest {
-    TokenRequest { grant: Grant::RefreshToken { refresh_token: rt.clone() }, scope: None, resource: None }
+    TokenRequest::new(Grant::RefreshToken { refresh_token: rt.clone() })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -200,7 +198,7 @@ async fn a_second_engine_on_the_same_database_follows_changes() {
 async fn a_wrong_master_key_refuses_to_open() {
     let env = Env::new("master");
     let a = env.engine(settings()).await.unwrap();
-    a.create_tenant("t", Alg::RS256, None, None, None).await.unwrap();
+    a.create_tenant("t", Alg::RS256, None, None, None, vec![]).await.unwrap();
     drop(a);
     let other = MasterKey::generate(&SystemRng).to_base64().to_string();
     let err = env.engine_with_key(settings(), &other).await.err().expect("must refuse");
@@ -237,7 +235,124 @@ async fn wrong_password_unknown_user_and_disabled_user_are_invalid_grant() {
     assert_eq!((e.kind, e.description.contains("disabled")), (ErrorKind::InvalidGrant, true));
     assert_eq!(auth.token("t", &client, refresh(&rt)).await.unwrap_err().kind, ErrorKind::InvalidGrant);
     assert_eq!(
-        auth.create_user("t", "alice", Secret::new("another password"), vec![]).await.unwrap_err().kind,
+        auth.create_user("t", "alice", Secret::new("another password"), vec![], Profile::default())
+            .await
+            .unwrap_err()
+            .kind,
         ErrorKind::Conflict
     );
+}
+
+/// A tenant `t`, user `alice`, and a confidential client allowed the device flow.
+async fn device_setup(auth: &Authority) -> ClientAuth {
+    auth.create_tenant("t", Alg::EdDSA, None, None, None, vec![]).await.unwrap();
+    auth.create_user("t", "alice", Secret::new("correct horse battery"), vec![], Profile::default()).await.unwrap();
+    let spec = NewClient::new("t", "tv", vec![GrantType::DeviceCode, GrantType::RefreshToken]);
+    let (c, s) = auth.create_client(spec).await.unwrap();
+    ClientAuth::Basic { client_id: c.client_id, secret: s.unwrap() }
+}
+
+fn poll(code: &Secret) -> TokenRequest {
+    TokenRequest::new(Grant::DeviceCode { device_code: code.clone() })
+}
+
+#[tokio::test]
+async fn device_flow_pending_slow_down_approve_once() {
+    let env = Env::new("device");
+    let auth = env.engine(Settings { device_interval: 5, device_ttl: 300, ..settings() }).await.unwrap();
+    let client = device_setup(&auth).await;
+    let d = auth.device_authorize("t", &client, None, ClaimSet::Standard).await.unwrap();
+    assert_eq!(d.user_code.len(), 9, "shown as XXXX-XXXX");
+    let kind = |r: Result<_, tessera_core::Error>| r.map(|_| ()).unwrap_err().kind;
+    assert_eq!(kind(auth.token("t", &client, poll(&d.device_code)).await), ErrorKind::AuthorizationPending);
+    env.clock.advance(1);
+    assert_eq!(kind(auth.token("t", &client, poll(&d.device_code)).await), ErrorKind::SlowDown);
+    // The interval grew to 10 s: 6 s later is still too soon.
+    env.clock.advance(6);
+    assert_eq!(kind(auth.token("t", &client, poll(&d.device_code)).await), ErrorKind::SlowDown);
+    env.clock.advance(16);
+    assert_eq!(kind(auth.token("t", &client, poll(&d.device_code)).await), ErrorKind::AuthorizationPending);
+    // Another user's code typed in lower case with the dash still works.
+    auth.device_decide("t", &d.user_code.to_lowercase(), "alice", true).await.unwrap();
+    let issued = auth.token("t", &client, poll(&d.device_code)).await.unwrap();
+    assert_eq!(auth.verify_access("t", &issued.access_token).unwrap().username.as_deref(), Some("alice"));
+    assert!(issued.refresh_token.is_some());
+    assert_eq!(kind(auth.token("t", &client, poll(&d.device_code)).await), ErrorKind::InvalidGrant, "used once");
+}
+
+#[tokio::test]
+async fn device_flow_denied_expired_and_foreign_client() {
+    let env = Env::new("device2");
+    let auth = env.engine(Settings { device_interval: 1, device_ttl: 60, ..settings() }).await.unwrap();
+    let client = device_setup(&auth).await;
+    let kind = |r: Result<_, tessera_core::Error>| r.map(|_| ()).unwrap_err().kind;
+    let denied = auth.device_authorize("t", &client, None, ClaimSet::Standard).await.unwrap();
+    auth.device_decide("t", &denied.user_code, "alice", false).await.unwrap();
+    assert_eq!(kind(auth.token("t", &client, poll(&denied.device_code)).await), ErrorKind::AccessDenied);
+    assert!(auth.device_decide("t", &denied.user_code, "alice", true).await.is_err(), "decided once");
+    assert!(auth.device_decide("t", "BCDF-GHJK", "alice", true).await.is_err(), "unknown code");
+    let late = auth.device_authorize("t", &client, None, ClaimSet::Standard).await.unwrap();
+    assert!(auth.device_decide("t", &late.user_code, "nobody", true).await.is_err(), "unknown user");
+    env.clock.advance(61);
+    assert_eq!(kind(auth.token("t", &client, poll(&late.device_code)).await), ErrorKind::ExpiredToken);
+    assert!(auth.device_decide("t", &late.user_code, "alice", true).await.is_err(), "expired");
+    // A client that is not allowed the device flow cannot start one.
+    let (c, s) = auth.create_client(NewClient::new("t", "other", vec![GrantType::ClientCredentials])).await.unwrap();
+    let other = ClientAuth::Basic { client_id: c.client_id, secret: s.unwrap() };
+    let refused = auth.device_authorize("t", &other, None, ClaimSet::Standard).await.unwrap_err();
+    assert_eq!(refused.kind, ErrorKind::UnauthorizedClient);
+}
+
+#[tokio::test]
+async fn token_exchange_to_access_and_legacy_tokens() {
+    let env = Env::new("exchange");
+    let auth = env.engine(settings()).await.unwrap();
+    let client = setup(&auth).await;
+    let (c, s) = auth.create_client(NewClient::new("t", "svc", vec![GrantType::TokenExchange])).await.unwrap();
+    let exchanger = ClientAuth::Basic { client_id: c.client_id, secret: s.unwrap() };
+    let subject = auth.token("t", &client, password()).await.unwrap();
+    let exchange = |requested: Option<&str>| {
+        TokenRequest::new(Grant::TokenExchange {
+            subject_token: Secret::new(subject.access_token.clone()),
+            subject_token_type: token_type::ACCESS_TOKEN.into(),
+            requested_token_type: requested.map(str::to_owned),
+        })
+    };
+    let jwt = auth.token("t", &exchanger, exchange(None)).await.unwrap();
+    assert_eq!(jwt.issued_token_type, Some(token_type::ACCESS_TOKEN));
+    let claims = auth.verify_access("t", &jwt.access_token).unwrap();
+    assert_eq!(claims.username.as_deref(), Some("alice"));
+    assert!(claims.exp <= subject.expires_at, "never outlives its subject");
+    let legacy = auth.token("t", &exchanger, exchange(Some(token_type::LEGACY))).await.unwrap();
+    assert!(legacy.access_token.starts_with("tsl_"));
+    let seen = auth.introspect("t", &exchanger, &legacy.access_token, None).await.unwrap().expect("active");
+    assert_eq!(seen["username"], "alice");
+    assert!(auth.revoke_by_possession("t", &legacy.access_token).await.unwrap().is_some());
+    assert!(auth.introspect("t", &exchanger, &legacy.access_token, None).await.unwrap().is_none());
+    // A revoked subject cannot be exchanged.
+    auth.revoke_access(&auth.verify_access("t", &subject.access_token).unwrap()).await.unwrap();
+    assert_eq!(auth.token("t", &exchanger, exchange(None)).await.unwrap_err().kind, ErrorKind::InvalidGrant);
+    // A client without the grant is refused.
+    assert_eq!(auth.token("t", &client, exchange(None)).await.unwrap_err().kind, ErrorKind::UnauthorizedClient);
+}
+
+#[tokio::test]
+async fn tenant_policy_limits_grants_and_lifetimes() {
+    let env = Env::new("policy");
+    let auth = env.engine(settings()).await.unwrap();
+    let client = setup(&auth).await;
+    let policy =
+        TenantPolicy { access_ttl: Some(120), refresh_ttl: None, allowed_grants: Some(vec![GrantType::RefreshToken]) };
+    auth.update_tenant_policy("t", policy).await.unwrap();
+    let e = auth.token("t", &client, password()).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::UnsupportedGrantType);
+    auth.update_tenant_policy(
+        "t",
+        TenantPolicy { allowed_grants: Some(vec![GrantType::Password]), ..Default::default() },
+    )
+    .await
+    .unwrap();
+    let issued = auth.token("t", &client, password()).await.unwrap();
+    assert_eq!(issued.expires_in, 120);
+    assert!(issued.refresh_token.is_none(), "refresh is not allowed by the tenant any more");
 }

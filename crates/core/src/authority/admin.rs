@@ -1,0 +1,383 @@
+//! Administration: tenants and their policy, signing keys, users, clients.
+
+use super::{Authority, DEFAULT_TENANT, KeyInfo, lock_poisoned};
+use crate::error::{Error, Result};
+use crate::keys::{Alg, KeyStatus, SigningKey};
+use crate::principal::{Client, GrantType, Profile, User, parse_scope, validate_username};
+use crate::secret::{self, Secret, prefix};
+use crate::store::StoreError;
+use crate::tenant::{Tenant, normalize_host, validate_tenant_name};
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// Changes to a tenant's policy; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct TenantPolicy {
+    pub access_ttl: Option<i64>,
+    pub refresh_ttl: Option<i64>,
+    pub allowed_grants: Option<Vec<GrantType>>,
+}
+
+/// A client to register.
+#[derive(Debug, Clone)]
+pub struct NewClient {
+    pub tenant: String,
+    pub name: String,
+    pub grants: Vec<GrantType>,
+    pub scopes: Vec<String>,
+    pub public: bool,
+    pub owner: Option<String>,
+    /// Chosen by the caller where an API allows it; generated otherwise.
+    pub client_id: Option<String>,
+    /// Chosen by the caller where an API allows it (at least 24 characters); generated otherwise.
+    pub secret: Option<Secret>,
+    pub callback_url: Option<String>,
+    pub description: Option<String>,
+}
+
+impl NewClient {
+    pub fn new(tenant: &str, name: &str, grants: Vec<GrantType>) -> Self {
+        NewClient {
+            tenant: tenant.to_owned(),
+            name: name.to_owned(),
+            grants,
+            scopes: vec![],
+            public: false,
+            owner: None,
+            client_id: None,
+            secret: None,
+            callback_url: None,
+            description: None,
+        }
+    }
+}
+
+fn conflict_as(what: String) -> impl FnOnce(StoreError) -> Error {
+    move |e| match e {
+        StoreError::Conflict(_) => Error::conflict(what),
+        e => e.into(),
+    }
+}
+
+fn check_ttl(v: Option<i64>) -> Result<()> {
+    match v {
+        Some(t) if t <= 0 || t > 10 * 365 * 86400 => Err(Error::invalid_request("token lifetimes must be positive")),
+        _ => Ok(()),
+    }
+}
+
+fn check_url(name: &str, v: &Option<String>) -> Result<()> {
+    match v {
+        Some(u) if !(u.starts_with("https://") || u.starts_with("http://")) || u.len() > 2000 => {
+            Err(Error::invalid_request(format!("{name} must be an http(s) URL")))
+        }
+        _ => Ok(()),
+    }
+}
+
+impl Authority {
+    /// On an empty store: create the default tenant and an `admin` user with a random
+    /// one-time password, returned so that the caller can show it once.
+    pub async fn bootstrap(&self) -> Result<Option<Secret>> {
+        if !self.store.tenant_list().await?.is_empty() {
+            return Ok(None);
+        }
+        self.create_tenant(DEFAULT_TENANT, Alg::EdDSA, None, None, None, vec![]).await?;
+        let password = Secret::new(secret::random_b64(self.rng.as_ref(), 18));
+        self.create_user(DEFAULT_TENANT, "admin", password.clone(), vec!["admin".into()], Profile::default()).await?;
+        Ok(Some(password))
+    }
+
+    // ----- tenants and keys -------------------------------------------------------------
+
+    pub async fn create_tenant(
+        &self,
+        name: &str,
+        alg: Alg,
+        issuer: Option<String>,
+        access_ttl: Option<i64>,
+        refresh_ttl: Option<i64>,
+        hosts: Vec<String>,
+    ) -> Result<Tenant> {
+        validate_tenant_name(name)?;
+        check_url("issuer", &issuer)?;
+        check_ttl(access_ttl)?;
+        check_ttl(refresh_ttl)?;
+        let hosts: Vec<String> = hosts.iter().map(|h| normalize_host(h)).collect();
+        for h in &hosts {
+            if h.is_empty() || h.contains('/') {
+                return Err(Error::invalid_request(format!("invalid host name `{h}`")));
+            }
+            if let Some(other) = self.tenant_for_host(h) {
+                return Err(Error::conflict(format!("host `{h}` already belongs to tenant `{other}`")));
+            }
+        }
+        let now = self.now();
+        let t = Tenant {
+            name: name.to_owned(),
+            alg,
+            issuer,
+            access_ttl,
+            refresh_ttl,
+            hosts,
+            allowed_grants: None,
+            created_at: now,
+        };
+        let (_, record) = SigningKey::generate(self.rng.as_ref(), &self.master, name, alg, now, now)?;
+        self.store.tenant_insert(&t, &record).await.map_err(conflict_as(format!("tenant `{name}` already exists")))?;
+        self.load_tenant(name).await?;
+        Ok(t)
+    }
+
+    pub async fn list_tenants(&self) -> Result<Vec<(Tenant, String)>> {
+        Ok(self
+            .store
+            .tenant_list()
+            .await?
+            .into_iter()
+            .map(|t| {
+                let issuer = self.issuer_for(&t);
+                (t, issuer)
+            })
+            .collect())
+    }
+
+    /// Change a tenant's token lifetimes and allowed grants.
+    pub async fn update_tenant_policy(&self, tenant: &str, policy: TenantPolicy) -> Result<Tenant> {
+        let mut t = self.tenant(tenant)?.tenant.clone();
+        check_ttl(policy.access_ttl)?;
+        check_ttl(policy.refresh_ttl)?;
+        if let Some(a) = policy.access_ttl {
+            t.access_ttl = Some(a);
+        }
+        if let Some(r) = policy.refresh_ttl {
+            t.refresh_ttl = Some(r);
+        }
+        if let Some(g) = policy.allowed_grants {
+            t.allowed_grants = Some(g);
+        }
+        self.store.tenant_update(&t).await?;
+        self.load_tenant(tenant).await?;
+        Ok(t)
+    }
+
+    /// Add a new signing key; it is published at once and signs after the
+    /// pre-publication delay.
+    pub async fn rotate_key(&self, tenant: &str) -> Result<KeyInfo> {
+        let ts = self.tenant(tenant)?;
+        let now = self.now();
+        let activates = now + self.settings.key_prepublish;
+        let (key, record) =
+            SigningKey::generate(self.rng.as_ref(), &self.master, tenant, ts.tenant.alg, now, activates)?;
+        self.store.key_insert(&record).await?;
+        self.load_tenant(tenant).await?;
+        Ok(KeyInfo {
+            kid: key.kid.clone(),
+            alg: key.alg.to_string(),
+            status: if activates > now { KeyStatus::Pending.as_str() } else { KeyStatus::Active.as_str() },
+            created_at: now,
+            activates_at: activates,
+        })
+    }
+
+    pub fn list_keys(&self, tenant: &str) -> Result<Vec<KeyInfo>> {
+        let ts = self.tenant(tenant)?;
+        let now = self.now();
+        Ok(ts
+            .ring
+            .keys()
+            .iter()
+            .enumerate()
+            .map(|(i, k)| KeyInfo {
+                kid: k.kid.clone(),
+                alg: k.alg.to_string(),
+                status: ts.ring.status(i, now, ts.access_ttl).as_str(),
+                created_at: k.created_at,
+                activates_at: k.activates_at,
+            })
+            .collect())
+    }
+
+    /// The tenant's JWK Set: every key that is pending, active, or retiring.
+    pub fn jwks(&self, tenant: &str) -> Result<Value> {
+        let ts = self.tenant(tenant)?;
+        let keys: Vec<&Value> = ts.ring.published(self.now(), ts.access_ttl).map(|k| k.jwk()).collect();
+        Ok(json!({ "keys": keys }))
+    }
+
+    // ----- users ------------------------------------------------------------------------
+
+    pub async fn create_user(
+        &self,
+        tenant: &str,
+        username: &str,
+        password: Secret,
+        roles: Vec<String>,
+        profile: Profile,
+    ) -> Result<User> {
+        self.tenant(tenant)?;
+        validate_username(username)?;
+        secret::check_password_policy(password.expose())?;
+        let exists = || Error::conflict(format!("user `{username}` already exists in tenant `{tenant}`"));
+        if self.store.user_get(tenant, username).await?.is_some() {
+            return Err(exists());
+        }
+        let user = User {
+            tenant: tenant.to_owned(),
+            username: username.to_owned(),
+            password_hash: self.hasher.hash(password).await?,
+            roles,
+            disabled: false,
+            created_at: self.now(),
+            profile,
+        };
+        self.store.user_insert(&user).await.map_err(conflict_as(exists().description))?;
+        Ok(user)
+    }
+
+    pub async fn get_user(&self, tenant: &str, username: &str) -> Result<User> {
+        self.tenant(tenant)?;
+        self.store
+            .user_get(tenant, username)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("user `{username}` not found")))
+    }
+
+    pub async fn list_users(&self, tenant: &str) -> Result<Vec<User>> {
+        self.tenant(tenant)?;
+        Ok(self.store.user_list(tenant).await?)
+    }
+
+    pub async fn set_user_disabled(&self, tenant: &str, username: &str, disabled: bool) -> Result<()> {
+        self.tenant(tenant)?;
+        if self.store.user_set_disabled(tenant, username, disabled).await? {
+            Ok(())
+        } else {
+            Err(Error::not_found(format!("user `{username}` not found in tenant `{tenant}`")))
+        }
+    }
+
+    // ----- clients ----------------------------------------------------------------------
+
+    /// Register a client. A confidential client gets a secret, returned once.
+    pub async fn create_client(&self, spec: NewClient) -> Result<(Client, Option<Secret>)> {
+        let tenant = spec.tenant.as_str();
+        self.tenant(tenant)?;
+        if spec.name.trim().is_empty() || spec.name.len() > 200 {
+            return Err(Error::invalid_request("client name must be 1-200 characters"));
+        }
+        if spec.grants.is_empty() {
+            return Err(Error::invalid_request("a client needs at least one grant type"));
+        }
+        if spec.public && spec.grants.contains(&GrantType::ClientCredentials) {
+            return Err(Error::invalid_request("a public client cannot use client_credentials"));
+        }
+        check_url("callback_url", &spec.callback_url)?;
+        if let Some(id) = &spec.client_id
+            && (id.is_empty() || id.len() > 128 || !id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)))
+        {
+            return Err(Error::invalid_request("client_id must be 1-128 of letters, digits, - _ ."));
+        }
+        let secret = match (spec.public, spec.secret) {
+            (true, _) => None,
+            (false, Some(s)) if s.expose().len() < 24 => {
+                return Err(Error::invalid_request("a chosen client secret must be at least 24 characters"));
+            }
+            (false, Some(s)) => Some(s),
+            (false, None) => Some(secret::generate_secret(self.rng.as_ref(), prefix::CLIENT_SECRET)),
+        };
+        let scopes = parse_scope(&spec.scopes.join(" ")).map_err(|e| Error::invalid_request(e.description))?;
+        let now = self.now();
+        let client = Client {
+            tenant: tenant.to_owned(),
+            client_id: spec.client_id.unwrap_or_else(|| secret::random_b64(self.rng.as_ref(), 16)),
+            name: spec.name,
+            secret_hash: secret.as_ref().map(|s| secret::sha256_b64(s.expose())),
+            grants: spec.grants,
+            scopes,
+            owner: spec.owner,
+            callback_url: spec.callback_url,
+            description: spec.description,
+            created_at: now,
+            updated_at: now,
+        };
+        self.store
+            .client_insert(&client)
+            .await
+            .map_err(conflict_as(format!("client `{}` already exists", client.client_id)))?;
+        Ok((client, secret))
+    }
+
+    pub async fn list_clients(&self, tenant: &str) -> Result<Vec<Client>> {
+        self.tenant(tenant)?;
+        Ok(self.store.client_list(tenant).await?)
+    }
+
+    pub async fn get_client(&self, tenant: &str, client_id: &str) -> Result<Client> {
+        self.tenant(tenant)?;
+        self.store
+            .client_get(tenant, client_id)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("client `{client_id}` not found")))
+    }
+
+    /// Change a client's display name, callback URL or description (`None`: unchanged).
+    pub async fn update_client(
+        &self,
+        tenant: &str,
+        client_id: &str,
+        name: Option<String>,
+        callback_url: Option<String>,
+        description: Option<String>,
+    ) -> Result<Client> {
+        let mut c = self.get_client(tenant, client_id).await?;
+        if let Some(n) = name {
+            if n.trim().is_empty() || n.len() > 200 {
+                return Err(Error::invalid_request("client name must be 1-200 characters"));
+            }
+            c.name = n;
+        }
+        if callback_url.is_some() {
+            check_url("callback_url", &callback_url)?;
+            c.callback_url = callback_url;
+        }
+        if description.is_some() {
+            c.description = description;
+        }
+        c.updated_at = self.now();
+        if !self.store.client_update(&c).await? {
+            return Err(Error::not_found(format!("client `{client_id}` not found")));
+        }
+        self.clients.write().map_err(lock_poisoned)?.remove(&(tenant.to_owned(), client_id.to_owned()));
+        Ok(c)
+    }
+
+    /// Delete a client (its refresh families die with it); returns what was deleted.
+    pub async fn delete_client(&self, tenant: &str, client_id: &str) -> Result<Client> {
+        let c = self.get_client(tenant, client_id).await?;
+        let found = self.store.client_delete(tenant, client_id, self.now()).await?;
+        self.clients.write().map_err(lock_poisoned)?.remove(&(tenant.to_owned(), client_id.to_owned()));
+        if found {
+            Ok(c)
+        } else {
+            Err(Error::not_found(format!("client `{client_id}` not found in tenant `{tenant}`")))
+        }
+    }
+
+    /// A client from the cache, else from the store (then cached).
+    pub(super) async fn client(&self, tenant: &str, client_id: &str) -> Result<Option<Arc<Client>>> {
+        let key = (tenant.to_owned(), client_id.to_owned());
+        if let Some(c) = self.clients.read().map_err(lock_poisoned)?.get(&key) {
+            return Ok(Some(c.clone()));
+        }
+        if client_id.is_empty() || client_id.len() > 128 {
+            return Ok(None);
+        }
+        let Some(c) = self.store.client_get(tenant, client_id).await? else {
+            return Ok(None);
+        };
+        let c = Arc::new(c);
+        self.clients.write().map_err(lock_poisoned)?.insert(key, c.clone());
+        Ok(Some(c))
+    }
+}

@@ -1,0 +1,580 @@
+//! The token endpoint's grants, client authentication, and the device flow (RFC 8628).
+
+use super::{Authority, Mint, TenantState};
+use crate::device;
+use crate::error::{Error, ErrorKind, Result};
+use crate::grant::{ClientAuth, DeviceAuthorization, Grant, IssuedTokens, TokenRequest, token_type};
+use crate::principal::{Client, GrantType, User, parse_scope};
+use crate::secret::{self, Secret, prefix};
+use crate::store::{DevicePoll, DeviceRecord, DeviceStatus, LegacyRecord, NewRefresh, RefreshRecord, Rotation};
+use crate::token::{self, AccessClaims, ClaimSet, Subject};
+use std::sync::Arc;
+
+/// Who a token is for, and how it came to be.
+struct Holder<'a> {
+    client: Option<&'a Client>,
+    username: &'a str,
+    scope: Option<String>,
+    audience: Option<&'a str>,
+    claim_set: ClaimSet,
+    grant_type: &'static str,
+}
+
+impl Authority {
+    /// Authenticate the calling client (RFC 6749 section 2.3). `ClientAuth::Identified` is
+    /// refused here: only the device flow accepts it.
+    pub async fn authenticate_client(&self, tenant: &str, auth: &ClientAuth) -> Result<Arc<Client>> {
+        self.check_client(tenant, auth, false).await
+    }
+
+    async fn check_client(&self, tenant: &str, auth: &ClientAuth, identified_ok: bool) -> Result<Arc<Client>> {
+        let Some(id) = auth.client_id() else {
+            return Err(Error::invalid_client("client authentication is required"));
+        };
+        let bad = || Error::invalid_client("unknown client or invalid client credentials");
+        let client = self.client(tenant, id).await?;
+        match (auth, client) {
+            (ClientAuth::Basic { secret, .. } | ClientAuth::Post { secret, .. }, Some(c)) => match &c.secret_hash {
+                Some(h) if secret::verify_sha256(secret.expose(), h) => Ok(c),
+                _ => Err(bad()),
+            },
+            (ClientAuth::None { .. }, Some(c)) if c.is_public() => Ok(c),
+            (ClientAuth::Identified { .. }, Some(c)) if identified_ok => Ok(c),
+            (ClientAuth::None { .. } | ClientAuth::Identified { .. }, Some(_)) => {
+                Err(Error::invalid_client("client authentication is required"))
+            }
+            (ClientAuth::Basic { secret, .. } | ClientAuth::Post { secret, .. }, None) => {
+                // Same work as a real check, so that unknown ids do not answer faster.
+                let _ = secret::verify_sha256(secret.expose(), "");
+                Err(bad())
+            }
+            (ClientAuth::Absent, _) | (ClientAuth::None { .. } | ClientAuth::Identified { .. }, None) => Err(bad()),
+        }
+    }
+
+    fn grant_scope(allowed: &[String], requested: Option<&str>) -> Result<Option<String>> {
+        let scopes = match requested {
+            None => allowed.to_vec(),
+            Some(s) => {
+                let req = parse_scope(s)?;
+                if let Some(bad) = req.iter().find(|r| !allowed.contains(r)) {
+                    return Err(Error::invalid_scope(format!("scope `{bad}` is not allowed for this client")));
+                }
+                req
+            }
+        };
+        Ok((!scopes.is_empty()).then(|| scopes.join(" ")))
+    }
+
+    /// Mint an access token, signed by the tenant's current key.
+    pub fn mint_access(&self, ts: &TenantState, m: Mint<'_>, now: i64) -> Result<(String, AccessClaims)> {
+        let key = ts.ring.signing_key(now).ok_or_else(|| Error::unavailable("the tenant has no active signing key"))?;
+        let claims = AccessClaims {
+            iss: ts.issuer.clone(),
+            sub: m.sub.to_owned(),
+            aud: m.audience.unwrap_or(&ts.issuer).to_owned(),
+            exp: m.exp.unwrap_or(now + ts.access_ttl),
+            iat: now,
+            jti: m.jti,
+            client_id: m.client_id.map(str::to_owned),
+            scope: m.scope,
+            tenant: ts.tenant.name.clone(),
+            username: m.username.map(str::to_owned),
+            extra: m.extra,
+        };
+        Ok((token::mint(key, &claims)?, claims))
+    }
+
+    fn check_tenant_allows(ts: &TenantState, g: GrantType) -> Result<()> {
+        if ts.tenant.allows(g) {
+            Ok(())
+        } else {
+            Err(Error::unsupported_grant_type(format!("the {g} grant is not enabled for this tenant")))
+        }
+    }
+
+    /// The token endpoint: authenticate the client, then run the grant.
+    pub async fn token(&self, tenant: &str, auth: &ClientAuth, req: TokenRequest) -> Result<IssuedTokens> {
+        let ts = self.tenant(tenant)?;
+        let grant_type = match &req.grant {
+            Grant::ClientCredentials => GrantType::ClientCredentials,
+            Grant::Password { .. } => GrantType::Password,
+            Grant::RefreshToken { .. } => GrantType::RefreshToken,
+            Grant::DeviceCode { .. } => GrantType::DeviceCode,
+            Grant::TokenExchange { .. } => GrantType::TokenExchange,
+        };
+        Self::check_tenant_allows(&ts, grant_type)?;
+        let client = self.check_client(tenant, auth, grant_type == GrantType::DeviceCode).await?;
+        if !client.allows(grant_type) {
+            return Err(Error::unauthorized_client(format!(
+                "this client is not allowed to use the {grant_type} grant"
+            )));
+        }
+        if let Some(r) = &req.resource
+            && !(r.starts_with("https://") || r.starts_with("http://"))
+        {
+            return Err(Error::new(ErrorKind::InvalidTarget, "resource must be an absolute URI"));
+        }
+        let now = self.now();
+        match req.grant {
+            Grant::ClientCredentials => {
+                let scope = Self::grant_scope(&client.scopes, req.scope.as_deref())?;
+                let (sub, extra) = token::shape(
+                    req.claim_set,
+                    &Subject {
+                        tenant,
+                        username: None,
+                        client_id: Some(&client.client_id),
+                        grant_type: "client_credentials",
+                        refresh_count: 0,
+                    },
+                );
+                let mint = Mint {
+                    sub: &sub,
+                    username: None,
+                    client_id: Some(&client.client_id),
+                    scope,
+                    audience: req.resource.as_deref(),
+                    extra,
+                    jti: secret::random_b64(self.rng.as_ref(), 16),
+                    exp: None,
+                };
+                let (access, claims) = self.mint_access(&ts, mint, now)?;
+                Ok(IssuedTokens {
+                    access_token: access,
+                    expires_in: ts.access_ttl,
+                    expires_at: claims.exp,
+                    issued_at: now,
+                    jti: claims.jti,
+                    scope: claims.scope,
+                    refresh_token: None,
+                    refresh_expires_in: None,
+                    issued_token_type: None,
+                })
+            }
+            Grant::Password { username, password } => {
+                let scope = Self::grant_scope(&client.scopes, req.scope.as_deref())?;
+                let user = self.check_password(tenant, &username, password).await?;
+                let holder = Holder {
+                    client: Some(&client),
+                    username: &user.username,
+                    scope,
+                    audience: req.resource.as_deref(),
+                    claim_set: req.claim_set,
+                    grant_type: "password",
+                };
+                self.issue_for_user(&ts, holder, now).await
+            }
+            Grant::RefreshToken { refresh_token } => {
+                self.refresh(&ts, &client, refresh_token, req.scope.as_deref(), now).await
+            }
+            Grant::DeviceCode { device_code } => self.device_poll(&ts, &client, device_code, now).await,
+            Grant::TokenExchange { subject_token, subject_token_type, requested_token_type } => {
+                self.exchange(
+                    &ts,
+                    Some(&client),
+                    subject_token.expose(),
+                    &subject_token_type,
+                    requested_token_type.as_deref(),
+                    req.scope.as_deref(),
+                    now,
+                )
+                .await
+            }
+        }
+    }
+
+    /// The password grant without any client, where a front's API allows it (Tapis). No
+    /// refresh token is issued.
+    pub async fn password_without_client(
+        &self,
+        tenant: &str,
+        username: &str,
+        password: Secret,
+        claim_set: ClaimSet,
+    ) -> Result<IssuedTokens> {
+        let ts = self.tenant(tenant)?;
+        Self::check_tenant_allows(&ts, GrantType::Password)?;
+        let user = self.check_password(tenant, username, password).await?;
+        let holder = Holder {
+            client: None,
+            username: &user.username,
+            scope: None,
+            audience: None,
+            claim_set,
+            grant_type: "password",
+        };
+        self.issue_for_user(&ts, holder, self.now()).await
+    }
+
+    /// Check a user's password; unknown user, wrong password and disabled account are all
+    /// `invalid_grant`, and take the same time.
+    pub async fn check_password(&self, tenant: &str, username: &str, password: Secret) -> Result<User> {
+        let user = if username.is_empty() || username.len() > 128 {
+            None
+        } else {
+            self.store.user_get(tenant, username).await?
+        };
+        let phc = user.as_ref().map_or_else(|| self.dummy_hash.clone(), |u| u.password_hash.clone());
+        let ok = self.hasher.verify(phc, password).await;
+        match user {
+            Some(u) if ok && !u.disabled => Ok(u),
+            Some(u) if ok && u.disabled => Err(Error::invalid_grant("the user account is disabled")),
+            _ => Err(Error::invalid_grant("invalid username or password")),
+        }
+    }
+
+    async fn issue_for_user(&self, ts: &TenantState, h: Holder<'_>, now: i64) -> Result<IssuedTokens> {
+        let jti = secret::random_b64(self.rng.as_ref(), 16);
+        let client_id = h.client.map(|c| c.client_id.as_str());
+        let refresh = match h.client {
+            Some(c) if c.allows(GrantType::RefreshToken) && ts.tenant.allows(GrantType::RefreshToken) => {
+                let rt = secret::generate_secret(self.rng.as_ref(), prefix::REFRESH_TOKEN);
+                let record = RefreshRecord {
+                    token_hash: secret::sha256_b64(rt.expose()),
+                    family_id: secret::random_b64(self.rng.as_ref(), 16),
+                    tenant: ts.tenant.name.clone(),
+                    client_id: c.client_id.clone(),
+                    subject: h.username.to_owned(),
+                    username: Some(h.username.to_owned()),
+                    scope: h.scope.clone(),
+                    audience: h.audience.unwrap_or(&ts.issuer).to_owned(),
+                    issued_at: now,
+                    expires_at: now + ts.refresh_ttl,
+                    used_at: None,
+                    family_revoked: false,
+                    access_jti: jti.clone(),
+                    access_exp: now + ts.access_ttl,
+                    claim_set: h.claim_set,
+                    refresh_count: 0,
+                    grant_type: h.grant_type.to_owned(),
+                };
+                self.store.refresh_insert(&record).await?;
+                Some(rt)
+            }
+            _ => None,
+        };
+        let subject = Subject {
+            tenant: &ts.tenant.name,
+            username: Some(h.username),
+            client_id,
+            grant_type: h.grant_type,
+            refresh_count: 0,
+        };
+        let (sub, extra) = token::shape(h.claim_set, &subject);
+        let mint = Mint {
+            sub: &sub,
+            username: Some(h.username),
+            client_id,
+            scope: h.scope,
+            audience: h.audience,
+            extra,
+            jti,
+            exp: None,
+        };
+        let (access, claims) = self.mint_access(ts, mint, now)?;
+        Ok(IssuedTokens {
+            access_token: access,
+            expires_in: ts.access_ttl,
+            expires_at: claims.exp,
+            issued_at: now,
+            jti: claims.jti,
+            scope: claims.scope,
+            refresh_expires_in: refresh.as_ref().map(|_| ts.refresh_ttl),
+            refresh_token: refresh,
+            issued_token_type: None,
+        })
+    }
+
+    async fn refresh(
+        &self,
+        ts: &TenantState,
+        client: &Client,
+        presented: Secret,
+        requested_scope: Option<&str>,
+        now: i64,
+    ) -> Result<IssuedTokens> {
+        let invalid = || Error::invalid_grant("the refresh token is invalid, expired or revoked");
+        let hash = secret::sha256_b64(presented.expose());
+        let Some(rec) = self.store.refresh_get(&hash).await? else {
+            return Err(invalid());
+        };
+        if rec.tenant != ts.tenant.name || rec.client_id != client.client_id {
+            return Err(invalid());
+        }
+        if rec.family_revoked || rec.expires_at <= now {
+            return Err(invalid());
+        }
+        // A narrower scope may be asked for the access token; the family keeps its scope.
+        let granted: Vec<String> = rec.scope.as_deref().map(parse_scope).transpose()?.unwrap_or_default();
+        let scope = Self::grant_scope(&granted, requested_scope)?;
+        if let Some(u) = &rec.username {
+            match self.store.user_get(&ts.tenant.name, u).await? {
+                Some(user) if !user.disabled => {}
+                _ => {
+                    let revoked = self.store.refresh_revoke_family(&rec.family_id, now).await?;
+                    self.remember_revoked(revoked)?;
+                    return Err(Error::invalid_grant("the user account is disabled or gone"));
+                }
+            }
+        }
+        let rt = secret::generate_secret(self.rng.as_ref(), prefix::REFRESH_TOKEN);
+        let jti = secret::random_b64(self.rng.as_ref(), 16);
+        let next = NewRefresh {
+            token_hash: secret::sha256_b64(rt.expose()),
+            issued_at: now,
+            expires_at: now + ts.refresh_ttl,
+            access_jti: jti.clone(),
+            access_exp: now + ts.access_ttl,
+        };
+        match self.store.refresh_rotate(&hash, &client.client_id, now, self.settings.refresh_grace, &next).await? {
+            Rotation::Rotated | Rotation::WithinGrace => {}
+            Rotation::Reused { revoked } => {
+                self.remember_revoked(revoked)?;
+                return Err(Error::invalid_grant(
+                    "the refresh token was already used; its whole session has been revoked",
+                ));
+            }
+            Rotation::Invalid => return Err(invalid()),
+        }
+        let subject = Subject {
+            tenant: &ts.tenant.name,
+            username: rec.username.as_deref(),
+            client_id: Some(&client.client_id),
+            grant_type: "refresh_token",
+            refresh_count: rec.refresh_count + 1,
+        };
+        let (sub, extra) = token::shape(rec.claim_set, &subject);
+        let mint = Mint {
+            sub: &sub,
+            username: rec.username.as_deref(),
+            client_id: Some(&client.client_id),
+            scope,
+            audience: Some(&rec.audience),
+            extra,
+            jti,
+            exp: None,
+        };
+        let (access, claims) = self.mint_access(ts, mint, now)?;
+        Ok(IssuedTokens {
+            access_token: access,
+            expires_in: ts.access_ttl,
+            expires_at: claims.exp,
+            issued_at: now,
+            jti: claims.jti,
+            scope: claims.scope,
+            refresh_token: Some(rt),
+            refresh_expires_in: Some(ts.refresh_ttl),
+            issued_token_type: None,
+        })
+    }
+
+    // ----- device flow (RFC 8628) -------------------------------------------------------
+
+    /// Start a device authorization for a client allowed the device_code grant.
+    pub async fn device_authorize(
+        &self,
+        tenant: &str,
+        auth: &ClientAuth,
+        scope: Option<&str>,
+        claim_set: ClaimSet,
+    ) -> Result<DeviceAuthorization> {
+        let ts = self.tenant(tenant)?;
+        Self::check_tenant_allows(&ts, GrantType::DeviceCode)?;
+        let client = self.check_client(tenant, auth, true).await?;
+        if !client.allows(GrantType::DeviceCode) {
+            return Err(Error::unauthorized_client("this client is not allowed to use the device flow"));
+        }
+        let scope = Self::grant_scope(&client.scopes, scope)?;
+        let now = self.now();
+        let device_code = secret::generate_secret(self.rng.as_ref(), prefix::DEVICE_CODE);
+        let mut record = DeviceRecord {
+            device_code_hash: secret::sha256_b64(device_code.expose()),
+            user_code: String::new(),
+            tenant: tenant.to_owned(),
+            client_id: client.client_id.clone(),
+            scope,
+            claim_set,
+            created_at: now,
+            expires_at: now + self.settings.device_ttl,
+            interval: self.settings.device_interval,
+            last_poll_at: None,
+            status: DeviceStatus::Pending,
+            username: None,
+        };
+        // A user code collision is possible (2^34 codes); try a few fresh ones.
+        let mut attempts = 0;
+        loop {
+            record.user_code = device::generate_user_code(self.rng.as_ref());
+            match self.store.device_insert(&record).await {
+                Ok(()) => break,
+                Err(crate::store::StoreError::Conflict(_)) if attempts < 5 => attempts += 1,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(DeviceAuthorization {
+            device_code,
+            user_code: device::display_user_code(&record.user_code),
+            client_id: client.client_id.clone(),
+            expires_in: self.settings.device_ttl,
+            expires_at: record.expires_at,
+            interval: record.interval,
+        })
+    }
+
+    /// A pending, unexpired device authorization by the code a person typed, with its client
+    /// (for the verification page to show who is asking).
+    pub async fn device_pending(&self, tenant: &str, typed_code: &str) -> Result<(DeviceRecord, Arc<Client>)> {
+        self.tenant(tenant)?;
+        let unknown = || Error::not_found("unknown or expired code");
+        let code = device::normalize_user_code(typed_code).ok_or_else(unknown)?;
+        let rec = self.store.device_get_by_user_code(tenant, &code).await?.ok_or_else(unknown)?;
+        if rec.status != DeviceStatus::Pending || rec.expires_at <= self.now() {
+            return Err(unknown());
+        }
+        let client = self.client(tenant, &rec.client_id).await?.ok_or_else(unknown)?;
+        Ok((rec, client))
+    }
+
+    /// Approve or deny a pending device authorization on behalf of `username` (who must be
+    /// an active user of the tenant; the caller has authenticated them).
+    pub async fn device_decide(&self, tenant: &str, typed_code: &str, username: &str, approve: bool) -> Result<()> {
+        let (rec, _) = self.device_pending(tenant, typed_code).await?;
+        match self.store.user_get(tenant, username).await? {
+            Some(u) if !u.disabled => {}
+            _ => return Err(Error::not_found(format!("no active user `{username}` in tenant `{tenant}`"))),
+        }
+        if self.store.device_decide(tenant, &rec.user_code, username, approve, self.now()).await? {
+            Ok(())
+        } else {
+            Err(Error::not_found("unknown or expired code"))
+        }
+    }
+
+    async fn device_poll(&self, ts: &TenantState, client: &Client, code: Secret, now: i64) -> Result<IssuedTokens> {
+        let hash = secret::sha256_b64(code.expose());
+        match self.store.device_poll(&hash, &client.client_id, now).await? {
+            DevicePoll::Pending => {
+                Err(Error::new(ErrorKind::AuthorizationPending, "the user has not yet approved this request"))
+            }
+            DevicePoll::SlowDown => {
+                Err(Error::new(ErrorKind::SlowDown, "polling too fast; wait longer between requests"))
+            }
+            DevicePoll::Denied => Err(Error::access_denied("the user denied the request")),
+            DevicePoll::Expired => Err(Error::new(ErrorKind::ExpiredToken, "the device code has expired")),
+            DevicePoll::Invalid => Err(Error::invalid_grant("the device code is invalid or was already used")),
+            DevicePoll::Approved(rec) => {
+                let username = rec.username.as_deref().ok_or_else(|| Error::internal("approved without a user"))?;
+                let holder = Holder {
+                    client: Some(client),
+                    username,
+                    scope: rec.scope.clone(),
+                    audience: None,
+                    claim_set: rec.claim_set,
+                    grant_type: "device_code",
+                };
+                self.issue_for_user(ts, holder, now).await
+            }
+        }
+    }
+
+    // ----- token exchange (RFC 8693) ----------------------------------------------------
+
+    /// Exchange a valid access token of this tenant for a new access token (possibly
+    /// narrower) or for an opaque legacy bearer token bound to the same subject and expiry.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn exchange(
+        &self,
+        ts: &TenantState,
+        client: Option<&Client>,
+        subject_token: &str,
+        subject_token_type: &str,
+        requested: Option<&str>,
+        scope: Option<&str>,
+        now: i64,
+    ) -> Result<IssuedTokens> {
+        if subject_token_type != token_type::ACCESS_TOKEN && subject_token_type != token_type::JWT {
+            return Err(Error::invalid_request(format!("subject_token_type `{subject_token_type}` is not supported")));
+        }
+        let subject = self
+            .verify_access(&ts.tenant.name, subject_token)
+            .map_err(|_| Error::invalid_grant("the subject token is invalid, expired or revoked"))?;
+        let granted: Vec<String> = subject.scope.as_deref().map(parse_scope).transpose()?.unwrap_or_default();
+        let scope = Self::grant_scope(&granted, scope)?;
+        let jti = secret::random_b64(self.rng.as_ref(), 16);
+        let client_id = client.map(|c| c.client_id.clone()).or_else(|| subject.client_id.clone());
+        match requested.unwrap_or(token_type::ACCESS_TOKEN) {
+            token_type::ACCESS_TOKEN | token_type::JWT => {
+                let mint = Mint {
+                    sub: &subject.sub,
+                    username: subject.username.as_deref(),
+                    client_id: client_id.as_deref(),
+                    scope,
+                    audience: Some(&subject.aud),
+                    extra: subject.extra.clone(),
+                    jti,
+                    // Never outlive the token it came from.
+                    exp: Some(subject.exp.min(now + ts.access_ttl)),
+                };
+                let (access, claims) = self.mint_access(ts, mint, now)?;
+                Ok(IssuedTokens {
+                    access_token: access,
+                    expires_in: claims.exp - now,
+                    expires_at: claims.exp,
+                    issued_at: now,
+                    jti: claims.jti,
+                    scope: claims.scope,
+                    refresh_token: None,
+                    refresh_expires_in: None,
+                    issued_token_type: Some(token_type::ACCESS_TOKEN),
+                })
+            }
+            token_type::LEGACY => {
+                let token = secret::generate_secret(self.rng.as_ref(), prefix::LEGACY_TOKEN);
+                let rec = LegacyRecord {
+                    token_hash: secret::sha256_b64(token.expose()),
+                    jti: jti.clone(),
+                    tenant: ts.tenant.name.clone(),
+                    subject: subject.sub.clone(),
+                    username: subject.username.clone(),
+                    client_id,
+                    scope: scope.clone(),
+                    issued_at: now,
+                    expires_at: subject.exp,
+                };
+                self.store.legacy_insert(&rec).await?;
+                Ok(IssuedTokens {
+                    access_token: token.expose().to_owned(),
+                    expires_in: subject.exp - now,
+                    expires_at: subject.exp,
+                    issued_at: now,
+                    jti,
+                    scope,
+                    refresh_token: None,
+                    refresh_expires_in: None,
+                    issued_token_type: Some(token_type::LEGACY),
+                })
+            }
+            other => Err(Error::invalid_request(format!("requested_token_type `{other}` is not supported"))),
+        }
+    }
+
+    /// Tapis v2: exchange a v3 access token for a legacy bearer token. The caller has proved
+    /// who they are with `caller`; the exchanged token must be theirs.
+    pub async fn exchange_for_legacy(
+        &self,
+        tenant: &str,
+        caller: &AccessClaims,
+        subject_token: &str,
+    ) -> Result<IssuedTokens> {
+        let ts = self.tenant(tenant)?;
+        let subject = self
+            .verify_access(tenant, subject_token)
+            .map_err(|_| Error::invalid_grant("the access token to exchange is invalid, expired or revoked"))?;
+        if subject.sub != caller.sub {
+            return Err(Error::forbidden("only your own tokens can be exchanged"));
+        }
+        self.exchange(&ts, None, subject_token, token_type::ACCESS_TOKEN, Some(token_type::LEGACY), None, self.now())
+            .await
+    }
+}

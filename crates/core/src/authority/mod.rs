@@ -1,0 +1,274 @@
+//! The engine: authenticates clients and users, decides grants, mints, rotates, introspects
+//! and revokes. Fronts translate their wire formats into calls here.
+//!
+//! Split by concern: `admin` (tenants, keys, users, clients), `grants` (the token endpoint
+//! and the device flow), `inspect` (verification, introspection, revocation).
+
+mod admin;
+mod grants;
+mod inspect;
+
+pub use admin::{NewClient, TenantPolicy};
+
+use crate::clock::{Clock, Rng};
+use crate::error::{Error, Result};
+use crate::keys::{KeyRing, MasterKey, SigningKey};
+use crate::principal::Client;
+use crate::secret::{self, PasswordHasher, Secret};
+use crate::store::{Change, Revocation, Store};
+use crate::tenant::Tenant;
+use crate::token::AccessClaims;
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+/// Deployment-wide settings the engine needs.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Base URL of this deployment; the default tenant's issuer, and `/t/{name}` below it
+    /// for the others (unless a tenant names its own issuer).
+    pub public_url: String,
+    /// Default access token lifetime (seconds).
+    pub access_ttl: i64,
+    /// Default refresh token lifetime (seconds).
+    pub refresh_ttl: i64,
+    /// How long after rotation a refresh token may still be presented once more without
+    /// counting as reuse (two tabs refreshing at once). 0 disables it.
+    pub refresh_grace: i64,
+    /// How long a new key is published before it signs.
+    pub key_prepublish: i64,
+    /// Lifetime of a device authorization (RFC 8628), seconds.
+    pub device_ttl: i64,
+    /// Minimum polling interval of the device flow, seconds.
+    pub device_interval: i64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            public_url: "http://127.0.0.1:8080".into(),
+            access_ttl: 3600,
+            refresh_ttl: 30 * 24 * 3600,
+            refresh_grace: 0,
+            key_prepublish: 0,
+            device_ttl: 600,
+            device_interval: 5,
+        }
+    }
+}
+
+pub const DEFAULT_TENANT: &str = "default";
+
+/// A tenant as held in memory: its settings, issuer and keys.
+#[derive(Debug)]
+pub struct TenantState {
+    pub tenant: Tenant,
+    pub issuer: String,
+    pub ring: KeyRing,
+    pub access_ttl: i64,
+    pub refresh_ttl: i64,
+}
+
+/// A key as shown to administrators.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct KeyInfo {
+    pub kid: String,
+    pub alg: String,
+    pub status: &'static str,
+    pub created_at: i64,
+    pub activates_at: i64,
+}
+
+/// What goes into an access token besides the tenant's own claims.
+#[derive(Debug, Clone)]
+pub struct Mint<'a> {
+    pub sub: &'a str,
+    pub username: Option<&'a str>,
+    pub client_id: Option<&'a str>,
+    pub scope: Option<String>,
+    /// Defaults to the tenant's issuer.
+    pub audience: Option<&'a str>,
+    /// Claims a front's clients expect (e.g. Tapis' `tapis/...`).
+    pub extra: Map<String, Value>,
+    pub jti: String,
+    /// Expiry; defaults to now + the tenant's access lifetime.
+    pub exp: Option<i64>,
+}
+
+/// The answer of introspection for an active token (RFC 7662 members).
+pub type Introspection = Map<String, Value>;
+
+pub struct Authority {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    rng: Arc<dyn Rng>,
+    hasher: Arc<dyn PasswordHasher>,
+    master: MasterKey,
+    settings: Settings,
+    tenants: RwLock<HashMap<String, Arc<TenantState>>>,
+    clients: RwLock<HashMap<(String, String), Arc<Client>>>,
+    /// jti -> expiry of revoked tokens that have not expired yet.
+    revoked: RwLock<HashMap<String, i64>>,
+    /// Last applied (change, revocation) sequence numbers.
+    cursor: Mutex<(i64, i64)>,
+    /// A real Argon2id hash to verify against when the user does not exist, so that
+    /// an unknown username costs the same time as a wrong password.
+    dummy_hash: String,
+}
+
+fn lock_poisoned<T>(_: T) -> Error {
+    Error::internal("internal state lock poisoned")
+}
+
+impl Authority {
+    /// Load the engine's state from the store. Fails if the master key cannot open the
+    /// stored signing keys (another deployment's database, or the wrong key).
+    pub async fn open(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        rng: Arc<dyn Rng>,
+        hasher: Arc<dyn PasswordHasher>,
+        master: MasterKey,
+        settings: Settings,
+    ) -> Result<Self> {
+        let dummy_hash = hasher.hash(Secret::new(secret::random_b64(rng.as_ref(), 16))).await?;
+        let auth = Authority {
+            store,
+            clock,
+            rng,
+            hasher,
+            master,
+            settings,
+            tenants: RwLock::new(HashMap::new()),
+            clients: RwLock::new(HashMap::new()),
+            revoked: RwLock::new(HashMap::new()),
+            cursor: Mutex::new((0, 0)),
+            dummy_hash,
+        };
+        let heads = auth.store.heads().await?;
+        for t in auth.store.tenant_list().await? {
+            auth.load_tenant(&t.name).await?;
+        }
+        *auth.cursor.lock().map_err(lock_poisoned)? = (heads.0, 0);
+        auth.sync_revocations().await?;
+        Ok(auth)
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    fn issuer_for(&self, t: &Tenant) -> String {
+        match &t.issuer {
+            Some(i) => i.clone(),
+            None if t.name == DEFAULT_TENANT => self.settings.public_url.trim_end_matches('/').to_owned(),
+            None => format!("{}/t/{}", self.settings.public_url.trim_end_matches('/'), t.name),
+        }
+    }
+
+    async fn load_tenant(&self, name: &str) -> Result<()> {
+        let Some(t) = self.store.tenant_get(name).await? else {
+            self.tenants.write().map_err(lock_poisoned)?.remove(name);
+            return Ok(());
+        };
+        let mut keys = Vec::new();
+        for r in self.store.key_list(Some(name)).await? {
+            keys.push(Arc::new(SigningKey::from_record(&self.master, &r)?));
+        }
+        let state = TenantState {
+            issuer: self.issuer_for(&t),
+            ring: KeyRing::new(keys),
+            access_ttl: t.access_ttl.unwrap_or(self.settings.access_ttl),
+            refresh_ttl: t.refresh_ttl.unwrap_or(self.settings.refresh_ttl),
+            tenant: t,
+        };
+        self.tenants.write().map_err(lock_poisoned)?.insert(name.to_owned(), Arc::new(state));
+        Ok(())
+    }
+
+    /// The tenant's in-memory state, or `not_found`.
+    pub fn tenant(&self, name: &str) -> Result<Arc<TenantState>> {
+        self.tenants
+            .read()
+            .map_err(lock_poisoned)?
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::not_found(format!("tenant `{name}` not found")))
+    }
+
+    /// The tenant that lists `host` (port ignored) among its host names.
+    pub fn tenant_for_host(&self, host: &str) -> Option<String> {
+        let host = crate::tenant::normalize_host(host);
+        let tenants = self.tenants.read().ok()?;
+        tenants.values().find(|ts| ts.tenant.hosts.contains(&host)).map(|ts| ts.tenant.name.clone())
+    }
+
+    // ----- keeping in step with the store -------------------------------------------------
+
+    fn remember_revoked(&self, list: Vec<Revocation>) -> Result<()> {
+        let mut set = self.revoked.write().map_err(lock_poisoned)?;
+        for r in list {
+            set.insert(r.jti, r.expires_at);
+        }
+        Ok(())
+    }
+
+    async fn sync_revocations(&self) -> Result<()> {
+        let after = self.cursor.lock().map_err(lock_poisoned)?.1;
+        let rows = self.store.revocations_since(after).await?;
+        let Some(last) = rows.last().map(|(s, _)| *s) else {
+            return Ok(());
+        };
+        let now = self.now();
+        self.remember_revoked(rows.into_iter().map(|(_, r)| r).filter(|r| r.expires_at > now).collect())?;
+        self.cursor.lock().map_err(lock_poisoned)?.1 = last;
+        Ok(())
+    }
+
+    /// Apply what changed in the store since the last call: tenants, keys and clients
+    /// changed by admin commands or other nodes, and new revocations.
+    pub async fn sync(&self) -> Result<()> {
+        let after = self.cursor.lock().map_err(lock_poisoned)?.0;
+        let changes = self.store.changes_since(after).await?;
+        if let Some(last) = changes.last().map(|(s, _)| *s) {
+            for (_, c) in changes {
+                match c {
+                    Change::Tenant { tenant } | Change::Key { tenant } => self.load_tenant(&tenant).await?,
+                    Change::Client { tenant, client_id } => {
+                        self.clients.write().map_err(lock_poisoned)?.remove(&(tenant, client_id));
+                    }
+                    Change::User { .. } => {}
+                }
+            }
+            self.cursor.lock().map_err(lock_poisoned)?.0 = last;
+        }
+        self.sync_revocations().await
+    }
+
+    /// Forget revocations of tokens that have expired anyway (memory and store).
+    pub async fn purge_expired(&self) -> Result<u64> {
+        let now = self.now();
+        self.revoked.write().map_err(lock_poisoned)?.retain(|_, exp| *exp > now);
+        Ok(self.store.purge_expired(now).await?)
+    }
+
+    pub fn revoked_count(&self) -> usize {
+        self.revoked.read().map(|r| r.len()).unwrap_or(0)
+    }
+
+    /// Is the store answering?
+    pub async fn ready(&self) -> Result<()> {
+        Ok(self.store.ping().await?)
+    }
+}
+
+impl AccessClaims {
+    /// The user a token speaks for, if it is a user's token.
+    pub fn user(&self) -> Option<&str> {
+        self.username.as_deref()
+    }
+}

@@ -1,0 +1,3 @@
+//! The API fronts: each speaks one existing token API over the core.
+
+pub mod tapis;

@@ -1,0 +1,579 @@
+//! Tapis Authenticator v3 (`/v3/oauth2/...`), so that the published `tapis-authenticator`
+//! client works unchanged (CONTRACTS.md section 4). A thin adapter: every decision is the
+//! core's; this module only speaks Tapis' envelope, field names and status codes.
+
+use crate::AppState;
+use crate::extract::{TenantName, basic_credentials};
+use crate::oauth::metadata::endpoint_base;
+use crate::time::rfc3339;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use tessera_core::authority::{NewClient, TenantPolicy};
+use tessera_core::grant::{ClientAuth, Grant, IssuedTokens, TokenRequest};
+use tessera_core::principal::{Client, GrantType, User};
+use tessera_core::secret::Secret;
+use tessera_core::token::{AccessClaims, ClaimSet};
+use tessera_core::{Error, ErrorKind};
+
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/tokens", post(tokens_post))
+        .route("/tokens/revoke", post(revoke_post))
+        .route("/device/code", post(device_code_post))
+        .route("/v2/token", post(v2_token_post))
+        .route("/userinfo", get(userinfo_get))
+        .route("/profiles", get(profiles_list_get))
+        .route("/profiles/{username}", get(profile_get))
+        .route("/clients", post(clients_create_post).get(clients_list_get))
+        .route("/clients/{client_id}", get(client_get).put(client_put).delete(client_delete))
+        .route("/admin/config", get(config_get).put(config_put))
+        .route("/.well-known/oauth-authorization-server", get(metadata_get))
+        .route("/hello", get(hello_get))
+        .route("/ready", get(ready_get))
+        .fallback(|| async { TapisError(Error::not_found("no such endpoint")) })
+}
+
+// ----- the envelope ------------------------------------------------------------------------
+
+fn envelope(status: StatusCode, message: &str, result: Value) -> Response {
+    let body = json!({
+        "result": result,
+        "status": "success",
+        "message": message,
+        "version": VERSION,
+        "metadata": {},
+    });
+    (status, axum::Json(body)).into_response()
+}
+
+pub struct TapisError(pub Error);
+
+impl From<Error> for TapisError {
+    fn from(e: Error) -> Self {
+        TapisError(e)
+    }
+}
+
+impl IntoResponse for TapisError {
+    fn into_response(self) -> Response {
+        let Error { kind, description } = self.0;
+        let status = match kind {
+            ErrorKind::InvalidToken => StatusCode::UNAUTHORIZED,
+            ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        if kind == ErrorKind::Internal {
+            tracing::error!(%description, "internal error");
+        }
+        let body = json!({
+            "result": null,
+            "status": "error",
+            "message": format!("{}: {description}", kind.code()),
+            "version": VERSION,
+            "metadata": {},
+        });
+        let mut res = (status, axum::Json(body)).into_response();
+        if matches!(kind, ErrorKind::Unavailable | ErrorKind::RateLimited) {
+            res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        res
+    }
+}
+
+type TapisResult = Result<Response, TapisError>;
+
+/// A JSON body (the crate always sends JSON); a form body is accepted too, as by the real
+/// service.
+fn body<T: DeserializeOwned>(headers: &HeaderMap, bytes: &[u8]) -> Result<T, Error> {
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if ct.starts_with("application/x-www-form-urlencoded") {
+        let map: HashMap<String, String> = form_urlencoded::parse(bytes).into_owned().collect();
+        return serde_json::to_value(map)
+            .and_then(serde_json::from_value)
+            .map_err(|e| Error::invalid_request(format!("invalid request body: {e}")));
+    }
+    let bytes = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}".as_slice() } else { bytes };
+    serde_json::from_slice(bytes).map_err(|e| Error::invalid_request(format!("invalid JSON body: {e}")))
+}
+
+/// The caller named by `X-Tapis-Token`.
+fn caller(state: &AppState, tenant: &str, headers: &HeaderMap) -> Result<AccessClaims, Error> {
+    let token = headers
+        .get("x-tapis-token")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| Error::invalid_token("the X-Tapis-Token header is required"))?;
+    state.auth.bearer(tenant, token)
+}
+
+/// The user behind the caller's token (machine tokens cannot use user APIs).
+async fn caller_user(state: &AppState, tenant: &str, headers: &HeaderMap) -> Result<User, Error> {
+    let claims = caller(state, tenant, headers)?;
+    let username = claims.user().ok_or_else(|| Error::forbidden("this API needs a user's token"))?;
+    let user = state.auth.get_user(tenant, username).await.map_err(|e| match e.kind {
+        ErrorKind::NotFound => Error::invalid_token("the token's user no longer exists"),
+        _ => e,
+    })?;
+    if user.disabled {
+        return Err(Error::invalid_token("the token's user is disabled"));
+    }
+    Ok(user)
+}
+
+#[derive(Deserialize, Default)]
+struct Page {
+    limit: Option<usize>,
+    offset: Option<usize>,
+}
+
+impl Page {
+    fn apply<T>(&self, items: Vec<T>) -> Vec<T> {
+        items.into_iter().skip(self.offset.unwrap_or(0)).take(self.limit.unwrap_or(usize::MAX)).collect()
+    }
+}
+
+// ----- tokens ------------------------------------------------------------------------------
+
+#[derive(Deserialize, Default)]
+struct NewToken {
+    username: Option<String>,
+    password: Option<String>,
+    client_id: Option<String>,
+    client_key: Option<String>,
+    grant_type: Option<String>,
+    #[allow(dead_code)]
+    redirect_uri: Option<String>,
+    #[allow(dead_code)]
+    code: Option<String>,
+    device_code: Option<String>,
+    refresh_token: Option<String>,
+}
+
+fn need(v: Option<String>, name: &str) -> Result<String, Error> {
+    v.filter(|s| !s.is_empty()).ok_or_else(|| Error::invalid_request(format!("missing the required {name} parameter")))
+}
+
+fn token_result(t: &IssuedTokens) -> Value {
+    let refresh = t.refresh_token.as_ref().map(|rt| {
+        let ttl = t.refresh_expires_in.unwrap_or(0);
+        json!({
+            "refresh_token": rt.expose(),
+            "expires_in": ttl,
+            "expires_at": rfc3339(t.issued_at + ttl),
+        })
+    });
+    json!({
+        "access_token": {
+            "access_token": t.access_token,
+            "expires_in": t.expires_in,
+            "expires_at": rfc3339(t.expires_at),
+            "jti": t.jti,
+        },
+        "refresh_token": refresh,
+    })
+}
+
+async fn tokens_post(
+    State(state): State<AppState>,
+    TenantName(tenant): TenantName,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> TapisResult {
+    let nt: NewToken = body(&headers, &bytes)?;
+    let grant_type = need(nt.grant_type, "grant_type")?;
+    let auth = match (basic_credentials(&headers)?, nt.client_id, nt.client_key) {
+        (Some((id, secret)), _, _) => ClientAuth::Basic { client_id: id, secret },
+        (None, Some(id), Some(key)) => ClientAuth::Post { client_id: id, secret: Secret::new(key) },
+        (None, Some(id), None) if grant_type == "device_code" => ClientAuth::Identified { client_id: id },
+        (None, Some(id), None) => ClientAuth::None { client_id: id },
+        (None, None, _) => ClientAuth::Absent,
+    };
+    let grant = match grant_type.as_str() {
+        "password" => {
+            let username = need(nt.username, "username")?;
+            let password = Secret::new(need(nt.password, "password")?);
+            if matches!(auth, ClientAuth::Absent) {
+                let issued = state.auth.password_without_client(&tenant, &username, password, ClaimSet::Tapis).await?;
+                metrics::counter!("tessera_tokens_issued_total", "grant" => "password").increment(1);
+                return Ok(envelope(StatusCode::CREATED, "Token created successfully.", token_result(&issued)));
+            }
+            Grant::Password { username, password }
+        }
+        "refresh_token" => Grant::RefreshToken { refresh_token: Secret::new(need(nt.refresh_token, "refresh_token")?) },
+        "device_code" => Grant::DeviceCode { device_code: Secret::new(need(nt.device_code, "device_code")?) },
+        "authorization_code" => {
+            return Err(Error::unsupported_grant_type(
+                "the authorization_code grant is not available yet on this server",
+            )
+            .into());
+        }
+        other => return Err(Error::unsupported_grant_type(format!("invalid grant_type `{other}`")).into()),
+    };
+    let label = match &grant {
+        Grant::Password { .. } => "password",
+        Grant::RefreshToken { .. } => "refresh_token",
+        _ => "device_code",
+    };
+    let mut req = TokenRequest::new(grant);
+    req.claim_set = ClaimSet::Tapis;
+    let issued = state.auth.token(&tenant, &auth, req).await?;
+    metrics::counter!("tessera_tokens_issued_total", "grant" => label).increment(1);
+    Ok(envelope(StatusCode::CREATED, "Token created successfully.", token_result(&issued)))
+}
+
+#[derive(Deserialize)]
+struct RevokeBody {
+    token: Option<String>,
+}
+
+async fn revoke_post(
+    State(state): State<AppState>,
+    TenantName(tenant): TenantName,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> TapisResult {
+    let b: RevokeBody = body(&headers, &bytes)?;
+    let token = need(b.token, "token")?;
+    let message = match state.auth.revoke_by_possession(&tenant, &token).await? {
+        Some(id) => format!("Token {id} has been revoked."),
+        None => "Token has been revoked.".to_owned(),
+    };
+    Ok(envelope(StatusCode::OK, &message, json!("")))
+}
+
+#[derive(Deserialize)]
+struct DeviceCodeBody {
+    client_id: Option<String>,
+}
+
+async fn device_code_post(
+    State(state): State<AppState>,
+    TenantName(tenant): TenantName,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> TapisResult {
+    let b: DeviceCodeBody = body(&headers, &bytes)?;
+    let client_id = need(b.client_id, "client_id")?;
+    let auth = ClientAuth::Identified { client_id };
+    let d = state.auth.device_authorize(&tenant, &auth, None, ClaimSet::Tapis).await?;
+    let uri = crate::oauth::device_verification_uri(&state, &tenant);
+    let result = json!({
+        "device_code": d.device_code.expose(),
+        "user_code": d.user_code,
+        "client_id": d.client_id,
+        "verification_uri": uri,
+        // The crate parses this as an RFC 3339 timestamp with offset (CONTRACTS.md 4).
+        "expires_in": rfc3339(d.expires_at),
+    });
+    Ok(envelope(StatusCode::OK, "Device code generated successfully.", result))
+}
+
+#[derive(Deserialize)]
+struct V2Body {
+    access_token: Option<String>,
+}
+
+async fn v2_token_post(
+    State(state): State<AppState>,
+    TenantName(tenant): TenantName,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> TapisResult {
+    let me = caller(&state, &tenant, &headers)?;
+    let b: V2Body = body(&headers, &bytes)?;
+    let subject = need(b.access_token, "access_token")?;
+    let issued = state.auth.exchange_for_legacy(&tenant, &me, &subject).await?;
+    let result = json!({"access_token": issued.access_token, "expires_in": issued.expires_in, "refresh_token": null});
+    Ok(envelope(StatusCode::OK, "V2 token generated successfully.", result))
+}
+
+// ----- profiles ----------------------------------------------------------------------------
+
+fn profile(u: &User) -> Value {
+    json!({
+        "username": u.username,
+        "given_name": u.profile.given_name,
+        "last_name": u.profile.last_name,
+        "email": u.profile.email,
+        "create_time": rfc3339(u.created_at),
+        "dn": null,
+        "phone": null,
+        "mobile_phone": null,
+        "uid": null,
+    })
+}
+
+async fn userinfo_get(
+    State(state): State<AppState>,
+    TenantName(tenant): TenantName,
+    headers: HeaderMap,
+) -> TapisResult {
+    let me = caller_user(&state, &tenant, &headers).await?;
+    Ok(envelope(StatusCode::OK, "User profile retrieved successfully.", profile(&me)))
+}
+
+async fn profile_get(
+    State(state): State<AppState>,
+    TenantName(tenant): TenantName,
+    Path(username): Path<String>,
+    headers: HeaderMap,
+) -> TapisResult {
+    caller_user(&state, &tenant, &headers).await?;
+    let u = state.auth.get_user(&tenant, &username).await?;
+    Ok(envelope(StatusCode::OK, "User profile retrieved successfully.", profile(&u)))
+}
+
+async fn profiles_list_get(
+    State(state): State<AppState>,
+    TenantName(tenant): TenantName,
+    Query(page): Query<Page>,
+    headers: HeaderMap,
+) -> TapisResult {
+    caller_user(&state, &tenant, &headers).await?;
+    let users = page.apply(state.auth.list_users(&tenant).await?);
+    let list: Vec<Value> = users.iter().map(profile).collect();
+    Ok(envelope(StatusCode::OK, "Profiles retrieved successfully.", Value::Array(list)))
+}
+
+// ----- clients -----------------------------------------------------------------------------
+
+fn client_json(c: &Client, key: Option<&Secret>) -> Value {
+    json!({
+        "client_id": c.client_id,
+        "client_key": key.map(|k| k.expose()),
+        "owner": c.owner,
+        "tenant_id": c.tenant,
+        "callback_url": c.callback_url,
+        "create_time": rfc3339(c.created_at),
+        "last_update_time": rfc3339(c.updated_at),
+        "display_name": c.name,
+        "description": c.description,
+        "active": true,
+    })
+}
+
+/// The client, if the caller may manage it: its owner, or an admin of the tenant.
+async fn owned_client(state: &AppState, tenant: &str, me: &User, client_id: &str) -> Result<Client, Error> {
+    let c = state.auth.get_client(tenant, client_id).await?;
+    if me.is_admin() || c.owner.as_deref() == Some(me.username.as_str()) {
+        Ok(c)
+    } else {
+        // Someone else's client is indistinguishable from a missing one.
+        Err(Error::not_found(format!("client `{client_id}` not found")))
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct NewClientBody {
+    client_id: Option<String>,
+    client_key: Option<String>,
+    callback_url: Option<String>,
+    display_name: Option<String>,
+    description: Option<String>,
+}
+
+async fn clients_create_post(
+    State(state): State<AppState>,
+    TenantName(tenant): TenantName,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> TapisResult {
+    let me = caller_user(&state, &tenant, &headers).await?;
+    let b: NewClientBody = body(&headers, &bytes)?;
+    let name = b.display_name.clone().or_else(|| b.client_id.clone()).unwrap_or_else(|| "Tapis client".to_owned());
+    let mut spec = NewClient::new(
+        &tenant,
+        &name,
+        vec![GrantType::Password, GrantType::RefreshToken, GrantType::DeviceCode, GrantType::AuthorizationCode],
+    );
+    spec.owner = Some(me.username.clone());
+    spec.client_id = b.client_id.filter(|s| !s.is_empty());
+    spec.secret = b.client_key.filter(|s| !s.is_empty()).map(Secret::new);
+    spec.callback_url = b.callback_url.filter(|s| !s.is_empty());
+    spec.description = b.description;
+    let (client, key) = state.auth.create_client(spec).await?;
+    Ok(envelope(StatusCode::OK, "Client created successfully.", client_json(&client, key.as_ref())))
+}
+
+async fn clients_list_get(
+    State(state): State<AppState>,
+    TenantName(tenant): TenantName,
+    Query(page): Query<Page>,
+    headers: HeaderMap,
+) -> TapisResult {
+    let me = caller_user(&state, &tenant, &headers).await?;
+    let mine: Vec<Client> = state
+        .auth
+        .list_clients(&tenant)
+        .await?
+        .into_iter()
+        .filter(|c| me.is_admin() || c.owner.as_deref() == Some(me.username.as_str()))
+        .collect();
+    let list: Vec<Value> = page.apply(mine).iter().map(|c| client_json(c, None)).collect();
+    Ok(envelope(StatusCode::OK, "Clients retrieved successfully.", Value::Array(list)))
+}
+
+async fn client_get(
+    State(state): State<AppState>,
+    TenantName(tenant): TenantName,
+    Path(client_id): Path<String>,
+    headers: HeaderMap,
+) -> TapisResult {
+    let me = caller_user(&state, &tenant, &headers).await?;
+    let c = owned_client(&state, &tenant, &me, &client_id).await?;
+    Ok(envelope(StatusCode::OK, "Client object retrieved successfully.", client_json(&c, None)))
+}
+
+#[derive(Deserialize, Default)]
+struct UpdateClientBody {
+    callback_url: Option<String>,
+    display_name: Option<String>,
+}
+
+async fn client_put(
+    State(state): State<AppState>,
+    TenantName(tenant): TenantName,
+    Path(client_id): Path<String>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> TapisResult {
+    let me = caller_user(&state, &tenant, &headers).await?;
+    owned_client(&state, &tenant, &me, &client_id).await?;
+    let b: UpdateClientBody = body(&headers, &bytes)?;
+    let c = state.auth.update_client(&tenant, &client_id, b.display_name, b.callback_url, None).await?;
+    Ok(envelope(StatusCode::OK, "Client updated successfully.", client_json(&c, None)))
+}
+
+async fn client_delete(
+    State(state): State<AppState>,
+    TenantName(tenant): TenantName,
+    Path(client_id): Path<String>,
+    headers: HeaderMap,
+) -> TapisResult {
+    let me = caller_user(&state, &tenant, &headers).await?;
+    owned_client(&state, &tenant, &me, &client_id).await?;
+    let c = state.auth.delete_client(&tenant, &client_id).await?;
+    // The crate parses `result` of a delete as a Client: answer the deleted object.
+    Ok(envelope(StatusCode::OK, "Client deleted successfully.", client_json(&c, None)))
+}
+
+// ----- admin config ------------------------------------------------------------------------
+
+fn tapis_grant_name(g: GrantType) -> &'static str {
+    match g {
+        GrantType::DeviceCode => "device_code",
+        GrantType::TokenExchange => "token_exchange",
+        other => other.as_str(),
+    }
+}
+
+fn config_json(state: &AppState, tenant: &str) -> Result<Value, Error> {
+    let ts = state.auth.tenant(tenant)?;
+    let grants: Vec<&str> = match &ts.tenant.allowed_grants {
+        Some(list) => list.iter().map(|g| tapis_grant_name(*g)).collect(),
+        None => GrantType::SUPPORTED.iter().map(|g| tapis_grant_name(*g)).collect(),
+    };
+    let clamp = |v: i64| v.min(i64::from(i32::MAX));
+    Ok(json!({
+        "allowable_grant_types": grants,
+        "use_ldap": false,
+        "use_token_webapp": true,
+        "mfa_config": {},
+        "default_access_token_ttl": clamp(ts.access_ttl),
+        "default_refresh_token_ttl": clamp(ts.refresh_ttl),
+        "max_access_token_ttl": clamp(ts.access_ttl),
+        "max_refresh_token_ttl": clamp(ts.refresh_ttl),
+        "custom_idp_configuration": {},
+        "token_url": format!("{}/v3/oauth2/tokens", state.auth.settings().public_url.trim_end_matches('/')),
+        "impers_oauth_client_id": null,
+        "impers_oauth_client_secret": null,
+        "impersadmin_username": null,
+        "impersadmin_password": null,
+    }))
+}
+
+async fn admin_only(state: &AppState, tenant: &str, headers: &HeaderMap) -> Result<User, Error> {
+    let me = caller_user(state, tenant, headers).await?;
+    if me.is_admin() { Ok(me) } else { Err(Error::forbidden("only tenant administrators may do this")) }
+}
+
+async fn config_get(State(state): State<AppState>, TenantName(tenant): TenantName, headers: HeaderMap) -> TapisResult {
+    admin_only(&state, &tenant, &headers).await?;
+    Ok(envelope(StatusCode::OK, "Tenant config retrieved successfully.", config_json(&state, &tenant)?))
+}
+
+#[derive(Deserialize, Default)]
+struct NewTenantConfig {
+    allowable_grant_types: Option<Vec<String>>,
+    default_access_token_ttl: Option<i64>,
+    default_refresh_token_ttl: Option<i64>,
+}
+
+async fn config_put(
+    State(state): State<AppState>,
+    TenantName(tenant): TenantName,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> TapisResult {
+    admin_only(&state, &tenant, &headers).await?;
+    let b: NewTenantConfig = body(&headers, &bytes)?;
+    let allowed_grants = b
+        .allowable_grant_types
+        .map(|names| {
+            names
+                .iter()
+                .map(|n| {
+                    n.parse::<GrantType>().map_err(|_| Error::invalid_request(format!("unknown grant type `{n}`")))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .transpose()?;
+    let policy = TenantPolicy {
+        access_ttl: b.default_access_token_ttl,
+        refresh_ttl: b.default_refresh_token_ttl,
+        allowed_grants,
+    };
+    state.auth.update_tenant_policy(&tenant, policy).await?;
+    Ok(envelope(StatusCode::OK, "Tenant config updated successfully.", config_json(&state, &tenant)?))
+}
+
+// ----- metadata and health -----------------------------------------------------------------
+
+async fn metadata_get(State(state): State<AppState>, TenantName(tenant): TenantName) -> TapisResult {
+    let ts = state.auth.tenant(&tenant)?;
+    let public = state.auth.settings().public_url.trim_end_matches('/').to_owned();
+    let base = endpoint_base(&public, &tenant);
+    let result = json!({
+        "issuer": ts.issuer,
+        "authorization_endpoint": null,
+        "token_endpoint": format!("{public}/v3/oauth2/tokens"),
+        "jwks_uri": format!("{base}/.well-known/jwks.json"),
+        "registration_endpoint": format!("{public}/v3/oauth2/clients"),
+        "grant_types_supported": ["password", "refresh_token", "device_code"],
+    });
+    Ok(envelope(StatusCode::OK, "OAuth2 server metadata retrieved successfully.", result))
+}
+
+async fn hello_get() -> Response {
+    envelope(StatusCode::OK, "Hello from the Tapis Authenticator API (Tessera).", json!("hello"))
+}
+
+async fn ready_get(State(state): State<AppState>) -> TapisResult {
+    state.auth.ready().await?;
+    Ok(envelope(StatusCode::OK, "Ready.", json!("ready")))
+}

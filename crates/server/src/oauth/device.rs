@@ -1,0 +1,40 @@
+//! `POST /oauth2/device_authorization` (RFC 8628 section 3.1).
+
+use super::OAuthError;
+use super::metadata::endpoint_base;
+use super::token::{client_auth, no_store};
+use crate::AppState;
+use crate::extract::{TenantName, parse_form};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use tessera_core::token::ClaimSet;
+
+pub async fn device_authorization_post(
+    State(state): State<AppState>,
+    TenantName(tenant): TenantName,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, OAuthError> {
+    let mut form = parse_form(&headers, &body)?;
+    let auth = client_auth(&headers, &mut form)?;
+    let scope = form.remove("scope");
+    let d = state.auth.device_authorize(&tenant, &auth, scope.as_deref(), ClaimSet::Standard).await?;
+    let uri = verification_uri(&state, &tenant);
+    let body = json!({
+        "device_code": d.device_code.expose(),
+        "user_code": d.user_code,
+        "verification_uri": uri,
+        "verification_uri_complete": format!("{uri}?user_code={}", d.user_code),
+        "expires_in": d.expires_in,
+        "interval": d.interval,
+    });
+    Ok(no_store(axum::Json(body).into_response()))
+}
+
+/// Where a person approves a device for `tenant`.
+pub fn verification_uri(state: &AppState, tenant: &str) -> String {
+    format!("{}/device", endpoint_base(&state.auth.settings().public_url, tenant))
+}
