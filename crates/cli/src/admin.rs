@@ -122,6 +122,90 @@ pub enum UserCmd {
         #[arg(long)]
         username: String,
     },
+    /// Two-factor authentication (TOTP): enable, confirm, disable.
+    #[command(subcommand)]
+    Totp(TotpCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TotpCmd {
+    /// Start enrolment: prints the otpauth:// URI, a QR code and the secret (once).
+    Enable {
+        #[arg(long, default_value = tessera_core::DEFAULT_TENANT)]
+        tenant: String,
+        #[arg(long)]
+        username: String,
+        /// Print {"otpauth_uri", "secret"} as JSON instead of the QR code.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Confirm with a first code from the app; prints the ten recovery codes (once).
+    Confirm {
+        #[arg(long, default_value = tessera_core::DEFAULT_TENANT)]
+        tenant: String,
+        #[arg(long)]
+        username: String,
+        #[arg(long)]
+        code: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Turn two-factor authentication off.
+    Disable {
+        #[arg(long, default_value = tessera_core::DEFAULT_TENANT)]
+        tenant: String,
+        #[arg(long)]
+        username: String,
+    },
+}
+
+fn qr_text(data: &str) -> Option<String> {
+    let code = qrcode::QrCode::new(data.as_bytes()).ok()?;
+    Some(
+        code.render::<qrcode::render::unicode::Dense1x2>()
+            .dark_color(qrcode::render::unicode::Dense1x2::Light)
+            .light_color(qrcode::render::unicode::Dense1x2::Dark)
+            .build(),
+    )
+}
+
+async fn totp(config: &Config, cmd: TotpCmd) -> Result<()> {
+    let auth = open_admin(config).await?;
+    match cmd {
+        TotpCmd::Enable { tenant, username, json } => {
+            let e = auth.totp_enroll(&tenant, &username).await.map_err(core_err)?;
+            if json {
+                print_json(&json!({"otpauth_uri": e.otpauth_uri, "secret": e.secret_base32}));
+            } else {
+                if let Some(qr) = qr_text(&e.otpauth_uri) {
+                    println!("{qr}");
+                }
+                println!("otpauth URI: {}", e.otpauth_uri);
+                println!("secret:      {}", e.secret_base32);
+                println!(
+                    "Scan it, then: tessera user totp confirm --tenant {tenant} --username {username} --code NNNNNN"
+                );
+            }
+        }
+        TotpCmd::Confirm { tenant, username, code, json } => {
+            let codes = auth.totp_confirm(&tenant, &username, &code).await.map_err(core_err)?;
+            if json {
+                print_json(&json!({"recovery_codes": codes}));
+            } else {
+                println!(
+                    "two-factor authentication is on for {username}. Recovery codes (each works once; shown once):"
+                );
+                for c in codes {
+                    println!("  {c}");
+                }
+            }
+        }
+        TotpCmd::Disable { tenant, username } => {
+            auth.totp_disable(&tenant, &username).await.map_err(core_err)?;
+            println!("two-factor authentication is off for {username}");
+        }
+    }
+    Ok(())
 }
 
 fn read_password_line() -> Result<Secret> {
@@ -165,6 +249,7 @@ pub async fn user(config: &Config, cmd: UserCmd) -> Result<()> {
             auth.set_user_disabled(&tenant, &username, true).await.map_err(core_err)?;
             println!("disabled user {username} in tenant {tenant}");
         }
+        UserCmd::Totp(cmd) => totp(config, cmd).await?,
     }
     Ok(())
 }
@@ -342,4 +427,115 @@ pub async fn device(config: &Config, cmd: DeviceCmd) -> Result<()> {
     auth.device_decide(&tenant, &code, &username, approve).await.map_err(core_err)?;
     println!("{} device code {code} for {username}", if approve { "approved" } else { "denied" });
     Ok(())
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ApiKeyCmd {
+    /// Create an API key for a user; the key is printed once.
+    Create {
+        #[arg(long, default_value = tessera_core::DEFAULT_TENANT)]
+        tenant: String,
+        #[arg(long)]
+        username: String,
+        #[arg(long, default_value = "")]
+        name: String,
+        /// Lifetime, e.g. 90d, 12h, 30m or seconds; default: no expiry.
+        #[arg(long, value_parser = parse_duration)]
+        expires: Option<i64>,
+        /// Scopes, space-separated.
+        #[arg(long, default_value = "")]
+        scope: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List API keys (of one user, or of the tenant).
+    List {
+        #[arg(long, default_value = tessera_core::DEFAULT_TENANT)]
+        tenant: String,
+        #[arg(long)]
+        username: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke an API key by its id.
+    Revoke {
+        #[arg(long, default_value = tessera_core::DEFAULT_TENANT)]
+        tenant: String,
+        id: String,
+    },
+}
+
+/// `90d`, `12h`, `30m`, `45s` or plain seconds.
+fn parse_duration(s: &str) -> Result<i64, String> {
+    let s = s.trim();
+    let (num, unit) = match s.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&s[..i], c),
+        _ => (s, 's'),
+    };
+    let n: i64 = num.parse().map_err(|_| format!("invalid duration `{s}` (use e.g. 90d, 12h, 30m)"))?;
+    let mult = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        _ => return Err(format!("invalid duration unit in `{s}` (use s, m, h or d)")),
+    };
+    if n <= 0 {
+        return Err("a duration must be positive".into());
+    }
+    n.checked_mul(mult).ok_or_else(|| "duration too large".to_owned())
+}
+
+pub async fn apikey(config: &Config, cmd: ApiKeyCmd) -> Result<()> {
+    let auth = open_admin(config).await?;
+    match cmd {
+        ApiKeyCmd::Create { tenant, username, name, expires, scope, json } => {
+            let scopes = parse_scope(&scope).map_err(core_err)?;
+            let (k, key) = auth.create_api_key(&tenant, &username, &name, expires, scopes).await.map_err(core_err)?;
+            if json {
+                print_json(&json!({"id": k.id, "key": key.expose(), "expires_at": k.expires_at}));
+            } else {
+                println!("id:  {}", k.id);
+                println!("key: {}  (shown once; store it now)", key.expose());
+            }
+        }
+        ApiKeyCmd::List { tenant, username, json } => {
+            let keys = auth.list_api_keys(&tenant, username.as_deref()).await.map_err(core_err)?;
+            if json {
+                let v: Vec<_> = keys
+                    .iter()
+                    .map(|k| {
+                        json!({"id": k.id, "username": k.username, "name": k.name, "scopes": k.scopes,
+                               "created_at": k.created_at, "expires_at": k.expires_at,
+                               "revoked_at": k.revoked_at, "last_used_at": k.last_used_at})
+                    })
+                    .collect();
+                print_json(&json!(v));
+            } else {
+                for k in keys {
+                    let state = if k.revoked_at.is_some() { "revoked" } else { "live" };
+                    let used = k.last_used_at.map_or("never".to_owned(), |t| t.to_string());
+                    println!("{}\t{}\t{}\t{state}\tlast used {used}", k.id, k.username, k.name);
+                }
+            }
+        }
+        ApiKeyCmd::Revoke { tenant, id } => {
+            auth.revoke_api_key(&tenant, &id).await.map_err(core_err)?;
+            println!("revoked API key {id}");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn durations() {
+        assert_eq!(super::parse_duration("90d"), Ok(90 * 86_400));
+        assert_eq!(super::parse_duration("12h"), Ok(12 * 3600));
+        assert_eq!(super::parse_duration("45"), Ok(45));
+        assert!(super::parse_duration("0d").is_err());
+        assert!(super::parse_duration("3w").is_err());
+        assert!(super::parse_duration("d").is_err());
+    }
 }

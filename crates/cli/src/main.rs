@@ -42,6 +42,9 @@ enum Command {
     /// Approve or deny device sign-ins (RFC 8628).
     #[command(subcommand)]
     Device(admin::DeviceCmd),
+    /// Manage API keys.
+    #[command(subcommand)]
+    Apikey(admin::ApiKeyCmd),
 }
 
 #[derive(Args, Debug)]
@@ -100,6 +103,7 @@ fn run(cli: Cli) -> Result<()> {
             Command::Key(c) => admin::key(&config, c).await,
             Command::Token(c) => admin::token(&config, c).await,
             Command::Device(c) => admin::device(&config, c).await,
+            Command::Apikey(c) => admin::apikey(&config, c).await,
         }
     })
 }

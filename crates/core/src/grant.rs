@@ -48,9 +48,11 @@ impl ClientAuth {
 #[derive(Debug, Clone)]
 pub enum Grant {
     ClientCredentials,
+    /// `otp`: a TOTP or recovery code, required when the user has two-factor authentication.
     Password {
         username: String,
         password: Secret,
+        otp: Option<Secret>,
     },
     RefreshToken {
         refresh_token: Secret,

@@ -13,6 +13,7 @@ pub mod secret;
 pub mod store;
 pub mod tenant;
 pub mod token;
+pub mod totp;
 
 pub use authority::{Authority, DEFAULT_TENANT, Settings};
 pub use error::{Error, ErrorKind, Result};

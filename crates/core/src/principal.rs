@@ -16,6 +16,33 @@ pub struct User {
     pub disabled: bool,
     pub created_at: i64,
     pub profile: Profile,
+    pub totp: TotpState,
+}
+
+/// A user's second factor.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TotpState {
+    /// The TOTP secret sealed with the master key; present from enrolment on.
+    pub sealed_secret: Option<Vec<u8>>,
+    /// Confirmed with a first code: from then on every password login needs a code.
+    pub enabled: bool,
+    /// The last time step accepted (replay protection: a step is accepted at most once).
+    pub last_step: Option<i64>,
+}
+
+/// An API key as stored (the key itself only as its SHA-256).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKey {
+    /// Public identifier, for listing and revoking.
+    pub id: String,
+    pub tenant: String,
+    pub username: String,
+    pub name: String,
+    pub scopes: Vec<String>,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+    pub last_used_at: Option<i64>,
 }
 
 /// What a person tells about themselves (all optional).

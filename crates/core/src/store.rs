@@ -2,7 +2,7 @@
 
 use crate::error::Error;
 use crate::keys::KeyRecord;
-use crate::principal::{Client, User};
+use crate::principal::{ApiKey, Client, User};
 use crate::tenant::Tenant;
 use crate::token::ClaimSet;
 
@@ -194,6 +194,31 @@ pub trait Store: Send + Sync {
     async fn user_insert(&self, user: &User) -> StoreResult<()>;
     async fn user_get(&self, tenant: &str, username: &str) -> StoreResult<Option<User>>;
     async fn user_list(&self, tenant: &str) -> StoreResult<Vec<User>>;
+    /// Set (or clear) the sealed TOTP secret and whether it is enforced; resets the last
+    /// accepted step. Returns false when there is no such user.
+    async fn user_totp_set(
+        &self,
+        tenant: &str,
+        username: &str,
+        sealed: Option<&[u8]>,
+        enabled: bool,
+    ) -> StoreResult<bool>;
+    /// Accept TOTP time step `step` for the user if it is later than the last accepted one
+    /// (atomically: of two concurrent uses of one code, one wins).
+    async fn user_totp_accept_step(&self, tenant: &str, username: &str, step: i64) -> StoreResult<bool>;
+    /// Replace the user's recovery codes (SHA-256 hashes).
+    async fn recovery_codes_set(&self, tenant: &str, username: &str, hashes: &[String]) -> StoreResult<()>;
+    /// Use a recovery code once: true if it existed unused and is now used.
+    async fn recovery_code_use(&self, tenant: &str, username: &str, hash: &str, now: i64) -> StoreResult<bool>;
+
+    async fn api_key_insert(&self, key: &ApiKey, key_hash: &str) -> StoreResult<()>;
+    async fn api_key_by_hash(&self, key_hash: &str) -> StoreResult<Option<ApiKey>>;
+    /// A tenant's keys, or one user's.
+    async fn api_key_list(&self, tenant: &str, username: Option<&str>) -> StoreResult<Vec<ApiKey>>;
+    /// Returns false when there is no such live key.
+    async fn api_key_revoke(&self, tenant: &str, id: &str, now: i64) -> StoreResult<bool>;
+    async fn api_key_touch(&self, id: &str, now: i64) -> StoreResult<()>;
+
     /// Returns false when there is no such user.
     async fn user_set_disabled(&self, tenant: &str, username: &str, disabled: bool) -> StoreResult<bool>;
 

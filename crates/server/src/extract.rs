@@ -37,6 +37,31 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
 }
 
+/// A header's value as trimmed text, if present and non-empty.
+pub fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty())
+}
+
+/// The value of cookie `name`; with `bare_ok`, also a `Cookie:` header that is a bare value
+/// without any `name=` (what some generated SDKs send).
+pub fn cookie_value<'a>(headers: &'a HeaderMap, name: &str, bare_ok: bool) -> Option<&'a str> {
+    for value in headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()) {
+        for pair in value.split(';') {
+            match pair.split_once('=') {
+                Some((k, v)) if k.trim() == name => {
+                    let v = v.trim();
+                    if !v.is_empty() {
+                        return Some(v);
+                    }
+                }
+                None if bare_ok && !pair.trim().is_empty() => return Some(pair.trim()),
+                _ => {}
+            }
+        }
+    }
+    None
+}
+
 fn form_decode(s: &str) -> Option<String> {
     let plus = s.replace('+', " ");
     percent_encoding::percent_decode_str(&plus).decode_utf8().ok().map(|c| c.into_owned())
@@ -101,6 +126,16 @@ mod tests {
         h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer x"));
         assert!(basic_credentials(&h).unwrap().is_none());
         assert_eq!(bearer_token(&h), Some("x"));
+    }
+
+    #[test]
+    fn cookies_named_and_bare() {
+        let mut h = HeaderMap::new();
+        h.insert(header::COOKIE, HeaderValue::from_static("a=1; asc_auth_key= tok ; b=2"));
+        assert_eq!(cookie_value(&h, "asc_auth_key", true), Some("tok"));
+        h.insert(header::COOKIE, HeaderValue::from_static("tsk_bare"));
+        assert_eq!(cookie_value(&h, "asc_auth_key", true), Some("tsk_bare"));
+        assert_eq!(cookie_value(&h, "asc_auth_key", false), None);
     }
 
     #[test]

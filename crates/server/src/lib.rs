@@ -43,8 +43,13 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz_get))
         .route("/metrics", get(metrics_get))
         .merge(standard.clone())
+        // RFC 8414 section 3.1: metadata of issuer `<base>/t/T` at `/.well-known/...-server/t/T`.
+        .route("/.well-known/oauth-authorization-server/t/{tenant}", get(oauth::metadata::discovery_get))
         .nest("/t/{tenant}", standard)
         .nest("/v3/oauth2", fronts::tapis::routes())
+        .nest("/api/v2", fronts::sftpgo::routes())
+        .nest("/ica/rest", fronts::ica::routes())
+        .merge(fronts::docspace::routes())
         .layer(axum::middleware::from_fn(metrics_layer::track))
         .layer(TraceLayer::new_for_http())
         .layer(SetSensitiveRequestHeadersLayer::new([axum::http::header::AUTHORIZATION, axum::http::header::COOKIE]))

@@ -8,6 +8,14 @@ pub fn rfc3339(secs: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}+00:00", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
+/// `2026-01-01T04:00:00Z`: UTC with `Z`, whole seconds.
+pub fn rfc3339_z(secs: i64) -> String {
+    let mut s = rfc3339(secs);
+    s.truncate(s.len() - "+00:00".len());
+    s.push('Z');
+    s
+}
+
 /// Proleptic Gregorian date of a day count since 1970-01-01 (H. Hinnant's algorithm).
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
@@ -31,5 +39,6 @@ mod tests {
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00+00:00");
         assert_eq!(rfc3339(1_767_240_000), "2026-01-01T04:00:00+00:00");
         assert_eq!(rfc3339(4_102_444_799), "2099-12-31T23:59:59+00:00");
+        assert_eq!(super::rfc3339_z(1_767_240_000), "2026-01-01T04:00:00Z");
     }
 }

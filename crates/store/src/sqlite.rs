@@ -8,7 +8,7 @@ use sqlx::{Row, SqlitePool};
 use std::path::Path;
 use std::time::Duration;
 use tessera_core::keys::{Alg, KeyRecord};
-use tessera_core::principal::{Client, GrantType, Profile, User};
+use tessera_core::principal::{ApiKey, Client, GrantType, Profile, TotpState, User};
 use tessera_core::store::{
     Change, DevicePoll, DeviceRecord, DeviceStatus, LegacyRecord, NewRefresh, RefreshRecord, Revocation, Rotation,
     Store, StoreError, StoreResult,
@@ -142,6 +142,25 @@ fn user_from_row(r: &SqliteRow) -> StoreResult<User> {
             given_name: r.try_get("given_name").map_err(db_err)?,
             last_name: r.try_get("last_name").map_err(db_err)?,
         },
+        totp: TotpState {
+            sealed_secret: r.try_get("totp_secret").map_err(db_err)?,
+            enabled: r.try_get::<i64, _>("totp_enabled").map_err(db_err)? != 0,
+            last_step: r.try_get("totp_last_step").map_err(db_err)?,
+        },
+    })
+}
+
+fn api_key_from_row(r: &SqliteRow) -> StoreResult<ApiKey> {
+    Ok(ApiKey {
+        id: r.try_get("id").map_err(db_err)?,
+        tenant: r.try_get("tenant").map_err(db_err)?,
+        username: r.try_get("username").map_err(db_err)?,
+        name: r.try_get("name").map_err(db_err)?,
+        scopes: parse_list(&r.try_get::<String, _>("scopes").map_err(db_err)?)?,
+        created_at: r.try_get("created_at").map_err(db_err)?,
+        expires_at: r.try_get("expires_at").map_err(db_err)?,
+        revoked_at: r.try_get("revoked_at").map_err(db_err)?,
+        last_used_at: r.try_get("last_used_at").map_err(db_err)?,
     })
 }
 
@@ -385,6 +404,156 @@ impl Store for SqliteStore {
             .await
             .map_err(db_err)?;
         rows.iter().map(user_from_row).collect()
+    }
+
+    async fn user_totp_set(
+        &self,
+        tenant: &str,
+        username: &str,
+        sealed: Option<&[u8]>,
+        enabled: bool,
+    ) -> StoreResult<bool> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
+        let n = sqlx::query(
+            "UPDATE users SET totp_secret = ?, totp_enabled = ?, totp_last_step = NULL WHERE tenant = ? AND username = ?",
+        )
+        .bind(sealed)
+        .bind(enabled as i64)
+        .bind(tenant)
+        .bind(username)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        if n > 0 {
+            record_change(&mut tx, "user", tenant, Some(username)).await?;
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(n > 0)
+    }
+
+    async fn user_totp_accept_step(&self, tenant: &str, username: &str, step: i64) -> StoreResult<bool> {
+        let n = sqlx::query(
+            "UPDATE users SET totp_last_step = ? \
+             WHERE tenant = ? AND username = ? AND (totp_last_step IS NULL OR totp_last_step < ?)",
+        )
+        .bind(step)
+        .bind(tenant)
+        .bind(username)
+        .bind(step)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    async fn recovery_codes_set(&self, tenant: &str, username: &str, hashes: &[String]) -> StoreResult<()> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
+        sqlx::query("DELETE FROM recovery_codes WHERE tenant = ? AND username = ?")
+            .bind(tenant)
+            .bind(username)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        for h in hashes {
+            sqlx::query("INSERT INTO recovery_codes (tenant, username, code_hash) VALUES (?, ?, ?)")
+                .bind(tenant)
+                .bind(username)
+                .bind(h)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        }
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn recovery_code_use(&self, tenant: &str, username: &str, hash: &str, now: i64) -> StoreResult<bool> {
+        let n = sqlx::query(
+            "UPDATE recovery_codes SET used_at = ? \
+             WHERE tenant = ? AND username = ? AND code_hash = ? AND used_at IS NULL",
+        )
+        .bind(now)
+        .bind(tenant)
+        .bind(username)
+        .bind(hash)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    async fn api_key_insert(&self, k: &ApiKey, key_hash: &str) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO api_keys (key_hash, id, tenant, username, name, scopes, created_at, expires_at, revoked_at, \
+             last_used_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(key_hash)
+        .bind(&k.id)
+        .bind(&k.tenant)
+        .bind(&k.username)
+        .bind(&k.name)
+        .bind(json_list(&k.scopes))
+        .bind(k.created_at)
+        .bind(k.expires_at)
+        .bind(k.revoked_at)
+        .bind(k.last_used_at)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn api_key_by_hash(&self, key_hash: &str) -> StoreResult<Option<ApiKey>> {
+        let row = sqlx::query("SELECT * FROM api_keys WHERE key_hash = ?")
+            .bind(key_hash)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        row.as_ref().map(api_key_from_row).transpose()
+    }
+
+    async fn api_key_list(&self, tenant: &str, username: Option<&str>) -> StoreResult<Vec<ApiKey>> {
+        let rows = match username {
+            Some(u) => {
+                sqlx::query("SELECT * FROM api_keys WHERE tenant = ? AND username = ? ORDER BY created_at, id")
+                    .bind(tenant)
+                    .bind(u)
+                    .fetch_all(&self.pool)
+                    .await
+            }
+            None => {
+                sqlx::query("SELECT * FROM api_keys WHERE tenant = ? ORDER BY username, created_at, id")
+                    .bind(tenant)
+                    .fetch_all(&self.pool)
+                    .await
+            }
+        }
+        .map_err(db_err)?;
+        rows.iter().map(api_key_from_row).collect()
+    }
+
+    async fn api_key_revoke(&self, tenant: &str, id: &str, now: i64) -> StoreResult<bool> {
+        let n = sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE tenant = ? AND id = ? AND revoked_at IS NULL")
+            .bind(now)
+            .bind(tenant)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+        Ok(n == 1)
+    }
+
+    async fn api_key_touch(&self, id: &str, now: i64) -> StoreResult<()> {
+        sqlx::query("UPDATE api_keys SET last_used_at = ? WHERE id = ?")
+            .bind(now)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(())
     }
 
     async fn user_set_disabled(&self, tenant: &str, username: &str, disabled: bool) -> StoreResult<bool> {

@@ -230,6 +230,7 @@ impl Authority {
             disabled: false,
             created_at: self.now(),
             profile,
+            totp: Default::default(),
         };
         self.store.user_insert(&user).await.map_err(conflict_as(exists().description))?;
         Ok(user)

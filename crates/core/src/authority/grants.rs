@@ -152,9 +152,9 @@ impl Authority {
                     issued_token_type: None,
                 })
             }
-            Grant::Password { username, password } => {
+            Grant::Password { username, password, otp } => {
                 let scope = Self::grant_scope(&client.scopes, req.scope.as_deref())?;
-                let user = self.check_password(tenant, &username, password).await?;
+                let user = self.check_credentials(tenant, &username, password, otp.as_ref()).await?;
                 let holder = Holder {
                     client: Some(&client),
                     username: &user.username,
@@ -195,7 +195,7 @@ impl Authority {
     ) -> Result<IssuedTokens> {
         let ts = self.tenant(tenant)?;
         Self::check_tenant_allows(&ts, GrantType::Password)?;
-        let user = self.check_password(tenant, username, password).await?;
+        let user = self.check_credentials(tenant, username, password, None).await?;
         let holder = Holder {
             client: None,
             username: &user.username,

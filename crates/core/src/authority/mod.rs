@@ -7,8 +7,10 @@
 mod admin;
 mod grants;
 mod inspect;
+mod mfa;
 
 pub use admin::{NewClient, TenantPolicy};
+pub use mfa::{Session, TotpEnrolment};
 
 use crate::clock::{Clock, Rng};
 use crate::error::{Error, Result};

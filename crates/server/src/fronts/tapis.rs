@@ -212,7 +212,7 @@ async fn tokens_post(
                 metrics::counter!("tessera_tokens_issued_total", "grant" => "password").increment(1);
                 return Ok(envelope(StatusCode::CREATED, "Token created successfully.", token_result(&issued)));
             }
-            Grant::Password { username, password }
+            Grant::Password { username, password, otp: None }
         }
         "refresh_token" => Grant::RefreshToken { refresh_token: Secret::new(need(nt.refresh_token, "refresh_token")?) },
         "device_code" => Grant::DeviceCode { device_code: Secret::new(need(nt.device_code, "device_code")?) },

@@ -42,7 +42,6 @@ pub async fn discovery_get(
         "revocation_endpoint_auth_methods_supported": auth_methods,
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": [ts.tenant.alg.as_str()],
-        "token_endpoint_auth_signing_alg_values_supported": [ts.tenant.alg.as_str()],
         "access_token_signing_alg_values_supported": [ts.tenant.alg.as_str()],
     });
     Ok(Json(doc).into_response())

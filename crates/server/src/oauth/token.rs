@@ -59,6 +59,7 @@ pub async fn token_post(
         "password" => Grant::Password {
             username: required(&mut form, "username")?,
             password: Secret::new(required(&mut form, "password")?),
+            otp: form.remove("otp").map(Secret::new),
         },
         "refresh_token" => Grant::RefreshToken { refresh_token: Secret::new(required(&mut form, "refresh_token")?) },
         "urn:ietf:params:oauth:grant-type:device_code" => {

@@ -74,7 +74,11 @@ async fn setup(auth: &Authority) -> ClientAuth {
 }
 
 fn password() -> TokenRequest {
-    TokenRequest::new(Grant::Password { username: "alice".into(), password: Secret::new("correct horse battery") })
+    TokenRequest::new(Grant::Password {
+        username: "alice".into(),
+        password: Secret::new("correct horse battery"),
+        otp: None,
+    })
 }
 
 fn refresh(rt: &Secret) -> TokenRequest {
@@ -225,9 +229,10 @@ async fn wrong_password_unknown_user_and_disabled_user_are_invalid_grant() {
     let auth = env.engine(settings()).await.unwrap();
     let client = setup(&auth).await;
     let mut req = password();
-    req.grant = Grant::Password { username: "alice".into(), password: Secret::new("wrong password!") };
+    req.grant = Grant::Password { username: "alice".into(), password: Secret::new("wrong password!"), otp: None };
     assert_eq!(auth.token("t", &client, req.clone()).await.unwrap_err().kind, ErrorKind::InvalidGrant);
-    req.grant = Grant::Password { username: "nobody".into(), password: Secret::new("correct horse battery") };
+    req.grant =
+        Grant::Password { username: "nobody".into(), password: Secret::new("correct horse battery"), otp: None };
     assert_eq!(auth.token("t", &client, req).await.unwrap_err().kind, ErrorKind::InvalidGrant);
     let rt = auth.token("t", &client, password()).await.unwrap().refresh_token.unwrap();
     auth.set_user_disabled("t", "alice", true).await.unwrap();

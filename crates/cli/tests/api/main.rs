@@ -1,0 +1,16 @@
+//! Integration tests for the `tessera` binary: one test binary, a real server per test.
+//!
+//! Each test starts its own `tessera serve` on port 0 with a fresh data dir, sets it up with
+//! the admin CLI and talks OAuth over HTTP, so tests run in parallel under nextest.
+
+mod harness;
+
+mod cli;
+mod discovery;
+mod errors;
+mod grants;
+mod introspection;
+mod keys;
+mod persistence;
+mod refresh;
+mod selftest;

@@ -1,0 +1,116 @@
+//! ONLYOFFICE DocSpace (`GET /api/2.0/security/oauth2/token`): a short-lived JWT for a caller
+//! authenticated by any of DocSpace's schemes, in the `StringWrapper` envelope
+//! (CONTRACTS.md section 1).
+
+use crate::AppState;
+use crate::extract::{TenantName, basic_credentials, cookie_value, header_text};
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::{Map, json};
+use tessera_core::authority::Session;
+use tessera_core::principal::User;
+use tessera_core::secret::{Secret, prefix};
+use tessera_core::{Error, ErrorKind};
+
+const PATH: &str = "/api/2.0/security/oauth2/token";
+/// DocSpace's identity tokens live five minutes.
+const TOKEN_TTL: i64 = 5 * 60;
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route(PATH, get(token_get))
+}
+
+fn json_reply(status: StatusCode, body: serde_json::Value) -> Response {
+    let mut res = (status, axum::Json(body)).into_response();
+    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
+    res
+}
+
+fn failure(e: Error) -> Response {
+    let status = match e.kind {
+        ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+        _ => StatusCode::UNAUTHORIZED,
+    };
+    let body = json!({
+        "error": { "message": format!("{}: {}", e.kind.code(), e.description) },
+        "status": 1,
+        "statusCode": status.as_u16(),
+    });
+    json_reply(status, body)
+}
+
+/// A credential that is a token or an API key.
+async fn user_of_token(state: &AppState, tenant: &str, value: &str) -> Result<User, Error> {
+    let value = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")).unwrap_or(value).trim();
+    if value.starts_with(prefix::API_KEY) {
+        return Ok(state.auth.authenticate_api_key(Some(tenant), value).await?.0);
+    }
+    let claims = state.auth.bearer(tenant, value)?;
+    let username = claims.user().ok_or_else(|| Error::invalid_token("the token names no user"))?;
+    let user = state.auth.get_user(tenant, username).await.map_err(|_| Error::invalid_token("unknown user"))?;
+    if user.disabled {
+        return Err(Error::invalid_token("the user is disabled"));
+    }
+    Ok(user)
+}
+
+/// Every scheme the SDKs and real clients use: Basic (e-mail and password), Bearer token or
+/// API key, a raw `Authorization` value, the `ApiKeyBearer` header, and the `asc_auth_key`
+/// cookie (named, or bare as the Python SDK sends it).
+async fn caller(state: &AppState, tenant: &str, headers: &HeaderMap) -> Result<User, Error> {
+    if let Some((username, password)) = basic_credentials(headers)? {
+        let otp = header_text(headers, "x-tessera-otp").map(Secret::new);
+        return state.auth.check_credentials(tenant, &username, password, otp.as_ref()).await;
+    }
+    if let Some(v) = header_text(headers, "authorization") {
+        return user_of_token(state, tenant, v).await;
+    }
+    if let Some(v) = header_text(headers, "apikeybearer") {
+        return user_of_token(state, tenant, v).await;
+    }
+    if let Some(v) = cookie_value(headers, "asc_auth_key", true) {
+        return user_of_token(state, tenant, v).await;
+    }
+    Err(Error::invalid_token("not authenticated"))
+}
+
+async fn token_get(State(state): State<AppState>, TenantName(tenant): TenantName, headers: HeaderMap) -> Response {
+    let user = match caller(&state, &tenant, &headers).await {
+        Ok(u) => u,
+        Err(e) => return failure(e),
+    };
+    let root = state.auth.settings().public_url.trim_end_matches('/').to_owned();
+    let flag = |b: bool| if b { "true" } else { "false" };
+    let mut extra = Map::new();
+    extra.insert("user_id".into(), user.username.clone().into());
+    extra.insert("user_name".into(), user.username.clone().into());
+    extra.insert("user_email".into(), user.profile.email.clone().unwrap_or_else(|| user.username.clone()).into());
+    extra.insert("tenant_id".into(), tenant.clone().into());
+    extra.insert("tenant_url".into(), root.clone().into());
+    extra.insert("is_admin".into(), flag(user.is_admin()).into());
+    extra.insert("is_guest".into(), "false".into());
+    extra.insert("is_public".into(), "false".into());
+    let session = Session { audience: Some(root.clone()), ttl: Some(TOKEN_TTL), scope: None, extra };
+    match state.auth.issue_session(&user, session) {
+        Ok(t) => {
+            metrics::counter!("tessera_tokens_issued_total", "grant" => "docspace").increment(1);
+            json_reply(
+                StatusCode::OK,
+                json!({
+                    "response": t.access_token,
+                    "count": 1,
+                    "links": [{ "href": format!("{root}{PATH}"), "action": "GET" }],
+                    "status": 0,
+                    "statusCode": 200,
+                }),
+            )
+        }
+        Err(e) => failure(e),
+    }
+}

@@ -1,0 +1,148 @@
+//! SFTPGo (`/api/v2`): admin and user API tokens by HTTP Basic (+ `X-SFTPGO-OTP`), and
+//! logout (CONTRACTS.md section 3). Admin tokens and user tokens have different audiences
+//! and are not accepted for each other.
+
+use crate::AppState;
+use crate::extract::{TenantName, basic_credentials, bearer_token, header_text};
+use crate::time::rfc3339_z;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::{Map, json};
+use tessera_core::authority::Session;
+use tessera_core::secret::Secret;
+use tessera_core::token::Invalid;
+use tessera_core::{Error, ErrorKind};
+
+/// SFTPGo's token lifetime: 20 minutes.
+const TOKEN_TTL: i64 = 20 * 60;
+const ADMIN_AUDIENCE: &str = "API";
+const USER_AUDIENCE: &str = "APIUser";
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/token", get(admin_token_get))
+        .route("/user/token", get(user_token_get))
+        .route("/logout", get(admin_logout_get))
+        .route("/user/logout", get(user_logout_get))
+}
+
+/// `{"message", "error"?}` with SFTPGo's statuses.
+fn reply(status: StatusCode, message: &str, error: Option<&str>) -> Response {
+    let mut body = json!({ "message": message });
+    if let Some(e) = error {
+        body["error"] = e.into();
+    }
+    let mut res = (status, axum::Json(body)).into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"SFTPGo\""));
+    }
+    res
+}
+
+fn unauthorized(error: Option<&str>) -> Response {
+    reply(StatusCode::UNAUTHORIZED, "Unauthorized", error)
+}
+
+fn failure(e: Error) -> Response {
+    match e.kind {
+        ErrorKind::Unavailable => {
+            let mut r = reply(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable", Some(&e.description));
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            r
+        }
+        ErrorKind::Internal => reply(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error", None),
+        ErrorKind::MfaRequired => unauthorized(Some("two-factor authentication required: send X-SFTPGO-OTP")),
+        ErrorKind::RateLimited => reply(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests", Some(&e.description)),
+        _ => unauthorized(Some("invalid credentials")),
+    }
+}
+
+async fn token(state: &AppState, tenant: &str, headers: &HeaderMap, admin: bool) -> Response {
+    let (username, password) = match basic_credentials(headers) {
+        Ok(Some(c)) => c,
+        _ => return unauthorized(None),
+    };
+    if username.is_empty() || password.expose().trim().is_empty() {
+        return unauthorized(None);
+    }
+    let otp = header_text(headers, "x-sftpgo-otp").map(Secret::new);
+    let user = match state.auth.check_credentials(tenant, &username, password, otp.as_ref()).await {
+        Ok(u) => u,
+        Err(e) => return failure(e),
+    };
+    if admin && !user.is_admin() {
+        // Admins and users are separate accounts in SFTPGo: a user is no admin at all.
+        return unauthorized(Some("invalid credentials"));
+    }
+    let mut extra = Map::new();
+    if admin {
+        extra.insert("permissions".into(), json!(["*"]));
+    }
+    let session = Session {
+        audience: Some(if admin { ADMIN_AUDIENCE } else { USER_AUDIENCE }.to_owned()),
+        ttl: Some(TOKEN_TTL),
+        scope: None,
+        extra,
+    };
+    match state.auth.issue_session(&user, session) {
+        Ok(t) => {
+            metrics::counter!("tessera_tokens_issued_total", "grant" => "sftpgo").increment(1);
+            (StatusCode::OK, axum::Json(json!({"access_token": t.access_token, "expires_at": rfc3339_z(t.expires_at)})))
+                .into_response()
+        }
+        Err(e) => failure(e),
+    }
+}
+
+async fn admin_token_get(
+    State(state): State<AppState>,
+    TenantName(tenant): TenantName,
+    headers: HeaderMap,
+) -> Response {
+    token(&state, &tenant, &headers, true).await
+}
+
+async fn user_token_get(State(state): State<AppState>, TenantName(tenant): TenantName, headers: HeaderMap) -> Response {
+    token(&state, &tenant, &headers, false).await
+}
+
+async fn logout(state: &AppState, tenant: &str, headers: &HeaderMap, audience: &str) -> Response {
+    let Some(raw) = bearer_token(headers) else {
+        return unauthorized(Some("no token found"));
+    };
+    let claims = match state.auth.verify_access(tenant, raw) {
+        Ok(c) => c,
+        Err(Invalid::Revoked) => return reply(StatusCode::UNAUTHORIZED, "Your token is no longer valid", None),
+        Err(Invalid::Expired) => return unauthorized(Some("token is expired")),
+        Err(_) => return unauthorized(Some("token is unauthorized")),
+    };
+    if claims.aud != audience {
+        return reply(StatusCode::UNAUTHORIZED, "Your token audience is not valid", None);
+    }
+    if claims.username.is_none() {
+        return reply(StatusCode::BAD_REQUEST, "Invalid token claims", None);
+    }
+    match state.auth.revoke_access(&claims).await {
+        Ok(()) => reply(StatusCode::OK, "Your token has been invalidated", None),
+        Err(e) => failure(e),
+    }
+}
+
+async fn admin_logout_get(
+    State(state): State<AppState>,
+    TenantName(tenant): TenantName,
+    headers: HeaderMap,
+) -> Response {
+    logout(&state, &tenant, &headers, ADMIN_AUDIENCE).await
+}
+
+async fn user_logout_get(
+    State(state): State<AppState>,
+    TenantName(tenant): TenantName,
+    headers: HeaderMap,
+) -> Response {
+    logout(&state, &tenant, &headers, USER_AUDIENCE).await
+}
