@@ -11,6 +11,7 @@ mod errors;
 mod grants;
 mod introspection;
 mod keys;
+mod mfa;
 mod persistence;
 mod refresh;
 mod selftest;

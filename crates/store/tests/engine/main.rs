@@ -1,6 +1,8 @@
 //! The engine over the real SQLite store, with a manual clock: rotation races, grace windows,
 //! expiry, key rotation, and two engines sharing one database file.
 
+mod mfa;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use tessera_core::authority::Authority;
