@@ -70,19 +70,30 @@ impl fmt::Display for ErrorKind {
 pub struct Error {
     pub kind: ErrorKind,
     pub description: String,
+    /// For `rate_limited` and `unavailable`: when to try again, in seconds.
+    pub retry_after: Option<i64>,
 }
 
 macro_rules! ctor {
     ($($name:ident => $kind:ident),* $(,)?) => {
         $(pub fn $name(description: impl Into<String>) -> Self {
-            Error { kind: ErrorKind::$kind, description: description.into() }
+            Error { kind: ErrorKind::$kind, description: description.into(), retry_after: None }
         })*
     };
 }
 
 impl Error {
     pub fn new(kind: ErrorKind, description: impl Into<String>) -> Self {
-        Error { kind, description: description.into() }
+        Error { kind, description: description.into(), retry_after: None }
+    }
+
+    /// `rate_limited`, retry after `secs`.
+    pub fn rate_limited(secs: i64) -> Self {
+        Error {
+            kind: ErrorKind::RateLimited,
+            description: format!("too many failed attempts; try again in {secs} s"),
+            retry_after: Some(secs.max(1)),
+        }
     }
     ctor! {
         invalid_request => InvalidRequest,

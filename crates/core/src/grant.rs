@@ -79,11 +79,13 @@ pub struct TokenRequest {
     pub resource: Option<String>,
     /// The claims the new tokens carry (refresh and device grants keep their own).
     pub claim_set: ClaimSet,
+    /// The caller's address, for brute-force limits.
+    pub origin: Option<std::net::IpAddr>,
 }
 
 impl TokenRequest {
     pub fn new(grant: Grant) -> Self {
-        TokenRequest { grant, scope: None, resource: None, claim_set: ClaimSet::Standard }
+        TokenRequest { grant, scope: None, resource: None, claim_set: ClaimSet::Standard, origin: None }
     }
 }
 

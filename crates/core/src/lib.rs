@@ -12,6 +12,7 @@ pub mod principal;
 pub mod secret;
 pub mod store;
 pub mod tenant;
+pub mod throttle;
 pub mod token;
 pub mod totp;
 

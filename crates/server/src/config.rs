@@ -33,6 +33,12 @@ pub struct Config {
     pub device_ttl: i64,
     /// Minimum polling interval of the device flow, seconds.
     pub device_interval: i64,
+    /// Failed sign-ins allowed per (tenant, username) per window before `rate_limited`.
+    pub login_failures_per_user: u32,
+    /// Failed sign-ins allowed per client address per window.
+    pub login_failures_per_address: u32,
+    /// The brute-force window, seconds.
+    pub login_window: i64,
 }
 
 impl Default for Config {
@@ -51,6 +57,9 @@ impl Default for Config {
             hash_concurrency: None,
             device_ttl: 600,
             device_interval: 5,
+            login_failures_per_user: 10,
+            login_failures_per_address: 100,
+            login_window: 300,
         }
     }
 }
@@ -71,6 +80,9 @@ impl Config {
         "hash_concurrency",
         "device_ttl",
         "device_interval",
+        "login_failures_per_user",
+        "login_failures_per_address",
+        "login_window",
     ];
 
     pub fn validate(&self) -> Result<(), String> {
@@ -79,6 +91,7 @@ impl Config {
             ("refresh_ttl", self.refresh_ttl),
             ("device_ttl", self.device_ttl),
             ("device_interval", self.device_interval),
+            ("login_window", self.login_window),
         ] {
             if v <= 0 {
                 return Err(format!("{name} must be positive"));
@@ -109,6 +122,11 @@ impl Config {
             key_prepublish: self.key_prepublish,
             device_ttl: self.device_ttl,
             device_interval: self.device_interval,
+            limits: tessera_core::throttle::Limits {
+                per_user: self.login_failures_per_user.max(1),
+                per_origin: self.login_failures_per_address.max(1),
+                window: self.login_window,
+            },
         }
     }
 }

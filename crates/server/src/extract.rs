@@ -30,6 +30,27 @@ pub fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, Secret)>
     Ok(Some((form_decode(user).ok_or_else(bad)?, Secret::new(form_decode(pass).ok_or_else(bad)?))))
 }
 
+/// The client's address, when the server was started with connection info.
+pub struct Origin(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Origin {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Origin(parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip())))
+    }
+}
+
+/// The `Retry-After` value for an error, if it has one.
+pub fn retry_after(e: &tessera_core::Error) -> Option<axum::http::HeaderValue> {
+    use tessera_core::ErrorKind;
+    match (e.kind, e.retry_after) {
+        (_, Some(s)) => axum::http::HeaderValue::from_str(&s.to_string()).ok(),
+        (ErrorKind::Unavailable | ErrorKind::RateLimited, None) => Some(axum::http::HeaderValue::from_static("1")),
+        _ => None,
+    }
+}
+
 /// `Authorization: Bearer` token, if present.
 pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;

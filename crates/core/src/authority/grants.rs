@@ -8,6 +8,7 @@ use crate::principal::{Client, GrantType, User, parse_scope};
 use crate::secret::{self, Secret, prefix};
 use crate::store::{DevicePoll, DeviceRecord, DeviceStatus, LegacyRecord, NewRefresh, RefreshRecord, Rotation};
 use crate::token::{self, AccessClaims, ClaimSet, Subject};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 /// Who a token is for, and how it came to be.
@@ -154,7 +155,7 @@ impl Authority {
             }
             Grant::Password { username, password, otp } => {
                 let scope = Self::grant_scope(&client.scopes, req.scope.as_deref())?;
-                let user = self.check_credentials(tenant, &username, password, otp.as_ref()).await?;
+                let user = self.check_credentials(tenant, &username, password, otp.as_ref(), req.origin).await?;
                 let holder = Holder {
                     client: Some(&client),
                     username: &user.username,
@@ -192,10 +193,11 @@ impl Authority {
         username: &str,
         password: Secret,
         claim_set: ClaimSet,
+        origin: Option<IpAddr>,
     ) -> Result<IssuedTokens> {
         let ts = self.tenant(tenant)?;
         Self::check_tenant_allows(&ts, GrantType::Password)?;
-        let user = self.check_credentials(tenant, username, password, None).await?;
+        let user = self.check_credentials(tenant, username, password, None, origin).await?;
         let holder = Holder {
             client: None,
             username: &user.username,
@@ -208,8 +210,19 @@ impl Authority {
     }
 
     /// Check a user's password; unknown user, wrong password and disabled account are all
-    /// `invalid_grant`, and take the same time.
-    pub async fn check_password(&self, tenant: &str, username: &str, password: Secret) -> Result<User> {
+    /// `invalid_grant`, and take the same time. Failures count against the user and the
+    /// client address (`origin`); past the limits, `rate_limited` without checking.
+    pub async fn check_password(
+        &self,
+        tenant: &str,
+        username: &str,
+        password: Secret,
+        origin: Option<IpAddr>,
+    ) -> Result<User> {
+        let now = self.now();
+        if let Some(wait) = self.throttle.blocked(tenant, username, origin, now) {
+            return Err(Error::rate_limited(wait));
+        }
         let user = if username.is_empty() || username.len() > 128 {
             None
         } else {
@@ -220,7 +233,10 @@ impl Authority {
         match user {
             Some(u) if ok && !u.disabled => Ok(u),
             Some(u) if ok && u.disabled => Err(Error::invalid_grant("the user account is disabled")),
-            _ => Err(Error::invalid_grant("invalid username or password")),
+            _ => {
+                self.throttle.failed(tenant, username, origin, now);
+                Err(Error::invalid_grant("invalid username or password"))
+            }
         }
     }
 

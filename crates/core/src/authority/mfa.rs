@@ -7,6 +7,7 @@ use crate::principal::{ApiKey, User, parse_scope};
 use crate::secret::{self, Secret, prefix};
 use crate::totp;
 use serde_json::{Map, Value};
+use std::net::IpAddr;
 
 /// What enrolment hands the user, once.
 #[derive(Debug, Clone)]
@@ -109,17 +110,29 @@ impl Authority {
         }
     }
 
-    /// Password, then the second factor when the user has one.
+    /// Password, then the second factor when the user has one. Failures of either count
+    /// against the brute-force limits.
     pub async fn check_credentials(
         &self,
         tenant: &str,
         username: &str,
         password: Secret,
         otp: Option<&Secret>,
+        origin: Option<IpAddr>,
     ) -> Result<User> {
-        let user = self.check_password(tenant, username, password).await?;
-        self.check_second_factor(&user, otp).await?;
-        Ok(user)
+        let user = self.check_password(tenant, username, password, origin).await?;
+        match self.check_second_factor(&user, otp).await {
+            Ok(()) => {
+                self.throttle.succeeded(tenant, username);
+                Ok(user)
+            }
+            Err(e) => {
+                if e.kind == ErrorKind::InvalidGrant {
+                    self.throttle.failed(tenant, username, origin, self.now());
+                }
+                Err(e)
+            }
+        }
     }
 
     // ----- API keys -----------------------------------------------------------------------

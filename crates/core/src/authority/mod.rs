@@ -43,6 +43,8 @@ pub struct Settings {
     pub device_ttl: i64,
     /// Minimum polling interval of the device flow, seconds.
     pub device_interval: i64,
+    /// Brute-force limits on failed credential checks.
+    pub limits: crate::throttle::Limits,
 }
 
 impl Default for Settings {
@@ -55,6 +57,7 @@ impl Default for Settings {
             key_prepublish: 0,
             device_ttl: 600,
             device_interval: 5,
+            limits: crate::throttle::Limits::default(),
         }
     }
 }
@@ -116,6 +119,7 @@ pub struct Authority {
     /// A real Argon2id hash to verify against when the user does not exist, so that
     /// an unknown username costs the same time as a wrong password.
     dummy_hash: String,
+    throttle: crate::throttle::Throttle,
 }
 
 fn lock_poisoned<T>(_: T) -> Error {
@@ -134,6 +138,7 @@ impl Authority {
         settings: Settings,
     ) -> Result<Self> {
         let dummy_hash = hasher.hash(Secret::new(secret::random_b64(rng.as_ref(), 16))).await?;
+        let settings_limits = settings.limits;
         let auth = Authority {
             store,
             clock,
@@ -146,6 +151,7 @@ impl Authority {
             revoked: RwLock::new(HashMap::new()),
             cursor: Mutex::new((0, 0)),
             dummy_hash,
+            throttle: crate::throttle::Throttle::new(settings_limits),
         };
         let heads = auth.store.heads().await?;
         for t in auth.store.tenant_list().await? {

@@ -3,13 +3,14 @@
 //! (CONTRACTS.md section 1).
 
 use crate::AppState;
-use crate::extract::{TenantName, basic_credentials, cookie_value, header_text};
+use crate::extract::{Origin, TenantName, basic_credentials, cookie_value, header_text};
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Map, json};
+use std::net::IpAddr;
 use tessera_core::authority::Session;
 use tessera_core::principal::User;
 use tessera_core::secret::{Secret, prefix};
@@ -42,7 +43,11 @@ fn failure(e: Error) -> Response {
         "status": 1,
         "statusCode": status.as_u16(),
     });
-    json_reply(status, body)
+    let mut res = json_reply(status, body);
+    if let Some(v) = crate::extract::retry_after(&e) {
+        res.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    res
 }
 
 /// A credential that is a token or an API key.
@@ -63,10 +68,10 @@ async fn user_of_token(state: &AppState, tenant: &str, value: &str) -> Result<Us
 /// Every scheme the SDKs and real clients use: Basic (e-mail and password), Bearer token or
 /// API key, a raw `Authorization` value, the `ApiKeyBearer` header, and the `asc_auth_key`
 /// cookie (named, or bare as the Python SDK sends it).
-async fn caller(state: &AppState, tenant: &str, headers: &HeaderMap) -> Result<User, Error> {
+async fn caller(state: &AppState, tenant: &str, headers: &HeaderMap, origin: Option<IpAddr>) -> Result<User, Error> {
     if let Some((username, password)) = basic_credentials(headers)? {
         let otp = header_text(headers, "x-tessera-otp").map(Secret::new);
-        return state.auth.check_credentials(tenant, &username, password, otp.as_ref()).await;
+        return state.auth.check_credentials(tenant, &username, password, otp.as_ref(), origin).await;
     }
     if let Some(v) = header_text(headers, "authorization") {
         return user_of_token(state, tenant, v).await;
@@ -80,8 +85,13 @@ async fn caller(state: &AppState, tenant: &str, headers: &HeaderMap) -> Result<U
     Err(Error::invalid_token("not authenticated"))
 }
 
-async fn token_get(State(state): State<AppState>, TenantName(tenant): TenantName, headers: HeaderMap) -> Response {
-    let user = match caller(&state, &tenant, &headers).await {
+async fn token_get(
+    State(state): State<AppState>,
+    TenantName(tenant): TenantName,
+    Origin(origin): Origin,
+    headers: HeaderMap,
+) -> Response {
+    let user = match caller(&state, &tenant, &headers, origin).await {
         Ok(u) => u,
         Err(e) => return failure(e),
     };

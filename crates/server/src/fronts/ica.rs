@@ -3,7 +3,7 @@
 //! Errors are RFC 7807 `application/problem+json`.
 
 use crate::AppState;
-use crate::extract::{basic_credentials, bearer_token, header_text};
+use crate::extract::{Origin, basic_credentials, bearer_token, header_text};
 use crate::time::rfc3339_z;
 use axum::Router;
 use axum::extract::{OriginalUri, Query, State};
@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde::Deserialize;
 use serde_json::{Map, json};
+use std::net::IpAddr;
 use tessera_core::authority::Session;
 use tessera_core::principal::User;
 use tessera_core::secret::Secret;
@@ -55,8 +56,8 @@ fn problem(e: &Error, instance: &str, state: &AppState) -> Response {
     });
     let mut res = (status, axum::Json(body)).into_response();
     res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
-    if matches!(e.kind, ErrorKind::Unavailable | ErrorKind::RateLimited) {
-        res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    if let Some(v) = crate::extract::retry_after(e) {
+        res.headers_mut().insert(header::RETRY_AFTER, v);
     }
     res
 }
@@ -97,7 +98,12 @@ async fn tenant_of_user(state: &AppState, username: &str) -> Result<String, Erro
     }
 }
 
-async fn sign_in(state: &AppState, q: &TenantParam, headers: &HeaderMap) -> Result<(User, &'static str), Error> {
+async fn sign_in(
+    state: &AppState,
+    q: &TenantParam,
+    headers: &HeaderMap,
+    origin: Option<IpAddr>,
+) -> Result<(User, &'static str), Error> {
     let named = named_tenant(state, q, headers);
     if let Some(key) = header_text(headers, "x-api-key") {
         if let Some(t) = &named {
@@ -112,7 +118,7 @@ async fn sign_in(state: &AppState, q: &TenantParam, headers: &HeaderMap) -> Resu
             None => tenant_of_user(state, &username).await?,
         };
         let otp = header_text(headers, "x-tessera-otp").map(Secret::new);
-        let user = state.auth.check_credentials(&tenant, &username, password, otp.as_ref()).await?;
+        let user = state.auth.check_credentials(&tenant, &username, password, otp.as_ref(), origin).await?;
         return Ok((user, AMR_PASSWORD));
     }
     Err(Error::invalid_token("authenticate with X-API-Key or HTTP Basic"))
@@ -122,9 +128,10 @@ async fn tokens_post(
     State(state): State<AppState>,
     Query(q): Query<TenantParam>,
     OriginalUri(uri): OriginalUri,
+    Origin(origin): Origin,
     headers: HeaderMap,
 ) -> Response {
-    let issued = match sign_in(&state, &q, &headers).await {
+    let issued = match sign_in(&state, &q, &headers, origin).await {
         Ok((user, amr)) => state.auth.issue_session(&user, session(amr)),
         Err(e) => Err(e),
     };

@@ -3,7 +3,7 @@
 //! and are not accepted for each other.
 
 use crate::AppState;
-use crate::extract::{TenantName, basic_credentials, bearer_token, header_text};
+use crate::extract::{Origin, TenantName, basic_credentials, bearer_token, header_text};
 use crate::time::rfc3339_z;
 use axum::Router;
 use axum::extract::State;
@@ -11,6 +11,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Map, json};
+use std::net::IpAddr;
 use tessera_core::authority::Session;
 use tessera_core::secret::Secret;
 use tessera_core::token::Invalid;
@@ -55,12 +56,18 @@ fn failure(e: Error) -> Response {
         }
         ErrorKind::Internal => reply(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error", None),
         ErrorKind::MfaRequired => unauthorized(Some("two-factor authentication required: send X-SFTPGO-OTP")),
-        ErrorKind::RateLimited => reply(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests", Some(&e.description)),
+        ErrorKind::RateLimited => {
+            let mut r = reply(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests", Some(&e.description));
+            if let Some(v) = crate::extract::retry_after(&e) {
+                r.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            r
+        }
         _ => unauthorized(Some("invalid credentials")),
     }
 }
 
-async fn token(state: &AppState, tenant: &str, headers: &HeaderMap, admin: bool) -> Response {
+async fn token(state: &AppState, tenant: &str, origin: Option<IpAddr>, headers: &HeaderMap, admin: bool) -> Response {
     let (username, password) = match basic_credentials(headers) {
         Ok(Some(c)) => c,
         _ => return unauthorized(None),
@@ -69,7 +76,7 @@ async fn token(state: &AppState, tenant: &str, headers: &HeaderMap, admin: bool)
         return unauthorized(None);
     }
     let otp = header_text(headers, "x-sftpgo-otp").map(Secret::new);
-    let user = match state.auth.check_credentials(tenant, &username, password, otp.as_ref()).await {
+    let user = match state.auth.check_credentials(tenant, &username, password, otp.as_ref(), origin).await {
         Ok(u) => u,
         Err(e) => return failure(e),
     };
@@ -100,13 +107,19 @@ async fn token(state: &AppState, tenant: &str, headers: &HeaderMap, admin: bool)
 async fn admin_token_get(
     State(state): State<AppState>,
     TenantName(tenant): TenantName,
+    Origin(origin): Origin,
     headers: HeaderMap,
 ) -> Response {
-    token(&state, &tenant, &headers, true).await
+    token(&state, &tenant, origin, &headers, true).await
 }
 
-async fn user_token_get(State(state): State<AppState>, TenantName(tenant): TenantName, headers: HeaderMap) -> Response {
-    token(&state, &tenant, &headers, false).await
+async fn user_token_get(
+    State(state): State<AppState>,
+    TenantName(tenant): TenantName,
+    Origin(origin): Origin,
+    headers: HeaderMap,
+) -> Response {
+    token(&state, &tenant, origin, &headers, false).await
 }
 
 async fn logout(state: &AppState, tenant: &str, headers: &HeaderMap, audience: &str) -> Response {

@@ -3,13 +3,13 @@
 //! core's; this module only speaks Tapis' envelope, field names and status codes.
 
 use crate::AppState;
-use crate::extract::{TenantName, basic_credentials};
+use crate::extract::{Origin, TenantName, basic_credentials};
 use crate::oauth::metadata::endpoint_base;
 use crate::time::rfc3339;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
@@ -66,7 +66,8 @@ impl From<Error> for TapisError {
 
 impl IntoResponse for TapisError {
     fn into_response(self) -> Response {
-        let Error { kind, description } = self.0;
+        let retry = crate::extract::retry_after(&self.0);
+        let Error { kind, description, .. } = self.0;
         let status = match kind {
             ErrorKind::InvalidToken => StatusCode::UNAUTHORIZED,
             ErrorKind::Forbidden => StatusCode::FORBIDDEN,
@@ -87,8 +88,8 @@ impl IntoResponse for TapisError {
             "metadata": {},
         });
         let mut res = (status, axum::Json(body)).into_response();
-        if matches!(kind, ErrorKind::Unavailable | ErrorKind::RateLimited) {
-            res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        if let Some(v) = retry {
+            res.headers_mut().insert(header::RETRY_AFTER, v);
         }
         res
     }
@@ -171,10 +172,14 @@ fn need(v: Option<String>, name: &str) -> Result<String, Error> {
 fn token_result(t: &IssuedTokens) -> Value {
     let refresh = t.refresh_token.as_ref().map(|rt| {
         let ttl = t.refresh_expires_in.unwrap_or(0);
+        // Refresh tokens are opaque: their id is derived from the stored hash, which names
+        // the token without revealing it.
+        let jti: String = tessera_core::secret::sha256_b64(rt.expose()).chars().take(22).collect();
         json!({
             "refresh_token": rt.expose(),
             "expires_in": ttl,
             "expires_at": rfc3339(t.issued_at + ttl),
+            "jti": jti,
         })
     });
     json!({
@@ -191,6 +196,7 @@ fn token_result(t: &IssuedTokens) -> Value {
 async fn tokens_post(
     State(state): State<AppState>,
     TenantName(tenant): TenantName,
+    Origin(origin): Origin,
     headers: HeaderMap,
     bytes: Bytes,
 ) -> TapisResult {
@@ -208,7 +214,8 @@ async fn tokens_post(
             let username = need(nt.username, "username")?;
             let password = Secret::new(need(nt.password, "password")?);
             if matches!(auth, ClientAuth::Absent) {
-                let issued = state.auth.password_without_client(&tenant, &username, password, ClaimSet::Tapis).await?;
+                let issued =
+                    state.auth.password_without_client(&tenant, &username, password, ClaimSet::Tapis, origin).await?;
                 metrics::counter!("tessera_tokens_issued_total", "grant" => "password").increment(1);
                 return Ok(envelope(StatusCode::CREATED, "Token created successfully.", token_result(&issued)));
             }
@@ -231,6 +238,7 @@ async fn tokens_post(
     };
     let mut req = TokenRequest::new(grant);
     req.claim_set = ClaimSet::Tapis;
+    req.origin = origin;
     let issued = state.auth.token(&tenant, &auth, req).await?;
     metrics::counter!("tessera_tokens_issued_total", "grant" => label).increment(1);
     Ok(envelope(StatusCode::CREATED, "Token created successfully.", token_result(&issued)))

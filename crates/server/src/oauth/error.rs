@@ -29,7 +29,8 @@ pub fn status_of(kind: ErrorKind) -> StatusCode {
 
 impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
-        let Error { kind, description } = self.0;
+        let retry = crate::extract::retry_after(&self.0);
+        let Error { kind, description, .. } = self.0;
         let status = status_of(kind);
         if kind == ErrorKind::Internal {
             tracing::error!(%description, "internal error");
@@ -42,8 +43,8 @@ impl IntoResponse for OAuthError {
         if kind == ErrorKind::InvalidClient {
             h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"tessera\""));
         }
-        if matches!(kind, ErrorKind::Unavailable | ErrorKind::RateLimited) {
-            h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        if let Some(v) = retry {
+            h.insert(header::RETRY_AFTER, v);
         }
         res
     }

@@ -2,7 +2,7 @@
 
 use super::OAuthError;
 use crate::AppState;
-use crate::extract::{TenantName, basic_credentials, parse_form};
+use crate::extract::{Origin, TenantName, basic_credentials, parse_form};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -48,6 +48,7 @@ pub(super) fn no_store(mut res: Response) -> Response {
 pub async fn token_post(
     State(state): State<AppState>,
     TenantName(tenant): TenantName,
+    Origin(origin): Origin,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, OAuthError> {
@@ -79,6 +80,7 @@ pub async fn token_post(
         }
     };
     let mut req = TokenRequest::new(grant);
+    req.origin = origin;
     req.scope = form.remove("scope");
     req.resource = form.remove("resource").or_else(|| form.remove("audience"));
     let issued = state.auth.token(&tenant, &auth, req).await?;

@@ -3,7 +3,7 @@
 
 use super::{esc, page};
 use crate::AppState;
-use crate::extract::{TenantName, parse_form};
+use crate::extract::{Origin, TenantName, parse_form};
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -34,6 +34,8 @@ fn sign_in_form(code: &str, client_name: &str, scope: Option<&str>, error: Optio
          <label for=\"username\">Username</label><input id=\"username\" name=\"username\" autocomplete=\"username\" required>\
          <label for=\"password\">Password</label>\
          <input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
+         <label for=\"otp\">One-time code (if you use two-factor authentication)</label>\
+         <input id=\"otp\" name=\"otp\" inputmode=\"numeric\" autocomplete=\"one-time-code\">\
          <button type=\"submit\" name=\"action\" value=\"approve\">Approve</button>\
          <button type=\"submit\" name=\"action\" value=\"deny\">Deny</button></form>",
         name = esc(client_name),
@@ -64,6 +66,7 @@ pub async fn device_get(
 pub async fn device_post(
     State(state): State<AppState>,
     TenantName(tenant): TenantName,
+    Origin(origin): Origin,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -85,8 +88,13 @@ pub async fn device_post(
             return page(StatusCode::BAD_REQUEST, TITLE, &f);
         }
     };
-    if let Err(e) = state.auth.check_password(&tenant, &username, password).await {
-        let msg = if e.kind == ErrorKind::Unavailable { e.description } else { "Wrong username or password.".into() };
+    let otp = form.remove("otp").filter(|o| !o.is_empty()).map(Secret::new);
+    if let Err(e) = state.auth.check_credentials(&tenant, &username, password, otp.as_ref(), origin).await {
+        let msg = match e.kind {
+            ErrorKind::Unavailable | ErrorKind::RateLimited => e.description,
+            ErrorKind::MfaRequired => "Enter the one-time code from your authenticator app too.".into(),
+            _ => "Wrong username, password or code.".into(),
+        };
         let f = sign_in_form(&rec.user_code, &client.name, rec.scope.as_deref(), Some(&msg));
         return page(StatusCode::UNAUTHORIZED, TITLE, &f);
     }
