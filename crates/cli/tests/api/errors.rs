@@ -172,3 +172,23 @@ async fn deleted_client_is_refused_within_the_sync_interval() {
     let r = s.token("default", &[("grant_type", "client_credentials")], Auth::Basic(&id, &secret)).await;
     r.assert_error(401, "invalid_client", "client deleted while the server runs");
 }
+
+#[tokio::test]
+async fn repeated_wrong_passwords_are_rate_limited_even_with_the_right_one() {
+    let s = TestServer::start_with_env(&[("TESSERA_LOGIN_FAILURES_PER_USER", "3")]).await;
+    s.create_user("default", "erin", "erin's long password");
+    s.create_user("default", "frank", "frank's long password");
+    let (id, secret) = s.create_client("default", "password", None);
+    let wrong = [("grant_type", "password"), ("username", "erin"), ("password", "not the password")];
+    for _ in 0..3 {
+        s.token("default", &wrong, Auth::Basic(&id, &secret)).await.assert_error(400, "invalid_grant", "wrong");
+    }
+    let right = [("grant_type", "password"), ("username", "erin"), ("password", "erin's long password")];
+    let r = s.token("default", &right, Auth::Basic(&id, &secret)).await;
+    r.assert_error(429, "rate_limited", "locked after 3 failures");
+    let wait: i64 = r.header("retry-after").expect("Retry-After").parse().expect("seconds");
+    assert!(wait > 0 && wait <= 300, "{wait}");
+    // Another user is not affected.
+    let other = [("grant_type", "password"), ("username", "frank"), ("password", "frank's long password")];
+    s.token("default", &other, Auth::Basic(&id, &secret)).await.assert_ok("other user");
+}
