@@ -47,8 +47,9 @@ def check(server, r: ds.StringWrapper, user, tenant: str = "default") -> dict:
     assert claims["user_name"] and claims["user_id"], claims
     assert claims["is_admin"] == ("true" if user.admin else "false"), claims
     assert claims["is_guest"] == "false" and claims["is_public"] in ("", "false"), claims
-    assert isinstance(claims["tenant_id"], str) and claims["tenant_url"] == server.base, claims
-    assert claims["aud"] == server.base, claims
+    # DocSpace: iss = aud = the portal's root URL, here the tenant's issuer.
+    assert isinstance(claims["tenant_id"], str) and claims["tenant_url"] == server.issuer(tenant), claims
+    assert claims["aud"] == claims["iss"] == server.issuer(tenant), claims
     assert abs(claims["exp"] - (time.time() + TTL)) < 30, claims
     return claims
 

@@ -252,3 +252,30 @@ def test_refresh_needs_an_ica_jwt(server, base, make_user):
     bad = f"{head}.{payload}.{sig[:10]}{'A' if sig[10] != 'A' else 'B'}{sig[11:]}"
     expect_error(UnauthorizedException, refresh, base, bad)
 
+
+
+def test_ps_token_bearer(server, base, make_user):
+    """PsTokenAuth: a user's access token of this server (here from the standard password
+    grant) stands for the IdP token on create_jwt_token; a client token or garbage does not."""
+    u = make_user()
+    c = server.client_create(u.tenant, f"ica-ps-{time.time_ns()}", "password,client_credentials")
+    r = requests.post(
+        f"{server.issuer(u.tenant)}/oauth2/token",
+        auth=(c["client_id"], c["client_secret"]),
+        data={"grant_type": "password", "username": u.username, "password": u.password},
+    )
+    assert r.status_code == 200, r.text
+    token = create(base, access_token=r.json()["access_token"])
+    claims = server.verify(token)
+    assert claims["username"] == u.username and claims["aud"] == "ica", claims
+    refresh(base, token)
+    r = requests.post(
+        f"{server.issuer(u.tenant)}/oauth2/token",
+        auth=(c["client_id"], c["client_secret"]),
+        data={"grant_type": "client_credentials"},
+    )
+    assert r.status_code == 200, r.text
+    e = expect_error(UnauthorizedException, create, base, access_token=r.json()["access_token"])
+    assert_problem(e, 401)
+    e = expect_error(UnauthorizedException, create, base, access_token="not.a.token")
+    assert_problem(e, 401)

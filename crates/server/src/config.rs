@@ -11,6 +11,14 @@ pub struct Config {
     pub listen: String,
     /// Where the SQLite database and the master key file live.
     pub data_dir: PathBuf,
+    /// `postgres://...` (TLS per `sslmode=`, schema per `options=-csearch_path%3D...`) to use
+    /// PostgreSQL instead of `<data_dir>/tessera.db`; several nodes may share it.
+    pub database_url: Option<String>,
+    /// PostgreSQL connections per node.
+    pub db_pool_size: u32,
+    /// PostgreSQL statement timeout, and how long to wait for a connection, milliseconds:
+    /// with the database gone, requests fail with `unavailable` after about this long.
+    pub db_statement_timeout_ms: u64,
     /// The master key file; default `<data_dir>/master.key`. `TESSERA_MASTER_KEY` wins over it.
     pub master_key_file: Option<PathBuf>,
     /// Base URL clients use to reach this deployment; default `http://<listen address>`.
@@ -46,6 +54,9 @@ impl Default for Config {
         Config {
             listen: "127.0.0.1:8080".into(),
             data_dir: PathBuf::from("./tessera-data"),
+            database_url: None,
+            db_pool_size: 16,
+            db_statement_timeout_ms: 5000,
             master_key_file: None,
             public_url: None,
             access_ttl: 3600,
@@ -69,6 +80,9 @@ impl Config {
     pub const ENV_KEYS: &'static [&'static str] = &[
         "listen",
         "data_dir",
+        "database_url",
+        "db_pool_size",
+        "db_statement_timeout_ms",
         "master_key_file",
         "public_url",
         "access_ttl",
@@ -101,6 +115,17 @@ impl Config {
             if v < 0 {
                 return Err(format!("{name} must not be negative"));
             }
+        }
+        if let Some(u) = &self.database_url
+            && !(u.starts_with("postgres://") || u.starts_with("postgresql://"))
+        {
+            return Err("database_url must be a postgres:// URL (SQLite lives in data_dir)".into());
+        }
+        if self.db_pool_size == 0 {
+            return Err("db_pool_size must be positive".into());
+        }
+        if self.db_statement_timeout_ms == 0 {
+            return Err("db_statement_timeout_ms must be positive".into());
         }
         if !matches!(self.log_format.as_str(), "text" | "json") {
             return Err("log_format must be `text` or `json`".into());

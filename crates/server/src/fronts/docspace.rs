@@ -96,17 +96,22 @@ async fn token_get(
         Err(e) => return failure(e),
     };
     let root = state.auth.settings().public_url.trim_end_matches('/').to_owned();
+    // DocSpace's iss = aud = the portal's root URL: here, the tenant's issuer.
+    let issuer = match state.auth.tenant(&tenant) {
+        Ok(ts) => ts.issuer.clone(),
+        Err(e) => return failure(e),
+    };
     let flag = |b: bool| if b { "true" } else { "false" };
     let mut extra = Map::new();
     extra.insert("user_id".into(), user.username.clone().into());
     extra.insert("user_name".into(), user.username.clone().into());
     extra.insert("user_email".into(), user.profile.email.clone().unwrap_or_else(|| user.username.clone()).into());
     extra.insert("tenant_id".into(), tenant.clone().into());
-    extra.insert("tenant_url".into(), root.clone().into());
+    extra.insert("tenant_url".into(), issuer.clone().into());
     extra.insert("is_admin".into(), flag(user.is_admin()).into());
     extra.insert("is_guest".into(), "false".into());
     extra.insert("is_public".into(), "false".into());
-    let session = Session { audience: Some(root.clone()), ttl: Some(TOKEN_TTL), scope: None, extra };
+    let session = Session { audience: Some(issuer), ttl: Some(TOKEN_TTL), scope: None, extra };
     match state.auth.issue_session(&user, session) {
         Ok(t) => {
             metrics::counter!("tessera_tokens_issued_total", "grant" => "docspace").increment(1);

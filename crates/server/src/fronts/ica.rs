@@ -121,7 +121,30 @@ async fn sign_in(
         let user = state.auth.check_credentials(&tenant, &username, password, otp.as_ref(), origin).await?;
         return Ok((user, AMR_PASSWORD));
     }
-    Err(Error::invalid_token("authenticate with X-API-Key or HTTP Basic"))
+    if let Some(raw) = bearer_token(headers) {
+        // PsTokenAuth: a user's access token of this server stands for the IdP token.
+        let tenant = match named {
+            Some(t) => t,
+            None => claimed_tenant(raw)?,
+        };
+        let claims = state.auth.bearer(&tenant, raw)?;
+        let username = claims.user().ok_or_else(|| Error::invalid_token("the token names no user"))?;
+        let user = state.auth.get_user(&tenant, username).await.map_err(|_| Error::invalid_token("unknown user"))?;
+        if user.disabled {
+            return Err(Error::invalid_token("the user is disabled"));
+        }
+        return Ok((user, AMR_PASSWORD));
+    }
+    Err(Error::invalid_token("authenticate with X-API-Key, HTTP Basic or a Bearer token"))
+}
+
+/// The tenant a token says it belongs to (checked afterwards by verifying it with that
+/// tenant's keys only).
+fn claimed_tenant(raw: &str) -> Result<String, Error> {
+    tessera_core::token::parse(raw)
+        .ok()
+        .and_then(|p| p.claims.get("tenant").and_then(|t| t.as_str()).map(str::to_owned))
+        .ok_or_else(|| Error::invalid_token("not a token of this server"))
 }
 
 async fn tokens_post(
@@ -160,10 +183,7 @@ async fn refresh(state: &AppState, q: &TenantParam, headers: &HeaderMap) -> Resu
     let raw = bearer_token(headers).ok_or_else(|| Error::invalid_token("a Bearer JWT is required"))?;
     // The token names its tenant; it is then verified with that tenant's keys only, and
     // refused if the request names another tenant.
-    let claimed = tessera_core::token::parse(raw)
-        .ok()
-        .and_then(|p| p.claims.get("tenant").and_then(|t| t.as_str()).map(str::to_owned))
-        .ok_or_else(|| Error::invalid_token("not a token of this server"))?;
+    let claimed = claimed_tenant(raw)?;
     if named_tenant(state, q, headers).is_some_and(|t| t != claimed) {
         return Err(Error::invalid_token("the token belongs to another tenant"));
     }
