@@ -41,6 +41,11 @@ pub fn routes() -> Router<AppState> {
         .route("/hello", get(hello_get))
         .route("/ready", get(ready_get))
         .fallback(|| async { TapisError(Error::not_found("no such endpoint")) })
+        .method_not_allowed_fallback(|| async {
+            let mut res = TapisError(Error::invalid_request("method not allowed here")).into_response();
+            *res.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+            res
+        })
 }
 
 // ----- the envelope ------------------------------------------------------------------------
