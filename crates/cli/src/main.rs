@@ -13,6 +13,10 @@ struct Cli {
     /// Data directory (SQLite database and master key).
     #[arg(long, global = true, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// PostgreSQL URL (postgres://user@host/db?sslmode=require) instead of the SQLite file in
+    /// the data dir; every node of a deployment uses the same database.
+    #[arg(long, global = true, value_name = "URL")]
+    database_url: Option<String>,
     /// TOML configuration file.
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -45,6 +49,8 @@ enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Apikey(admin::ApiKeyCmd),
+    /// Create or update the database schema, then exit.
+    Migrate,
 }
 
 #[derive(Args, Debug)]
@@ -85,7 +91,8 @@ fn one_line(e: &anyhow::Error) -> String {
 }
 
 fn run(cli: Cli) -> Result<()> {
-    let mut overrides = setup::Overrides { data_dir: cli.data_dir, ..Default::default() };
+    let mut overrides =
+        setup::Overrides { data_dir: cli.data_dir, database_url: cli.database_url, ..Default::default() };
     if let Command::Serve(a) = &cli.command {
         overrides.listen = a.listen.clone();
         overrides.public_url = a.public_url.clone();
@@ -104,6 +111,7 @@ fn run(cli: Cli) -> Result<()> {
             Command::Token(c) => admin::token(&config, c).await,
             Command::Device(c) => admin::device(&config, c).await,
             Command::Apikey(c) => admin::apikey(&config, c).await,
+            Command::Migrate => setup::migrate(&config).await,
         }
     })
 }

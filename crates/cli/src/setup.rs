@@ -12,13 +12,16 @@ use tessera_core::clock::{Rng, SystemClock, SystemRng};
 use tessera_core::keys::MasterKey;
 use tessera_core::secret::{Argon2id, InlineHasher, PasswordHasher};
 use tessera_server::{AppState, Config, PooledHasher};
-use tessera_store::SqliteStore;
+use tessera_store::{Backend, PgSettings};
+use tokio::sync::Notify;
 
 /// Values given as flags: they win over everything else.
 #[derive(Debug, Default, serde::Serialize)]
 pub struct Overrides {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub listen: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -55,9 +58,11 @@ pub fn init_logging(config: &Config, serving: bool) {
     }
 }
 
-/// The master key: `TESSERA_MASTER_KEY`, else the key file, else (first start only) a new
-/// key written to the key file with mode 0600.
-fn master_key(config: &Config, db_existed: bool) -> Result<MasterKey> {
+/// The master key: `TESSERA_MASTER_KEY`, else the key file, else (only while the database
+/// holds no keys) a new key written to the key file with mode 0600. With a shared database
+/// (PostgreSQL) every node must be given the same key; a node with another key then fails to
+/// open the stored keys and refuses to start.
+fn master_key(config: &Config, db_has_keys: bool, shared: bool) -> Result<MasterKey> {
     if let Ok(v) = std::env::var("TESSERA_MASTER_KEY") {
         return MasterKey::from_base64(&v).map_err(|e| anyhow!("TESSERA_MASTER_KEY: {}", e.description));
     }
@@ -67,19 +72,44 @@ fn master_key(config: &Config, db_existed: bool) -> Result<MasterKey> {
             MasterKey::from_base64(&text).map_err(|e| anyhow!("master key file {}: {}", path.display(), e.description))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            if db_existed {
+            if db_has_keys && shared {
+                bail!(
+                    "master key file {} is missing and the database already holds keys; give this node the \
+                     deployment's master key (TESSERA_MASTER_KEY or master_key_file)",
+                    path.display()
+                );
+            }
+            if db_has_keys {
                 bail!(
                     "master key file {} is missing and the database already holds keys; \
                      restore it or set TESSERA_MASTER_KEY",
                     path.display()
                 );
             }
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                create_private_dir(dir)?;
+            }
             let key = MasterKey::generate(&SystemRng);
             write_private(&path, key.to_base64().as_bytes())?;
+            if shared {
+                tracing::warn!(
+                    path = %path.display(),
+                    "generated the master key of this new database; every other node needs the same key"
+                );
+            }
             Ok(key)
         }
         Err(e) => Err(e).with_context(|| format!("reading master key file {}", path.display())),
     }
+}
+
+fn create_private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("creating directory {}", dir.display()))
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -96,29 +126,46 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// Open the data dir (creating it on first use) and the engine over it. On a new data
-/// dir this bootstraps the default tenant and the `admin` user; the one-time password is
-/// returned for the caller to show.
+/// The store: PostgreSQL when `database_url` says so, else the SQLite file in the data dir
+/// (created on first use). Also says whether it already holds signing keys.
+async fn open_store(config: &Config) -> Result<(Backend, bool)> {
+    let pg =
+        PgSettings { pool_size: config.db_pool_size, timeout: Duration::from_millis(config.db_statement_timeout_ms) };
+    if let Some(url) = &config.database_url {
+        let backend =
+            tessera_store::open(url, &pg).await.map_err(|e| anyhow!("opening the PostgreSQL database: {e}"))?;
+        let keys = backend.store().key_list(None).await.map_err(|e| anyhow!("reading the PostgreSQL database: {e}"))?;
+        return Ok((backend, !keys.is_empty()));
+    }
+    create_private_dir(&config.data_dir).with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+    let db_path = config.data_dir.join("tessera.db");
+    let existed = db_path.exists();
+    let backend = tessera_store::open(&db_path.to_string_lossy(), &pg)
+        .await
+        .map_err(|e| anyhow!("opening database {}: {e}", db_path.display()))?;
+    Ok((backend, existed))
+}
+
+/// Open the store and the engine over it. On a new database this bootstraps the default
+/// tenant and the `admin` user; the one-time password is returned for the caller to show.
 pub async fn open(
     config: &Config,
     public_url: String,
     hasher: Arc<dyn PasswordHasher>,
 ) -> Result<(Arc<Authority>, Option<tessera_core::secret::Secret>)> {
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&config.data_dir)
-            .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
-    }
-    let db_path = config.data_dir.join("tessera.db");
-    let db_existed = db_path.exists();
-    let master = master_key(config, db_existed)?;
-    let store =
-        SqliteStore::open(&db_path).await.map_err(|e| anyhow!("opening database {}: {e}", db_path.display()))?;
+    let (auth, password, _) = open_engine(config, public_url, hasher).await?;
+    Ok((auth, password))
+}
+
+async fn open_engine(
+    config: &Config,
+    public_url: String,
+    hasher: Arc<dyn PasswordHasher>,
+) -> Result<(Arc<Authority>, Option<tessera_core::secret::Secret>, Backend)> {
+    let (backend, db_has_keys) = open_store(config).await?;
+    let master = master_key(config, db_has_keys, backend.is_shared())?;
     let auth = Authority::open(
-        Arc::new(store),
+        backend.store(),
         Arc::new(SystemClock),
         Arc::new(SystemRng),
         hasher,
@@ -128,7 +175,20 @@ pub async fn open(
     .await
     .map_err(|e| anyhow!("{}", e.description))?;
     let password = auth.bootstrap().await.map_err(|e| anyhow!("bootstrap failed: {}", e.description))?;
-    Ok((Arc::new(auth), password))
+    Ok((Arc::new(auth), password, backend))
+}
+
+/// With PostgreSQL, sync as soon as any node commits a change or a revocation (LISTEN/NOTIFY)
+/// instead of at the next poll; the poll stays as the safety net for missed notifications.
+fn sync_on_notify(auth: Arc<Authority>, wake: Arc<Notify>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            wake.notified().await;
+            if let Err(e) = auth.sync().await {
+                tracing::warn!(error = %e, "sync after a notification failed; the poll will retry");
+            }
+        }
+    })
 }
 
 /// The engine for one admin command (hashing inline).
@@ -152,7 +212,8 @@ pub async fn serve(config: Config) -> Result<()> {
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
     let hasher =
         Arc::new(PooledHasher::new(Argon2id::default(), Arc::new(SystemRng), config.hash_concurrency.unwrap_or(cores)));
-    let (auth, password) = open(&config, public_url.clone(), hasher).await?;
+    let (auth, password, backend) = open_engine(&config, public_url.clone(), hasher).await?;
+    let shutdown = shutdown_signal()?;
     let mut out = std::io::stdout().lock();
     if let Some(pw) = password {
         writeln!(out, "bootstrap admin: username=admin password={} (shown once)", pw.expose())?;
@@ -160,28 +221,41 @@ pub async fn serve(config: Config) -> Result<()> {
     writeln!(out, "tessera listening on http://{addr}")?;
     out.flush()?;
     drop(out);
-    tracing::info!(%addr, %public_url, data_dir = %config.data_dir.display(), "tessera started");
+    let store = match &backend {
+        Backend::Postgres(pg) => format!("postgres (schema {})", pg.schema()),
+        Backend::Sqlite(_) => format!("sqlite in {}", config.data_dir.display()),
+    };
+    tracing::info!(%addr, %public_url, %store, "tessera started");
     let background = tessera_server::spawn_background(auth.clone(), Duration::from_millis(config.sync_interval_ms));
+    let notified = backend.listen().map(|wake| sync_on_notify(auth.clone(), wake));
     let state = AppState { auth, metrics: tessera_server::metrics_layer::install() };
-    tessera_server::run(listener, state, shutdown_signal()).await?;
+    tessera_server::run(listener, state, shutdown).await?;
     background.abort();
+    if let Some(t) = notified {
+        t.abort();
+    }
     tracing::info!("tessera stopped");
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// SIGTERM or SIGINT. The handlers are installed when this is called, so a signal that
+/// arrives right after start-up (before the server polls the future) is not lost.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
-    let term = async {
-        match signal(SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        _ = term => {},
-    }
-    tracing::info!("shutdown requested; finishing in-flight requests");
+        tracing::info!("shutdown requested; finishing in-flight requests");
+    })
+}
+
+/// `tessera migrate`: bring the schema up to date (opening a store migrates it).
+pub async fn migrate(config: &Config) -> Result<()> {
+    let (backend, _) = open_store(config).await?;
+    println!("{} schema is up to date", backend.name());
+    Ok(())
 }

@@ -1,72 +1,68 @@
-//! The engine over the real SQLite store, with a manual clock: rotation races, grace windows,
-//! expiry, key rotation, and two engines sharing one database file.
+//! The engine over the real stores, with a manual clock: rotation races, grace windows,
+//! expiry, key rotation, and two engines sharing one database. Every test here runs against
+//! both backends (`sqlite::*` and `pg::*`); `pg_nodes` holds the multi-node PostgreSQL tests.
 
-mod mfa;
+mod env;
+mod pg_nodes;
 
-use std::path::PathBuf;
+use env::{Env, Kind};
 use std::sync::Arc;
 use tessera_core::authority::Authority;
 use tessera_core::authority::{NewClient, TenantPolicy};
-use tessera_core::clock::{ManualClock, SystemRng};
+use tessera_core::clock::SystemRng;
 use tessera_core::grant::token_type;
 use tessera_core::grant::{ClientAuth, Grant, TokenRequest};
 use tessera_core::keys::{Alg, MasterKey};
 use tessera_core::principal::{GrantType, Profile};
-use tessera_core::secret::{Argon2id, InlineHasher, Secret};
+use tessera_core::secret::Secret;
 use tessera_core::token::ClaimSet;
 use tessera_core::token::Invalid;
 use tessera_core::{ErrorKind, Settings};
-use tessera_store::SqliteStore;
 
-const T0: i64 = 1_800_000_000;
-
-struct Env {
-    dir: PathBuf,
-    clock: Arc<ManualClock>,
-    master_b64: String,
+/// Each named `async fn name(kind: Kind)` becomes `sqlite::name` and `pg::name`.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Kind::Sqlite).await
+                }
+            )*
+        }
+        mod pg {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Kind::Pg).await
+                }
+            )*
+        }
+    };
 }
 
-impl Env {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("tessera-engine-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let master_b64 = MasterKey::generate(&SystemRng).to_base64().to_string();
-        Env { dir, clock: Arc::new(ManualClock::new(T0)), master_b64 }
-    }
+on_both_backends!(
+    concurrent_presentations_of_one_refresh_token_succeed_exactly_once,
+    grace_window_tolerates_a_second_tab_then_reuse_kills_the_family,
+    without_grace_a_second_presentation_is_reuse,
+    tokens_expire_by_the_injected_clock,
+    rotated_key_is_published_before_it_signs_and_the_old_one_retires,
+    a_second_engine_on_the_same_database_follows_changes,
+    a_wrong_master_key_refuses_to_open,
+    expired_revocations_are_purged,
+    wrong_password_unknown_user_and_disabled_user_are_invalid_grant,
+    device_flow_pending_slow_down_approve_once,
+    device_flow_denied_expired_and_foreign_client,
+    token_exchange_to_access_and_legacy_tokens,
+    tenant_policy_limits_grants_and_lifetimes,
+);
 
-    async fn engine(&self, settings: Settings) -> Result<Authority, tessera_core::Error> {
-        self.engine_with_key(settings, &self.master_b64).await
-    }
-
-    async fn engine_with_key(&self, settings: Settings, key: &str) -> Result<Authority, tessera_core::Error> {
-        let store = SqliteStore::open(&self.dir.join("tessera.db")).await.unwrap();
-        let rng = Arc::new(SystemRng);
-        let hasher = Arc::new(InlineHasher { argon: Argon2id::new(1024, 1, 1), rng: rng.clone() });
-        Authority::open(
-            Arc::new(store),
-            self.clock.clone(),
-            rng,
-            hasher,
-            MasterKey::from_base64(key).unwrap(),
-            settings,
-        )
-        .await
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn settings() -> Settings {
+pub(crate) fn settings() -> Settings {
     Settings { public_url: "https://auth.example".into(), ..Settings::default() }
 }
 
 /// A tenant `t`, a user `alice`, and a confidential client allowed password + refresh.
-async fn setup(auth: &Authority) -> ClientAuth {
+pub(crate) async fn setup(auth: &Authority) -> ClientAuth {
     auth.create_tenant("t", Alg::EdDSA, None, None, None, vec![]).await.unwrap();
     auth.create_user("t", "alice", Secret::new("correct horse battery"), vec![], Profile::default()).await.unwrap();
     let mut spec = NewClient::new("t", "app", vec![GrantType::Password, GrantType::RefreshToken]);
@@ -75,7 +71,7 @@ async fn setup(auth: &Authority) -> ClientAuth {
     ClientAuth::Basic { client_id: c.client_id, secret: s.unwrap() }
 }
 
-fn password() -> TokenRequest {
+pub(crate) fn password() -> TokenRequest {
     TokenRequest::new(Grant::Password {
         username: "alice".into(),
         password: Secret::new("correct horse battery"),
@@ -83,13 +79,12 @@ fn password() -> TokenRequest {
     })
 }
 
-fn refresh(rt: &Secret) -> TokenRequest {
+pub(crate) fn refresh(rt: &Secret) -> TokenRequest {
     TokenRequest::new(Grant::RefreshToken { refresh_token: rt.clone() })
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_presentations_of_one_refresh_token_succeed_exactly_once() {
-    let env = Env::new("race");
+async fn concurrent_presentations_of_one_refresh_token_succeed_exactly_once(kind: Kind) {
+    let env = Env::new(kind, "race").await;
     let auth = Arc::new(env.engine(settings()).await.unwrap());
     let client = setup(&auth).await;
     let rt = auth.token("t", &client, password()).await.unwrap().refresh_token.unwrap();
@@ -113,9 +108,8 @@ async fn concurrent_presentations_of_one_refresh_token_succeed_exactly_once() {
     assert_eq!(auth.verify_access("t", &ok[0].access_token).unwrap_err(), Invalid::Revoked);
 }
 
-#[tokio::test]
-async fn grace_window_tolerates_a_second_tab_then_reuse_kills_the_family() {
-    let env = Env::new("grace");
+async fn grace_window_tolerates_a_second_tab_then_reuse_kills_the_family(kind: Kind) {
+    let env = Env::new(kind, "grace").await;
     let auth = env.engine(Settings { refresh_grace: 10, ..settings() }).await.unwrap();
     let client = setup(&auth).await;
     let a = auth.token("t", &client, password()).await.unwrap().refresh_token.unwrap();
@@ -130,9 +124,8 @@ async fn grace_window_tolerates_a_second_tab_then_reuse_kills_the_family() {
     }
 }
 
-#[tokio::test]
-async fn without_grace_a_second_presentation_is_reuse() {
-    let env = Env::new("nograce");
+async fn without_grace_a_second_presentation_is_reuse(kind: Kind) {
+    let env = Env::new(kind, "nograce").await;
     let auth = env.engine(settings()).await.unwrap();
     let client = setup(&auth).await;
     let a = auth.token("t", &client, password()).await.unwrap().refresh_token.unwrap();
@@ -141,9 +134,8 @@ async fn without_grace_a_second_presentation_is_reuse() {
     assert_eq!(auth.token("t", &client, refresh(&b)).await.unwrap_err().kind, ErrorKind::InvalidGrant);
 }
 
-#[tokio::test]
-async fn tokens_expire_by_the_injected_clock() {
-    let env = Env::new("expiry");
+async fn tokens_expire_by_the_injected_clock(kind: Kind) {
+    let env = Env::new(kind, "expiry").await;
     let auth = env.engine(Settings { access_ttl: 60, refresh_ttl: 600, ..settings() }).await.unwrap();
     let client = setup(&auth).await;
     let issued = auth.token("t", &client, password()).await.unwrap();
@@ -156,9 +148,8 @@ async fn tokens_expire_by_the_injected_clock() {
     assert_eq!(e.kind, ErrorKind::InvalidGrant);
 }
 
-#[tokio::test]
-async fn rotated_key_is_published_before_it_signs_and_the_old_one_retires() {
-    let env = Env::new("rotate");
+async fn rotated_key_is_published_before_it_signs_and_the_old_one_retires(kind: Kind) {
+    let env = Env::new(kind, "rotate").await;
     let auth = env.engine(Settings { access_ttl: 100, key_prepublish: 30, ..settings() }).await.unwrap();
     let client = setup(&auth).await;
     let old = auth.token("t", &client, password()).await.unwrap().access_token;
@@ -177,9 +168,8 @@ async fn rotated_key_is_published_before_it_signs_and_the_old_one_retires() {
     assert!(auth.verify_access("t", &old).is_err());
 }
 
-#[tokio::test]
-async fn a_second_engine_on_the_same_database_follows_changes() {
-    let env = Env::new("follow");
+async fn a_second_engine_on_the_same_database_follows_changes(kind: Kind) {
+    let env = Env::new(kind, "follow").await;
     let a = env.engine(settings()).await.unwrap();
     let client = setup(&a).await;
     let b = env.engine(settings()).await.unwrap();
@@ -200,9 +190,8 @@ async fn a_second_engine_on_the_same_database_follows_changes() {
     assert_eq!(b.jwks("t").unwrap()["keys"].as_array().unwrap().len(), 2);
 }
 
-#[tokio::test]
-async fn a_wrong_master_key_refuses_to_open() {
-    let env = Env::new("master");
+async fn a_wrong_master_key_refuses_to_open(kind: Kind) {
+    let env = Env::new(kind, "master").await;
     let a = env.engine(settings()).await.unwrap();
     a.create_tenant("t", Alg::RS256, None, None, None, vec![]).await.unwrap();
     drop(a);
@@ -211,9 +200,8 @@ async fn a_wrong_master_key_refuses_to_open() {
     assert!(err.description.contains("master key"), "{}", err.description);
 }
 
-#[tokio::test]
-async fn expired_revocations_are_purged() {
-    let env = Env::new("purge");
+async fn expired_revocations_are_purged(kind: Kind) {
+    let env = Env::new(kind, "purge").await;
     let auth = env.engine(Settings { access_ttl: 60, ..settings() }).await.unwrap();
     let client = setup(&auth).await;
     let issued = auth.token("t", &client, password()).await.unwrap();
@@ -225,9 +213,8 @@ async fn expired_revocations_are_purged() {
     assert_eq!(auth.revoked_count(), 0);
 }
 
-#[tokio::test]
-async fn wrong_password_unknown_user_and_disabled_user_are_invalid_grant() {
-    let env = Env::new("users");
+async fn wrong_password_unknown_user_and_disabled_user_are_invalid_grant(kind: Kind) {
+    let env = Env::new(kind, "users").await;
     let auth = env.engine(settings()).await.unwrap();
     let client = setup(&auth).await;
     let mut req = password();
@@ -251,7 +238,7 @@ async fn wrong_password_unknown_user_and_disabled_user_are_invalid_grant() {
 }
 
 /// A tenant `t`, user `alice`, and a confidential client allowed the device flow.
-async fn device_setup(auth: &Authority) -> ClientAuth {
+pub(crate) async fn device_setup(auth: &Authority) -> ClientAuth {
     auth.create_tenant("t", Alg::EdDSA, None, None, None, vec![]).await.unwrap();
     auth.create_user("t", "alice", Secret::new("correct horse battery"), vec![], Profile::default()).await.unwrap();
     let spec = NewClient::new("t", "tv", vec![GrantType::DeviceCode, GrantType::RefreshToken]);
@@ -259,13 +246,12 @@ async fn device_setup(auth: &Authority) -> ClientAuth {
     ClientAuth::Basic { client_id: c.client_id, secret: s.unwrap() }
 }
 
-fn poll(code: &Secret) -> TokenRequest {
+pub(crate) fn poll(code: &Secret) -> TokenRequest {
     TokenRequest::new(Grant::DeviceCode { device_code: code.clone() })
 }
 
-#[tokio::test]
-async fn device_flow_pending_slow_down_approve_once() {
-    let env = Env::new("device");
+async fn device_flow_pending_slow_down_approve_once(kind: Kind) {
+    let env = Env::new(kind, "device").await;
     let auth = env.engine(Settings { device_interval: 5, device_ttl: 300, ..settings() }).await.unwrap();
     let client = device_setup(&auth).await;
     let d = auth.device_authorize("t", &client, None, ClaimSet::Standard).await.unwrap();
@@ -287,9 +273,8 @@ async fn device_flow_pending_slow_down_approve_once() {
     assert_eq!(kind(auth.token("t", &client, poll(&d.device_code)).await), ErrorKind::InvalidGrant, "used once");
 }
 
-#[tokio::test]
-async fn device_flow_denied_expired_and_foreign_client() {
-    let env = Env::new("device2");
+async fn device_flow_denied_expired_and_foreign_client(kind: Kind) {
+    let env = Env::new(kind, "device2").await;
     let auth = env.engine(Settings { device_interval: 1, device_ttl: 60, ..settings() }).await.unwrap();
     let client = device_setup(&auth).await;
     let kind = |r: Result<_, tessera_core::Error>| r.map(|_| ()).unwrap_err().kind;
@@ -310,9 +295,8 @@ async fn device_flow_denied_expired_and_foreign_client() {
     assert_eq!(refused.kind, ErrorKind::UnauthorizedClient);
 }
 
-#[tokio::test]
-async fn token_exchange_to_access_and_legacy_tokens() {
-    let env = Env::new("exchange");
+async fn token_exchange_to_access_and_legacy_tokens(kind: Kind) {
+    let env = Env::new(kind, "exchange").await;
     let auth = env.engine(settings()).await.unwrap();
     let client = setup(&auth).await;
     let (c, s) = auth.create_client(NewClient::new("t", "svc", vec![GrantType::TokenExchange])).await.unwrap();
@@ -343,9 +327,8 @@ async fn token_exchange_to_access_and_legacy_tokens() {
     assert_eq!(auth.token("t", &client, exchange(None)).await.unwrap_err().kind, ErrorKind::UnauthorizedClient);
 }
 
-#[tokio::test]
-async fn tenant_policy_limits_grants_and_lifetimes() {
-    let env = Env::new("policy");
+async fn tenant_policy_limits_grants_and_lifetimes(kind: Kind) {
+    let env = Env::new(kind, "policy").await;
     let auth = env.engine(settings()).await.unwrap();
     let client = setup(&auth).await;
     let policy =
