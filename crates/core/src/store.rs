@@ -271,6 +271,15 @@ pub trait Store: Send + Sync {
     async fn legacy_insert(&self, r: &LegacyRecord) -> StoreResult<()>;
     async fn legacy_get(&self, token_hash: &str) -> StoreResult<Option<LegacyRecord>>;
 
+    /// Failed sign-in counters (brute-force limits), shared by every node: for each key, the
+    /// failures in its current window and when that window started, or `(0, now)` when it
+    /// has none or its window (of `window` seconds) is over.
+    async fn login_failures(&self, keys: &[String], now: i64, window: i64) -> StoreResult<Vec<(i64, i64)>>;
+    /// Count one more failure for each key (a new window if the old one is over).
+    async fn login_failed(&self, keys: &[String], now: i64, window: i64) -> StoreResult<()>;
+    /// Forget a key's failures (after a successful sign-in).
+    async fn login_succeeded(&self, key: &str) -> StoreResult<()>;
+
     /// Changes with a sequence number above `after`, ascending.
     async fn changes_since(&self, after: i64) -> StoreResult<Vec<(i64, Change)>>;
     /// The newest change and revocation sequence numbers.

@@ -1,10 +1,8 @@
-//! Brute-force protection: failed credential checks counted per (tenant, username) and per
-//! client address in fixed windows; past the limit, checks are refused until the window ends.
-//! In memory, per node (a multi-node deployment shares it through the store later).
+//! Brute-force protection: failed credential checks are counted per (tenant, username) and
+//! per client address in fixed windows; past the limit, checks are refused until the window
+//! ends. The counters live in the store, so the limits hold across nodes.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -22,72 +20,24 @@ impl Default for Limits {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Window {
-    start: i64,
-    failures: u32,
+/// The store keys of one attempt: the user's, then the address's (if known).
+pub fn keys(tenant: &str, username: &str, origin: Option<IpAddr>) -> Vec<String> {
+    let mut k = vec![format!("u:{tenant}:{username}")];
+    if let Some(o) = origin {
+        k.push(format!("a:{o}"));
+    }
+    k
 }
 
-/// Bound on tracked keys, so that a flood of distinct usernames cannot exhaust memory.
-const MAX_KEYS: usize = 100_000;
-
-#[derive(Debug, Default)]
-pub struct Throttle {
-    limits: Limits,
-    users: Mutex<HashMap<(String, String), Window>>,
-    origins: Mutex<HashMap<IpAddr, Window>>,
-}
-
-fn over<K: std::hash::Hash + Eq>(
-    map: &Mutex<HashMap<K, Window>>,
-    key: &K,
-    now: i64,
-    l: &Limits,
-    max: u32,
-) -> Option<i64> {
-    let map = map.lock().ok()?;
-    let w = map.get(key)?;
-    (now < w.start + l.window && w.failures >= max).then(|| w.start + l.window - now)
-}
-
-fn bump<K: std::hash::Hash + Eq>(map: &Mutex<HashMap<K, Window>>, key: K, now: i64, l: &Limits) {
-    let Ok(mut map) = map.lock() else { return };
-    if map.len() >= MAX_KEYS {
-        map.retain(|_, w| now < w.start + l.window);
-    }
-    let w = map.entry(key).or_insert(Window { start: now, failures: 0 });
-    if now >= w.start + l.window {
-        *w = Window { start: now, failures: 0 };
-    }
-    w.failures = w.failures.saturating_add(1);
-}
-
-impl Throttle {
-    pub fn new(limits: Limits) -> Self {
-        Throttle { limits, ..Default::default() }
-    }
-
-    /// Seconds to wait, if this user or address is over its limit now.
-    pub fn blocked(&self, tenant: &str, username: &str, origin: Option<IpAddr>, now: i64) -> Option<i64> {
-        let l = &self.limits;
-        let user = over(&self.users, &(tenant.to_owned(), username.to_owned()), now, l, l.per_user);
-        let addr = origin.and_then(|o| over(&self.origins, &o, now, l, l.per_origin));
-        user.max(addr)
-    }
-
-    pub fn failed(&self, tenant: &str, username: &str, origin: Option<IpAddr>, now: i64) {
-        bump(&self.users, (tenant.to_owned(), username.to_owned()), now, &self.limits);
-        if let Some(o) = origin {
-            bump(&self.origins, o, now, &self.limits);
-        }
-    }
-
-    /// A successful sign-in clears the user's count (not the address's).
-    pub fn succeeded(&self, tenant: &str, username: &str) {
-        if let Ok(mut m) = self.users.lock() {
-            m.remove(&(tenant.to_owned(), username.to_owned()));
-        }
-    }
+/// Seconds to wait, given the counts the store returned for [`keys`], or `None`.
+pub fn blocked(limits: &Limits, counts: &[(i64, i64)], now: i64) -> Option<i64> {
+    let caps = [i64::from(limits.per_user), i64::from(limits.per_origin)];
+    counts
+        .iter()
+        .zip(caps)
+        .filter(|((failures, _), cap)| failures >= cap)
+        .map(|((_, start), _)| (start + limits.window - now).max(1))
+        .max()
 }
 
 #[cfg(test)]
@@ -95,26 +45,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn user_limit_window_and_reset() {
-        let t = Throttle::new(Limits { per_user: 3, per_origin: 100, window: 60 });
-        for _ in 0..3 {
-            assert_eq!(t.blocked("t", "u", None, 100), None);
-            t.failed("t", "u", None, 100);
-        }
-        assert_eq!(t.blocked("t", "u", None, 110), Some(50));
-        assert_eq!(t.blocked("t", "other", None, 110), None, "per user");
-        assert_eq!(t.blocked("t", "u", None, 160), None, "window over");
-        t.succeeded("t", "u");
-        assert_eq!(t.blocked("t", "u", None, 110), None);
-    }
-
-    #[test]
-    fn origin_limit_spans_usernames() {
+    fn keys_and_decision() {
         let ip: IpAddr = "192.0.2.7".parse().unwrap();
-        let t = Throttle::new(Limits { per_user: 100, per_origin: 2, window: 60 });
-        t.failed("t", "a", Some(ip), 0);
-        t.failed("t", "b", Some(ip), 0);
-        assert!(t.blocked("t", "c", Some(ip), 1).is_some());
-        assert!(t.blocked("t", "c", None, 1).is_none());
+        assert_eq!(keys("t", "u", Some(ip)), vec!["u:t:u".to_owned(), "a:192.0.2.7".to_owned()]);
+        let l = Limits { per_user: 3, per_origin: 5, window: 60 };
+        assert_eq!(blocked(&l, &[(2, 100), (4, 100)], 110), None);
+        assert_eq!(blocked(&l, &[(3, 100), (0, 110)], 110), Some(50));
+        assert_eq!(blocked(&l, &[(0, 110), (5, 90)], 110), Some(40));
     }
 }

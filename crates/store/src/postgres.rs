@@ -1155,6 +1155,59 @@ impl Store for PgStore {
         .await
     }
 
+    async fn login_failures(&self, keys: &[String], now: i64, window: i64) -> StoreResult<Vec<(i64, i64)>> {
+        self.bounded(async {
+            let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+                "SELECT key, failures, window_start FROM login_failures WHERE key = ANY($1) AND window_start > $2",
+            )
+            .bind(keys)
+            .bind(now - window)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+            Ok(keys
+                .iter()
+                .map(|k| rows.iter().find(|(rk, _, _)| rk == k).map_or((0, now), |(_, f, s)| (*f, *s)))
+                .collect())
+        })
+        .await
+    }
+
+    async fn login_failed(&self, keys: &[String], now: i64, window: i64) -> StoreResult<()> {
+        self.bounded(async {
+            for k in keys {
+                sqlx::query(
+                    "INSERT INTO login_failures (key, window_start, failures) VALUES ($1, $2, 1) \
+                     ON CONFLICT (key) DO UPDATE SET \
+                     failures = CASE WHEN login_failures.window_start <= $3 THEN 1 \
+                                     ELSE login_failures.failures + 1 END, \
+                     window_start = CASE WHEN login_failures.window_start <= $3 THEN $2 \
+                                         ELSE login_failures.window_start END",
+                )
+                .bind(k)
+                .bind(now)
+                .bind(now - window)
+                .execute(&self.pool)
+                .await
+                .map_err(db_err)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn login_succeeded(&self, key: &str) -> StoreResult<()> {
+        self.bounded(async {
+            sqlx::query("DELETE FROM login_failures WHERE key = $1")
+                .bind(key)
+                .execute(&self.pool)
+                .await
+                .map_err(db_err)?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn purge_expired(&self, now: i64) -> StoreResult<u64> {
         self.bounded(async {
             let mut tx = self.pool.begin().await.map_err(db_err)?;
@@ -1170,6 +1223,11 @@ impl Store for PgStore {
                 .await
                 .map_err(db_err)?
                 .rows_affected();
+            sqlx::query("DELETE FROM login_failures WHERE window_start <= $1")
+                .bind(now - 86_400)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
             for sql in
                 ["DELETE FROM device_codes WHERE expires_at <= $1", "DELETE FROM legacy_tokens WHERE expires_at <= $1"]
             {

@@ -236,6 +236,12 @@ fn legacy_from_row(r: &SqliteRow) -> StoreResult<LegacyRecord> {
     })
 }
 
+/// One more failure for key ?1 at ?2; a window that started at or before ?3 is over.
+const LOGIN_FAILED_SQLITE: &str = "INSERT INTO login_failures (key, window_start, failures) VALUES (?1, ?2, 1) \
+     ON CONFLICT (key) DO UPDATE SET \
+     failures = CASE WHEN login_failures.window_start <= ?3 THEN 1 ELSE login_failures.failures + 1 END, \
+     window_start = CASE WHEN login_failures.window_start <= ?3 THEN ?2 ELSE login_failures.window_start END";
+
 const REFRESH_SELECT: &str = "SELECT t.token_hash, t.family_id, t.tenant, t.client_id, t.subject, t.username, \
      t.scope, t.audience, t.issued_at, t.expires_at, t.used_at, t.access_jti, t.access_exp, t.claim_set, \
      t.refresh_count, t.grant_type, f.revoked_at \
@@ -808,6 +814,11 @@ impl Store for SqliteStore {
             .await
             .map_err(db_err)?
             .rows_affected();
+        sqlx::query("DELETE FROM login_failures WHERE window_start <= ?")
+            .bind(now - 86_400)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
         for sql in ["DELETE FROM device_codes WHERE expires_at <= ?", "DELETE FROM legacy_tokens WHERE expires_at <= ?"]
         {
             sqlx::query(sql).bind(now).execute(&mut *tx).await.map_err(db_err)?;
@@ -953,6 +964,40 @@ impl Store for SqliteStore {
             .await
             .map_err(db_err)?;
         row.as_ref().map(legacy_from_row).transpose()
+    }
+
+    async fn login_failures(&self, keys: &[String], now: i64, window: i64) -> StoreResult<Vec<(i64, i64)>> {
+        let mut out = Vec::with_capacity(keys.len());
+        for k in keys {
+            let row: Option<(i64, i64)> =
+                sqlx::query_as("SELECT failures, window_start FROM login_failures WHERE key = ? AND window_start > ?")
+                    .bind(k)
+                    .bind(now - window)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(db_err)?;
+            out.push(row.unwrap_or((0, now)));
+        }
+        Ok(out)
+    }
+
+    async fn login_failed(&self, keys: &[String], now: i64, window: i64) -> StoreResult<()> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
+        for k in keys {
+            sqlx::query(LOGIN_FAILED_SQLITE)
+                .bind(k)
+                .bind(now)
+                .bind(now - window)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        }
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn login_succeeded(&self, key: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM login_failures WHERE key = ?").bind(key).execute(&self.pool).await.map_err(db_err)?;
+        Ok(())
     }
 
     async fn changes_since(&self, after: i64) -> StoreResult<Vec<(i64, Change)>> {

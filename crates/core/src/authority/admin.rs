@@ -82,7 +82,15 @@ impl Authority {
         if !self.store.tenant_list().await?.is_empty() {
             return Ok(None);
         }
-        self.create_tenant(DEFAULT_TENANT, Alg::EdDSA, None, None, None, vec![]).await?;
+        match self.create_tenant(DEFAULT_TENANT, Alg::EdDSA, None, None, None, vec![]).await {
+            Ok(_) => {}
+            // Another node bootstrapped the same database a moment ago: take its state.
+            Err(e) if e.kind == crate::ErrorKind::Conflict => {
+                self.sync().await?;
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        }
         let password = Secret::new(secret::random_b64(self.rng.as_ref(), 18));
         self.create_user(DEFAULT_TENANT, "admin", password.clone(), vec!["admin".into()], Profile::default()).await?;
         Ok(Some(password))

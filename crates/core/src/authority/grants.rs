@@ -7,6 +7,7 @@ use crate::grant::{ClientAuth, DeviceAuthorization, Grant, IssuedTokens, TokenRe
 use crate::principal::{Client, GrantType, User, parse_scope};
 use crate::secret::{self, Secret, prefix};
 use crate::store::{DevicePoll, DeviceRecord, DeviceStatus, LegacyRecord, NewRefresh, RefreshRecord, Rotation};
+use crate::throttle;
 use crate::token::{self, AccessClaims, ClaimSet, Subject};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -219,8 +220,21 @@ impl Authority {
         password: Secret,
         origin: Option<IpAddr>,
     ) -> Result<User> {
+        self.check_password_counted(tenant, username, password, origin).await.map(|(u, _)| u)
+    }
+
+    /// [`Self::check_password`], also telling whether the user has failures on record.
+    pub(super) async fn check_password_counted(
+        &self,
+        tenant: &str,
+        username: &str,
+        password: Secret,
+        origin: Option<IpAddr>,
+    ) -> Result<(User, bool)> {
         let now = self.now();
-        if let Some(wait) = self.throttle.blocked(tenant, username, origin, now) {
+        let keys = throttle::keys(tenant, username, origin);
+        let counts = self.store.login_failures(&keys, now, self.limits.window).await?;
+        if let Some(wait) = throttle::blocked(&self.limits, &counts, now) {
             return Err(Error::rate_limited(wait));
         }
         let user = if username.is_empty() || username.len() > 128 {
@@ -231,10 +245,10 @@ impl Authority {
         let phc = user.as_ref().map_or_else(|| self.dummy_hash.clone(), |u| u.password_hash.clone());
         let ok = self.hasher.verify(phc, password).await;
         match user {
-            Some(u) if ok && !u.disabled => Ok(u),
+            Some(u) if ok && !u.disabled => Ok((u, counts.first().is_some_and(|(n, _)| *n > 0))),
             Some(u) if ok && u.disabled => Err(Error::invalid_grant("the user account is disabled")),
             _ => {
-                self.throttle.failed(tenant, username, origin, now);
+                self.store.login_failed(&keys, now, self.limits.window).await?;
                 Err(Error::invalid_grant("invalid username or password"))
             }
         }

@@ -120,15 +120,18 @@ impl Authority {
         otp: Option<&Secret>,
         origin: Option<IpAddr>,
     ) -> Result<User> {
-        let user = self.check_password(tenant, username, password, origin).await?;
+        let (user, had_failures) = self.check_password_counted(tenant, username, password, origin).await?;
+        let keys = crate::throttle::keys(tenant, username, origin);
         match self.check_second_factor(&user, otp).await {
             Ok(()) => {
-                self.throttle.succeeded(tenant, username);
+                if had_failures {
+                    self.store.login_succeeded(&keys[0]).await?;
+                }
                 Ok(user)
             }
             Err(e) => {
                 if e.kind == ErrorKind::InvalidGrant {
-                    self.throttle.failed(tenant, username, origin, self.now());
+                    self.store.login_failed(&keys, self.now(), self.limits.window).await?;
                 }
                 Err(e)
             }

@@ -119,7 +119,7 @@ pub struct Authority {
     /// A real Argon2id hash to verify against when the user does not exist, so that
     /// an unknown username costs the same time as a wrong password.
     dummy_hash: String,
-    throttle: crate::throttle::Throttle,
+    limits: crate::throttle::Limits,
 }
 
 fn lock_poisoned<T>(_: T) -> Error {
@@ -151,7 +151,7 @@ impl Authority {
             revoked: RwLock::new(HashMap::new()),
             cursor: Mutex::new((0, 0)),
             dummy_hash,
-            throttle: crate::throttle::Throttle::new(settings_limits),
+            limits: settings_limits,
         };
         let heads = auth.store.heads().await?;
         for t in auth.store.tenant_list().await? {

@@ -3,7 +3,10 @@
 //! both backends (`sqlite::*` and `pg::*`); `pg_nodes` holds the multi-node PostgreSQL tests.
 
 mod env;
+mod mfa;
 mod pg_nodes;
+
+use mfa::*;
 
 use env::{Env, Kind};
 use std::sync::Arc;
@@ -55,6 +58,11 @@ on_both_backends!(
     device_flow_denied_expired_and_foreign_client,
     token_exchange_to_access_and_legacy_tokens,
     tenant_policy_limits_grants_and_lifetimes,
+    totp_is_required_once_confirmed_and_each_step_works_once,
+    recovery_codes_work_once_and_disable_turns_it_off,
+    totp_secret_is_sealed_at_rest,
+    api_key_lifecycle,
+    failed_second_factors_count_towards_the_lockout,
 );
 
 pub(crate) fn settings() -> Settings {

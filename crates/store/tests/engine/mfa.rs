@@ -1,6 +1,7 @@
 //! Two-factor authentication and API keys, with the injected clock.
 
 use super::*;
+use crate::env::{Kind, T0};
 use tessera_core::clock::Clock;
 use tessera_core::totp;
 
@@ -35,9 +36,8 @@ fn with_otp(code: &str) -> TokenRequest {
     })
 }
 
-#[tokio::test]
-async fn totp_is_required_once_confirmed_and_each_step_works_once() {
-    let env = Env::new("totp");
+pub(crate) async fn totp_is_required_once_confirmed_and_each_step_works_once(kind: Kind) {
+    let env = Env::new(kind, "totp").await;
     let auth = env.engine(settings()).await.unwrap();
     let client = setup(&auth).await;
     let e = auth.totp_enroll("t", "alice").await.unwrap();
@@ -69,9 +69,8 @@ async fn totp_is_required_once_confirmed_and_each_step_works_once() {
     assert_eq!(auth.token("t", &client, with_otp("12345x")).await.unwrap_err().kind, ErrorKind::InvalidGrant);
 }
 
-#[tokio::test]
-async fn recovery_codes_work_once_and_disable_turns_it_off() {
-    let env = Env::new("recovery");
+pub(crate) async fn recovery_codes_work_once_and_disable_turns_it_off(kind: Kind) {
+    let env = Env::new(kind, "recovery").await;
     let auth = env.engine(settings()).await.unwrap();
     let client = setup(&auth).await;
     let (_, codes) = enrol(&auth, &env).await;
@@ -85,9 +84,8 @@ async fn recovery_codes_work_once_and_disable_turns_it_off() {
     auth.token("t", &client, with_otp(&codes[5])).await.expect("otp ignored when off");
 }
 
-#[tokio::test]
-async fn totp_secret_is_sealed_at_rest() {
-    let env = Env::new("sealed");
+pub(crate) async fn totp_secret_is_sealed_at_rest(kind: Kind) {
+    let env = Env::new(kind, "sealed").await;
     let auth = env.engine(settings()).await.unwrap();
     setup(&auth).await;
     let e = auth.totp_enroll("t", "alice").await.unwrap();
@@ -97,9 +95,8 @@ async fn totp_secret_is_sealed_at_rest() {
     assert!(!stored.windows(raw.len()).any(|w| w == raw.as_slice()), "the raw secret is not in the row");
 }
 
-#[tokio::test]
-async fn api_key_lifecycle() {
-    let env = Env::new("apikeys");
+pub(crate) async fn api_key_lifecycle(kind: Kind) {
+    let env = Env::new(kind, "apikeys").await;
     let auth = env.engine(settings()).await.unwrap();
     setup(&auth).await;
     let (k, key) = auth.create_api_key("t", "alice", "ci", Some(3600), vec!["read".into()]).await.unwrap();
@@ -124,4 +121,17 @@ async fn api_key_lifecycle() {
     assert!(auth.authenticate_api_key(None, key3.expose()).await.is_err(), "disabled user");
     assert!(auth.create_api_key("t", "alice", "", None, vec![]).await.is_err());
     assert!(auth.create_api_key("t", "nobody", "", None, vec![]).await.is_err());
+}
+
+pub(crate) async fn failed_second_factors_count_towards_the_lockout(kind: Kind) {
+    let env = Env::new(kind, "mfa-lockout").await;
+    let limits = tessera_core::throttle::Limits { per_user: 3, per_origin: 100, window: 60 };
+    let auth = env.engine(Settings { limits, ..settings() }).await.unwrap();
+    let client = setup(&auth).await;
+    enrol(&auth, &env).await;
+    for _ in 0..3 {
+        assert_eq!(auth.token("t", &client, with_otp("000001")).await.unwrap_err().kind, ErrorKind::InvalidGrant);
+    }
+    // Right password, any code: locked.
+    assert_eq!(auth.token("t", &client, with_otp("000002")).await.unwrap_err().kind, ErrorKind::RateLimited);
 }

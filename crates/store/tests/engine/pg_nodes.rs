@@ -267,3 +267,30 @@ async fn a_node_survives_an_outage_and_recovers_by_itself() {
         a.sync().await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_sign_ins_at_one_node_lock_the_user_at_the_other() {
+    let env = Env::new(Kind::Pg, "throttle").await;
+    let limits = tessera_core::throttle::Limits { per_user: 3, per_origin: 100, window: 300 };
+    let a = env.engine(Settings { limits, ..settings() }).await.unwrap();
+    let client = setup(&a).await;
+    let b = env.engine(Settings { limits, ..settings() }).await.unwrap();
+    let wrong = || {
+        tessera_core::grant::TokenRequest::new(tessera_core::grant::Grant::Password {
+            username: "alice".into(),
+            password: Secret::new("not the password"),
+            otp: None,
+        })
+    };
+    for node in [&a, &b, &a] {
+        assert_eq!(node.token("t", &client, wrong()).await.unwrap_err().kind, ErrorKind::InvalidGrant);
+    }
+    for node in [&a, &b] {
+        let e = node.token("t", &client, password()).await.unwrap_err();
+        assert_eq!(e.kind, ErrorKind::RateLimited, "locked at every node, even with the right password");
+        assert!(e.retry_after.is_some_and(|s| s > 0 && s <= 300));
+    }
+    // The window ends for everyone at once.
+    env.clock.advance(300);
+    b.token("t", &client, password()).await.expect("window over");
+}
