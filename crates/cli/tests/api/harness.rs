@@ -100,6 +100,8 @@ pub struct TestServer {
     /// The bootstrap admin password, when the first start printed one.
     pub admin_password: Option<String>,
     child: Option<Child>,
+    /// Environment given to the server, and to every CLI command run against it.
+    env: Vec<(String, String)>,
 }
 
 fn http_client() -> reqwest::Client {
@@ -221,6 +223,7 @@ impl TestServer {
             startup_lines: sp.lines,
             admin_password,
             child: Some(sp.child),
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         }
     }
 
@@ -237,7 +240,8 @@ impl TestServer {
             assert!(st.is_some(), "server did not exit within 10 s of SIGTERM");
         }
         let listen = format!("127.0.0.1:{}", self.port);
-        let sp = spawn_server(&self.data_dir, &listen, &self.log, &[]);
+        let env: Vec<(&str, &str)> = self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let sp = spawn_server(&self.data_dir, &listen, &self.log, &env);
         assert_eq!(port_of(&sp.base), self.port, "restart should listen on the same port");
         self.base = sp.base;
         self.startup_lines = sp.lines;
@@ -262,6 +266,9 @@ impl TestServer {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         scrub_env(&mut cmd);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
         let mut child = cmd.spawn().expect("spawn tessera cli");
         if let Some(input) = stdin {
             let mut si = child.stdin.take().unwrap();

@@ -12,6 +12,7 @@ mod grants;
 mod introspection;
 mod keys;
 mod mfa;
+mod nodes;
 mod persistence;
 mod refresh;
 mod selftest;
