@@ -6,6 +6,6 @@ if auth == nil or auth == "" then
 end
 
 wrk.method = "POST"
-wrk.body = "grant_type=client_credentials"
+wrk.body = os.getenv("BENCH_BODY") or "grant_type=client_credentials"
 wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
 wrk.headers["Authorization"] = auth
