@@ -9,6 +9,7 @@ pub mod error;
 pub mod grant;
 pub mod keys;
 pub mod principal;
+pub mod revocation;
 pub mod secret;
 pub mod store;
 pub mod tenant;

@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 
 impl Authority {
     fn is_revoked(&self, jti: &str) -> bool {
-        self.revoked.read().map(|r| r.contains_key(jti)).unwrap_or(true)
+        self.revoked.read().map(|r| r.contains(jti)).unwrap_or(true)
     }
 
     /// Verify an access token issued by `tenant`: signature with the key named by `kid`

@@ -112,8 +112,8 @@ pub struct Authority {
     settings: Settings,
     tenants: RwLock<HashMap<String, Arc<TenantState>>>,
     clients: RwLock<HashMap<(String, String), Arc<Client>>>,
-    /// jti -> expiry of revoked tokens that have not expired yet.
-    revoked: RwLock<HashMap<String, i64>>,
+    /// Revoked token ids that have not expired yet.
+    revoked: RwLock<crate::revocation::RevocationSet>,
     /// Last applied (change, revocation) sequence numbers.
     cursor: Mutex<(i64, i64)>,
     /// A real Argon2id hash to verify against when the user does not exist, so that
@@ -139,6 +139,7 @@ impl Authority {
     ) -> Result<Self> {
         let dummy_hash = hasher.hash(Secret::new(secret::random_b64(rng.as_ref(), 16))).await?;
         let settings_limits = settings.limits;
+        let started = clock.now();
         let auth = Authority {
             store,
             clock,
@@ -148,7 +149,7 @@ impl Authority {
             settings,
             tenants: RwLock::new(HashMap::new()),
             clients: RwLock::new(HashMap::new()),
-            revoked: RwLock::new(HashMap::new()),
+            revoked: RwLock::new(crate::revocation::RevocationSet::new(started)),
             cursor: Mutex::new((0, 0)),
             dummy_hash,
             limits: settings_limits,
@@ -220,7 +221,7 @@ impl Authority {
     fn remember_revoked(&self, list: Vec<Revocation>) -> Result<()> {
         let mut set = self.revoked.write().map_err(lock_poisoned)?;
         for r in list {
-            set.insert(r.jti, r.expires_at);
+            set.insert(&r.jti, r.expires_at);
         }
         Ok(())
     }
@@ -260,7 +261,7 @@ impl Authority {
     /// Forget revocations of tokens that have expired anyway (memory and store).
     pub async fn purge_expired(&self) -> Result<u64> {
         let now = self.now();
-        self.revoked.write().map_err(lock_poisoned)?.retain(|_, exp| *exp > now);
+        self.revoked.write().map_err(lock_poisoned)?.purge(now);
         Ok(self.store.purge_expired(now).await?)
     }
 
