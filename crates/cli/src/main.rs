@@ -64,6 +64,14 @@ struct ServeArgs {
 }
 
 fn main() {
+    // Argon2id allocates 19 MiB per hash. With glibc's dynamic mmap threshold those blocks end
+    // up cached in per-thread arenas (hundreds of MB after a burst of sign-ins); a fixed
+    // threshold makes every large block an mmap that goes back to the OS when freed.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only tunes the allocator; called first, before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+    }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -210,8 +210,11 @@ pub async fn serve(config: Config) -> Result<()> {
     let addr = listener.local_addr()?;
     let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-    let hasher =
-        Arc::new(PooledHasher::new(Argon2id::default(), Arc::new(SystemRng), config.hash_concurrency.unwrap_or(cores)));
+    let hasher = Arc::new(PooledHasher::new(
+        Argon2id::default(),
+        Arc::new(SystemRng),
+        config.hash_concurrency.unwrap_or(cores.saturating_sub(1).max(1)),
+    ));
     let (auth, password, backend) = open_engine(&config, public_url.clone(), hasher).await?;
     let shutdown = shutdown_signal()?;
     let mut out = std::io::stdout().lock();
@@ -228,9 +231,14 @@ pub async fn serve(config: Config) -> Result<()> {
     tracing::info!(%addr, %public_url, %store, "tessera started");
     let background = tessera_server::spawn_background(auth.clone(), Duration::from_millis(config.sync_interval_ms));
     let notified = backend.listen().map(|wake| sync_on_notify(auth.clone(), wake));
-    let state = AppState { auth, metrics: tessera_server::metrics_layer::install() };
+    let metrics = tessera_server::metrics_layer::install();
+    let upkeep = metrics.clone().map(tessera_server::metrics_layer::spawn_upkeep);
+    let state = AppState { auth, metrics };
     tessera_server::run(listener, state, shutdown).await?;
     background.abort();
+    if let Some(u) = upkeep {
+        u.abort();
+    }
     if let Some(t) = notified {
         t.abort();
     }

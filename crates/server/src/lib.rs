@@ -35,7 +35,8 @@ pub struct AppState {
     pub metrics: Option<PrometheusHandle>,
 }
 
-/// The whole HTTP app.
+/// The routes, with per-route metrics (the shared layers are added once, around all of it,
+/// by [`run`]: layering a Router per route would clone boxed services on every request).
 pub fn router(state: AppState) -> Router {
     let standard = oauth::routes();
     Router::new()
@@ -50,14 +51,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v2", fronts::sftpgo::routes())
         .nest("/ica/rest", fronts::ica::routes())
         .merge(fronts::docspace::routes())
-        .layer(axum::middleware::from_fn(metrics_layer::track))
-        .layer(TraceLayer::new_for_http())
-        .layer(SetSensitiveRequestHeadersLayer::new([axum::http::header::AUTHORIZATION, axum::http::header::COOKIE]))
-        .layer(RequestBodyLimitLayer::new(64 * 1024))
-        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(30)))
-        .layer(CatchPanicLayer::custom(|_| {
-            oauth::OAuthError(tessera_core::Error::internal("internal error")).into_response()
-        }))
+        .route_layer(axum::middleware::from_fn(metrics_layer::track))
         .with_state(state)
 }
 
@@ -110,6 +104,17 @@ pub async fn run(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let app = tower::ServiceBuilder::new()
+        .map_response(|res: axum::http::Response<_>| res.map(axum::body::Body::new))
+        .layer(CatchPanicLayer::custom(|_| {
+            oauth::OAuthError(tessera_core::Error::internal("internal error")).into_response()
+        }))
+        .layer(TraceLayer::new_for_http())
+        .layer(SetSensitiveRequestHeadersLayer::new([axum::http::header::AUTHORIZATION, axum::http::header::COOKIE]))
+        .layer(RequestBodyLimitLayer::new(64 * 1024))
+        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(30)))
+        .service(router(state));
+    let app =
+        axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<std::net::SocketAddr>(app);
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }

@@ -7,6 +7,20 @@ use crate::secret::{self, prefix};
 use crate::store::Revocation;
 use crate::token::{self, AccessClaims};
 use serde_json::{Map, Value};
+use std::sync::Arc;
+
+/// How many verified tokens to remember (each a few hundred bytes).
+const VERIFIED_CACHE_MAX: usize = 50_000;
+
+fn verified_key(tenant: &str, token: &str) -> [u8; 32] {
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    ctx.update(tenant.as_bytes());
+    ctx.update(&[0]);
+    ctx.update(token.as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
+}
 
 impl Authority {
     fn is_revoked(&self, jti: &str) -> bool {
@@ -15,9 +29,33 @@ impl Authority {
 
     /// Verify an access token issued by `tenant`: signature with the key named by `kid`
     /// and that key's algorithm only, issuer, tenant, expiry and revocation.
-    pub fn verify_access(&self, tenant: &str, token: &str) -> Result<AccessClaims, token::Invalid> {
-        let ts = self.tenant(tenant).map_err(|_| token::Invalid::WrongTenant)?;
-        let claims = token::verify(token, &ts.ring, &ts.issuer, &ts.tenant.name, self.now(), ts.access_ttl)?;
+    ///
+    /// A token whose signature was checked once is remembered (by the SHA-256 of tenant and
+    /// token) until it expires; expiry and revocation are still checked on every call.
+    pub fn verify_access(&self, tenant: &str, token: &str) -> Result<Arc<AccessClaims>, token::Invalid> {
+        let now = self.now();
+        let key = verified_key(tenant, token);
+        let cached = self.verified.read().ok().and_then(|m| m.get(&key).cloned());
+        let claims = match cached {
+            Some(c) => c,
+            None => {
+                let ts = self.tenant(tenant).map_err(|_| token::Invalid::WrongTenant)?;
+                let c = Arc::new(token::verify(token, &ts.ring, &ts.issuer, &ts.tenant.name, now, ts.access_ttl)?);
+                if let Ok(mut m) = self.verified.write() {
+                    if m.len() >= VERIFIED_CACHE_MAX {
+                        m.retain(|_, v| v.exp > now);
+                        if m.len() >= VERIFIED_CACHE_MAX {
+                            m.clear();
+                        }
+                    }
+                    m.insert(key, c.clone());
+                }
+                c
+            }
+        };
+        if claims.exp <= now {
+            return Err(token::Invalid::Expired);
+        }
         if self.is_revoked(&claims.jti) {
             return Err(token::Invalid::Revoked);
         }
@@ -25,7 +63,7 @@ impl Authority {
     }
 
     /// A bearer token presented to an API: valid, or `invalid_token`.
-    pub fn bearer(&self, tenant: &str, token: &str) -> Result<AccessClaims> {
+    pub fn bearer(&self, tenant: &str, token: &str) -> Result<Arc<AccessClaims>> {
         self.verify_access(tenant, token).map_err(|why| {
             Error::invalid_token(match why {
                 token::Invalid::Expired => "the token has expired",
@@ -57,6 +95,7 @@ impl Authority {
         let Ok(c) = self.verify_access(tenant, token) else {
             return Ok(None);
         };
+        let c = AccessClaims::clone(&c);
         let mut out = Map::new();
         out.insert("active".into(), true.into());
         if let Some(s) = c.scope {
@@ -181,7 +220,7 @@ impl Authority {
         match self.verify_access(tenant, token) {
             Ok(c) if owned(c.client_id.as_deref()) => {
                 self.revoke_access(&c).await?;
-                Ok(Some(c.jti))
+                Ok(Some(c.jti.clone()))
             }
             _ => Ok(None),
         }

@@ -112,6 +112,10 @@ pub struct Authority {
     settings: Settings,
     tenants: RwLock<HashMap<String, Arc<TenantState>>>,
     clients: RwLock<HashMap<(String, String), Arc<Client>>>,
+    /// Host name -> tenant, from the tenants' host lists.
+    hosts: RwLock<HashMap<String, String>>,
+    /// Tokens whose signature has been verified, by SHA-256 of tenant and token.
+    verified: RwLock<HashMap<[u8; 32], Arc<AccessClaims>>>,
     /// Revoked token ids that have not expired yet.
     revoked: RwLock<crate::revocation::RevocationSet>,
     /// Last applied (change, revocation) sequence numbers.
@@ -149,6 +153,8 @@ impl Authority {
             settings,
             tenants: RwLock::new(HashMap::new()),
             clients: RwLock::new(HashMap::new()),
+            hosts: RwLock::new(HashMap::new()),
+            verified: RwLock::new(HashMap::new()),
             revoked: RwLock::new(crate::revocation::RevocationSet::new(started)),
             cursor: Mutex::new((0, 0)),
             dummy_hash,
@@ -195,7 +201,10 @@ impl Authority {
             refresh_ttl: t.refresh_ttl.unwrap_or(self.settings.refresh_ttl),
             tenant: t,
         };
-        self.tenants.write().map_err(lock_poisoned)?.insert(name.to_owned(), Arc::new(state));
+        let mut tenants = self.tenants.write().map_err(lock_poisoned)?;
+        tenants.insert(name.to_owned(), Arc::new(state));
+        let map = tenants.values().flat_map(|ts| ts.tenant.hosts.iter().map(|h| (h.clone(), ts.tenant.name.clone())));
+        *self.hosts.write().map_err(lock_poisoned)? = map.collect();
         Ok(())
     }
 
@@ -211,9 +220,11 @@ impl Authority {
 
     /// The tenant that lists `host` (port ignored) among its host names.
     pub fn tenant_for_host(&self, host: &str) -> Option<String> {
-        let host = crate::tenant::normalize_host(host);
-        let tenants = self.tenants.read().ok()?;
-        tenants.values().find(|ts| ts.tenant.hosts.contains(&host)).map(|ts| ts.tenant.name.clone())
+        let hosts = self.hosts.read().ok()?;
+        if hosts.is_empty() {
+            return None;
+        }
+        hosts.get(&crate::tenant::normalize_host(host)).cloned()
     }
 
     // ----- keeping in step with the store -------------------------------------------------

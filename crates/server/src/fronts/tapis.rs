@@ -117,7 +117,7 @@ fn body<T: DeserializeOwned>(headers: &HeaderMap, bytes: &[u8]) -> Result<T, Err
 }
 
 /// The caller named by `X-Tapis-Token`.
-fn caller(state: &AppState, tenant: &str, headers: &HeaderMap) -> Result<AccessClaims, Error> {
+fn caller(state: &AppState, tenant: &str, headers: &HeaderMap) -> Result<std::sync::Arc<AccessClaims>, Error> {
     let token = headers
         .get("x-tapis-token")
         .and_then(|v| v.to_str().ok())

@@ -7,7 +7,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use std::collections::HashMap;
 use tessera_core::Error;
 use tessera_core::grant::{ClientAuth, Grant, TokenRequest};
@@ -85,20 +85,36 @@ pub async fn token_post(
     req.resource = form.remove("resource").or_else(|| form.remove("audience"));
     let issued = state.auth.token(&tenant, &auth, req).await?;
     metrics::counter!("tessera_tokens_issued_total", "grant" => grant_label(&grant_type)).increment(1);
-    let mut body = Map::new();
-    body.insert("access_token".into(), issued.access_token.into());
-    body.insert("token_type".into(), "Bearer".into());
-    body.insert("expires_in".into(), issued.expires_in.into());
-    if let Some(rt) = &issued.refresh_token {
-        body.insert("refresh_token".into(), rt.expose().into());
+    let body = TokenBody {
+        access_token: &issued.access_token,
+        token_type: "Bearer",
+        expires_in: issued.expires_in,
+        refresh_token: issued.refresh_token.as_ref().map(|r| r.expose()),
+        scope: issued.scope.as_deref(),
+        issued_token_type: issued.issued_token_type,
+    };
+    Ok(no_store(json_response(&body)))
+}
+
+/// RFC 6749 section 5.1, serialised straight from borrowed fields (the hot path).
+#[derive(serde::Serialize)]
+struct TokenBody<'a> {
+    access_token: &'a str,
+    token_type: &'static str,
+    expires_in: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scope: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    issued_token_type: Option<&'static str>,
+}
+
+fn json_response<T: serde::Serialize>(body: &T) -> Response {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], bytes).into_response(),
+        Err(_) => OAuthError(Error::internal("response encoding")).into_response(),
     }
-    if let Some(s) = issued.scope {
-        body.insert("scope".into(), s.into());
-    }
-    if let Some(t) = issued.issued_token_type {
-        body.insert("issued_token_type".into(), t.into());
-    }
-    Ok(no_store(axum::Json(Value::Object(body)).into_response()))
 }
 
 fn grant_label(g: &str) -> &'static str {
