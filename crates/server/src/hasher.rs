@@ -1,39 +1,89 @@
-//! Argon2id on a bounded blocking pool, so that password checks never stall the async runtime
-//! nor run more at once than there are cores.
+//! Argon2id on a pool of its own: a fixed number of threads at a lower scheduling priority,
+//! so that password checks never stall the async runtime, never run more at once than the
+//! pool has threads, and yield the CPU to the token hot path under load.
 
-use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex};
 use tessera_core::Error;
 use tessera_core::clock::Rng;
 use tessera_core::secret::{Argon2id, PasswordHasher, Secret};
-use tokio::sync::Semaphore;
+use tokio::sync::oneshot;
+
+type Job = Box<dyn FnOnce() + Send>;
 
 pub struct PooledHasher {
     argon: Argon2id,
     rng: Arc<dyn Rng>,
-    permits: Arc<Semaphore>,
+    jobs: SyncSender<Job>,
+}
+
+/// Nice 10 for the calling thread (Linux schedules threads individually).
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: setpriority on our own thread id only changes this thread's nice value.
+    unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10);
+    }
+}
+
+fn worker(rx: Arc<Mutex<Receiver<Job>>>) {
+    lower_priority();
+    loop {
+        let job = match rx.lock() {
+            Ok(r) => r.recv(),
+            Err(_) => return,
+        };
+        match job {
+            Ok(job) => job(),
+            Err(_) => return, // the hasher is gone
+        }
+    }
 }
 
 impl PooledHasher {
-    pub fn new(argon: Argon2id, rng: Arc<dyn Rng>, concurrency: usize) -> Self {
-        PooledHasher { argon, rng, permits: Arc::new(Semaphore::new(concurrency.max(1))) }
+    pub fn new(argon: Argon2id, rng: Arc<dyn Rng>, threads: usize) -> Self {
+        let threads = threads.max(1);
+        // A short queue: past it, callers wait (asynchronously) for a slot.
+        let (tx, rx) = sync_channel::<Job>(threads * 4);
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..threads {
+            let rx = rx.clone();
+            let _ = std::thread::Builder::new().name(format!("argon2-{i}")).spawn(move || worker(rx));
+        }
+        PooledHasher { argon, rng, jobs: tx }
+    }
+
+    async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T, Error> {
+        let (done, result) = oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _ = done.send(f());
+        });
+        match self.jobs.try_send(job) {
+            Ok(()) => {}
+            Err(TrySendError::Full(job)) => {
+                // Wait for a slot off the async threads.
+                let jobs = self.jobs.clone();
+                tokio::task::spawn_blocking(move || jobs.send(job))
+                    .await
+                    .map_err(|_| Error::internal("password hashing task failed"))?
+                    .map_err(|_| Error::unavailable("password hashing is shutting down"))?;
+            }
+            Err(TrySendError::Disconnected(_)) => return Err(Error::unavailable("password hashing is shutting down")),
+        }
+        result.await.map_err(|_| Error::internal("password hashing task failed"))
     }
 }
 
 #[async_trait::async_trait]
 impl PasswordHasher for PooledHasher {
     async fn hash(&self, password: Secret) -> Result<String, Error> {
-        let _permit = self.permits.acquire().await.map_err(|_| Error::unavailable("shutting down"))?;
         let (argon, rng) = (self.argon.clone(), self.rng.clone());
-        tokio::task::spawn_blocking(move || argon.hash(rng.as_ref(), password.expose()))
-            .await
-            .map_err(|_| Error::internal("password hashing task failed"))?
+        self.run(move || argon.hash(rng.as_ref(), password.expose())).await?
     }
 
     async fn verify(&self, phc: String, password: Secret) -> bool {
-        let Ok(_permit) = self.permits.acquire().await else {
-            return false;
-        };
         let argon = self.argon.clone();
-        tokio::task::spawn_blocking(move || argon.verify(&phc, password.expose())).await.unwrap_or(false)
+        self.run(move || argon.verify(&phc, password.expose())).await.unwrap_or(false)
     }
 }

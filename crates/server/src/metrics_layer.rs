@@ -1,10 +1,13 @@
 //! Prometheus metrics: requests by route and status, and a latency histogram.
 
 use axum::extract::{MatchedPath, Request};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
+use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Instant;
 
 /// Install the process-wide recorder once; later calls return the same handle.
@@ -35,16 +38,54 @@ pub fn spawn_upkeep(handle: PrometheusHandle) -> tokio::task::JoinHandle<()> {
     })
 }
 
+/// Per-route metric handles, made once: registering a labelled metric costs allocations and
+/// a registry lookup that the hot path should not pay per request.
+struct RouteMetrics {
+    route: String,
+    latency: Histogram,
+    requests: Mutex<Vec<(Method, u16, Counter)>>,
+}
+
+fn route_metrics(route: &str) -> Arc<RouteMetrics> {
+    static ROUTES: OnceLock<RwLock<HashMap<String, Arc<RouteMetrics>>>> = OnceLock::new();
+    let routes = ROUTES.get_or_init(Default::default);
+    if let Some(m) = routes.read().ok().and_then(|r| r.get(route).cloned()) {
+        return m;
+    }
+    let m = Arc::new(RouteMetrics {
+        route: route.to_owned(),
+        latency: metrics::histogram!("tessera_http_request_duration_seconds", "route" => route.to_owned()),
+        requests: Mutex::new(Vec::new()),
+    });
+    if let Ok(mut w) = routes.write() {
+        return w.entry(route.to_owned()).or_insert(m).clone();
+    }
+    m
+}
+
 pub async fn track(req: Request, next: Next) -> Response {
-    let route =
-        req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".to_owned());
-    let method = req.method().as_str().to_owned();
+    let route = req.extensions().get::<MatchedPath>().map(|p| route_metrics(p.as_str()));
+    let method = req.method().clone();
     let start = Instant::now();
     let res = next.run(req).await;
-    let status = res.status().as_u16().to_string();
-    metrics::counter!("tessera_http_requests_total", "route" => route.clone(), "method" => method, "status" => status)
-        .increment(1);
-    metrics::histogram!("tessera_http_request_duration_seconds", "route" => route)
-        .record(start.elapsed().as_secs_f64());
+    if let Some(m) = route {
+        m.latency.record(start.elapsed().as_secs_f64());
+        let status = res.status().as_u16();
+        if let Ok(mut counters) = m.requests.lock() {
+            match counters.iter().find(|(me, st, _)| *st == status && *me == method) {
+                Some((_, _, c)) => c.increment(1),
+                None => {
+                    let c = metrics::counter!(
+                        "tessera_http_requests_total",
+                        "route" => m.route.clone(),
+                        "method" => method.as_str().to_owned(),
+                        "status" => status.to_string()
+                    );
+                    c.increment(1);
+                    counters.push((method, status, c));
+                }
+            }
+        }
+    }
     res
 }

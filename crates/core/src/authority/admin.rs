@@ -357,7 +357,7 @@ impl Authority {
         if !self.store.client_update(&c).await? {
             return Err(Error::not_found(format!("client `{client_id}` not found")));
         }
-        self.clients.write().map_err(lock_poisoned)?.remove(&(tenant.to_owned(), client_id.to_owned()));
+        self.forget_client(tenant, client_id)?;
         Ok(c)
     }
 
@@ -365,7 +365,7 @@ impl Authority {
     pub async fn delete_client(&self, tenant: &str, client_id: &str) -> Result<Client> {
         let c = self.get_client(tenant, client_id).await?;
         let found = self.store.client_delete(tenant, client_id, self.now()).await?;
-        self.clients.write().map_err(lock_poisoned)?.remove(&(tenant.to_owned(), client_id.to_owned()));
+        self.forget_client(tenant, client_id)?;
         if found {
             Ok(c)
         } else {
@@ -375,8 +375,7 @@ impl Authority {
 
     /// A client from the cache, else from the store (then cached).
     pub(super) async fn client(&self, tenant: &str, client_id: &str) -> Result<Option<Arc<Client>>> {
-        let key = (tenant.to_owned(), client_id.to_owned());
-        if let Some(c) = self.clients.read().map_err(lock_poisoned)?.get(&key) {
+        if let Some(c) = self.clients.read().map_err(lock_poisoned)?.get(tenant).and_then(|m| m.get(client_id)) {
             return Ok(Some(c.clone()));
         }
         if client_id.is_empty() || client_id.len() > 128 {
@@ -386,7 +385,12 @@ impl Authority {
             return Ok(None);
         };
         let c = Arc::new(c);
-        self.clients.write().map_err(lock_poisoned)?.insert(key, c.clone());
+        self.clients
+            .write()
+            .map_err(lock_poisoned)?
+            .entry(tenant.to_owned())
+            .or_default()
+            .insert(client_id.to_owned(), c.clone());
         Ok(Some(c))
     }
 }

@@ -111,7 +111,8 @@ pub struct Authority {
     master: MasterKey,
     settings: Settings,
     tenants: RwLock<HashMap<String, Arc<TenantState>>>,
-    clients: RwLock<HashMap<(String, String), Arc<Client>>>,
+    /// tenant -> client id -> client (nested so that lookups borrow, not allocate).
+    clients: RwLock<HashMap<String, HashMap<String, Arc<Client>>>>,
     /// Host name -> tenant, from the tenants' host lists.
     hosts: RwLock<HashMap<String, String>>,
     /// Tokens whose signature has been verified, by SHA-256 of tenant and token.
@@ -227,6 +228,13 @@ impl Authority {
         hosts.get(&crate::tenant::normalize_host(host)).cloned()
     }
 
+    fn forget_client(&self, tenant: &str, client_id: &str) -> Result<()> {
+        if let Some(m) = self.clients.write().map_err(lock_poisoned)?.get_mut(tenant) {
+            m.remove(client_id);
+        }
+        Ok(())
+    }
+
     // ----- keeping in step with the store -------------------------------------------------
 
     fn remember_revoked(&self, list: Vec<Revocation>) -> Result<()> {
@@ -259,7 +267,7 @@ impl Authority {
                 match c {
                     Change::Tenant { tenant } | Change::Key { tenant } => self.load_tenant(&tenant).await?,
                     Change::Client { tenant, client_id } => {
-                        self.clients.write().map_err(lock_poisoned)?.remove(&(tenant, client_id));
+                        self.forget_client(&tenant, &client_id)?;
                     }
                     Change::User { .. } => {}
                 }
