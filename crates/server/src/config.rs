@@ -35,7 +35,7 @@ pub struct Config {
     pub log_format: String,
     /// How often to pick up changes made by admin commands or other nodes, milliseconds.
     pub sync_interval_ms: u64,
-    /// Concurrent Argon2 computations (default: the number of cores).
+    /// Threads of the Argon2 pool (default: cores - 1, at least 1).
     pub hash_concurrency: Option<usize>,
     /// Lifetime of a device authorization (RFC 8628), seconds.
     pub device_ttl: i64,
