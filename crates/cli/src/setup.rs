@@ -210,8 +210,11 @@ pub async fn serve(config: Config) -> Result<()> {
     let addr = listener.local_addr()?;
     let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-    let hasher =
-        Arc::new(PooledHasher::new(Argon2id::default(), Arc::new(SystemRng), config.hash_concurrency.unwrap_or(cores.saturating_sub(1).max(1))));
+    let hasher = Arc::new(PooledHasher::new(
+        Argon2id::default(),
+        Arc::new(SystemRng),
+        config.hash_concurrency.unwrap_or(cores.saturating_sub(1).max(1)),
+    ));
     let (auth, password, backend) = open_engine(&config, public_url.clone(), hasher).await?;
     let shutdown = shutdown_signal()?;
     let mut out = std::io::stdout().lock();
