@@ -104,6 +104,36 @@ pub struct IssuedTokens {
     pub issued_token_type: Option<&'static str>,
 }
 
+impl IssuedTokens {
+    /// An access token alone (no refresh token).
+    pub fn access(token: String, claims: crate::token::AccessClaims, now: i64) -> Self {
+        IssuedTokens {
+            access_token: token,
+            expires_in: claims.exp - now,
+            expires_at: claims.exp,
+            issued_at: now,
+            jti: claims.jti,
+            scope: claims.scope,
+            refresh_token: None,
+            refresh_expires_in: None,
+            issued_token_type: None,
+        }
+    }
+
+    /// With a refresh token of lifetime `ttl`, if any.
+    pub fn with_refresh(mut self, refresh: Option<Secret>, ttl: i64) -> Self {
+        self.refresh_expires_in = refresh.as_ref().map(|_| ttl);
+        self.refresh_token = refresh;
+        self
+    }
+
+    /// RFC 8693 `issued_token_type`.
+    pub fn of_type(mut self, t: &'static str) -> Self {
+        self.issued_token_type = Some(t);
+        self
+    }
+}
+
 /// RFC 8628 device authorization response, in core terms.
 #[derive(Debug, Clone)]
 pub struct DeviceAuthorization {

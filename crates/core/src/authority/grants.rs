@@ -142,17 +142,7 @@ impl Authority {
                     exp: None,
                 };
                 let (access, claims) = self.mint_access(&ts, mint, now)?;
-                Ok(IssuedTokens {
-                    access_token: access,
-                    expires_in: ts.access_ttl,
-                    expires_at: claims.exp,
-                    issued_at: now,
-                    jti: claims.jti,
-                    scope: claims.scope,
-                    refresh_token: None,
-                    refresh_expires_in: None,
-                    issued_token_type: None,
-                })
+                Ok(IssuedTokens::access(access, claims, now))
             }
             Grant::Password { username, password, otp } => {
                 let scope = Self::grant_scope(&client.scopes, req.scope.as_deref())?;
@@ -303,17 +293,7 @@ impl Authority {
             exp: None,
         };
         let (access, claims) = self.mint_access(ts, mint, now)?;
-        Ok(IssuedTokens {
-            access_token: access,
-            expires_in: ts.access_ttl,
-            expires_at: claims.exp,
-            issued_at: now,
-            jti: claims.jti,
-            scope: claims.scope,
-            refresh_expires_in: refresh.as_ref().map(|_| ts.refresh_ttl),
-            refresh_token: refresh,
-            issued_token_type: None,
-        })
+        Ok(IssuedTokens::access(access, claims, now).with_refresh(refresh, ts.refresh_ttl))
     }
 
     async fn refresh(
@@ -386,17 +366,7 @@ impl Authority {
             exp: None,
         };
         let (access, claims) = self.mint_access(ts, mint, now)?;
-        Ok(IssuedTokens {
-            access_token: access,
-            expires_in: ts.access_ttl,
-            expires_at: claims.exp,
-            issued_at: now,
-            jti: claims.jti,
-            scope: claims.scope,
-            refresh_token: Some(rt),
-            refresh_expires_in: Some(ts.refresh_ttl),
-            issued_token_type: None,
-        })
+        Ok(IssuedTokens::access(access, claims, now).with_refresh(Some(rt), ts.refresh_ttl))
     }
 
     // ----- device flow (RFC 8628) -------------------------------------------------------
@@ -547,17 +517,7 @@ impl Authority {
                     exp: Some(subject.exp.min(now + ts.access_ttl)),
                 };
                 let (access, claims) = self.mint_access(ts, mint, now)?;
-                Ok(IssuedTokens {
-                    access_token: access,
-                    expires_in: claims.exp - now,
-                    expires_at: claims.exp,
-                    issued_at: now,
-                    jti: claims.jti,
-                    scope: claims.scope,
-                    refresh_token: None,
-                    refresh_expires_in: None,
-                    issued_token_type: Some(token_type::ACCESS_TOKEN),
-                })
+                Ok(IssuedTokens::access(access, claims, now).of_type(token_type::ACCESS_TOKEN))
             }
             token_type::LEGACY => {
                 let token = secret::generate_secret(self.rng.as_ref(), prefix::LEGACY_TOKEN);

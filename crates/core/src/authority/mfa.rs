@@ -227,16 +227,6 @@ impl Authority {
             exp: Some(now + ttl),
         };
         let (access, claims) = self.mint_access(&ts, mint, now)?;
-        Ok(IssuedTokens {
-            access_token: access,
-            expires_in: ttl,
-            expires_at: claims.exp,
-            issued_at: now,
-            jti: claims.jti,
-            scope: claims.scope,
-            refresh_token: None,
-            refresh_expires_in: None,
-            issued_token_type: None,
-        })
+        Ok(IssuedTokens::access(access, claims, now))
     }
 }
