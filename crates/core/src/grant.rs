@@ -7,7 +7,6 @@ use crate::token::ClaimSet;
 pub mod token_type {
     pub const ACCESS_TOKEN: &str = "urn:ietf:params:oauth:token-type:access_token";
     pub const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
-    pub const REFRESH_TOKEN: &str = "urn:ietf:params:oauth:token-type:refresh_token";
     /// Tessera's opaque bearer token for legacy (Tapis v2) clients.
     pub const LEGACY: &str = "urn:tessera:params:oauth:token-type:legacy";
 }
@@ -38,9 +37,6 @@ impl ClientAuth {
             | ClientAuth::Identified { client_id } => Some(client_id),
             ClientAuth::Absent => None,
         }
-    }
-    pub fn is_basic(&self) -> bool {
-        matches!(self, ClientAuth::Basic { .. })
     }
 }
 

@@ -155,6 +155,8 @@ impl Page {
 
 // ----- tokens ------------------------------------------------------------------------------
 
+/// The fields of Tapis' `NewToken` this server reads (`redirect_uri` and `code` wait for the
+/// authorization_code flow; unknown fields are ignored).
 #[derive(Deserialize, Default)]
 struct NewToken {
     username: Option<String>,
@@ -162,10 +164,6 @@ struct NewToken {
     client_id: Option<String>,
     client_key: Option<String>,
     grant_type: Option<String>,
-    #[allow(dead_code)]
-    redirect_uri: Option<String>,
-    #[allow(dead_code)]
-    code: Option<String>,
     device_code: Option<String>,
     refresh_token: Option<String>,
 }
