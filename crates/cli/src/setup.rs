@@ -267,3 +267,59 @@ pub async fn migrate(config: &Config) -> Result<()> {
     println!("{} schema is up to date", backend.name());
     Ok(())
 }
+
+#[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail's closures return figment::Error
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    #[test]
+    fn layers_defaults_then_file_then_env_then_flags() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "tessera.toml",
+                "listen = \"127.0.0.1:7000\"\naccess_ttl = 100\nrefresh_ttl = 200\nlog_format = \"json\"\n",
+            )?;
+            let file = Some(Path::new("tessera.toml"));
+            // Defaults alone.
+            let c = load_config(None, &Overrides::default()).unwrap();
+            assert_eq!((c.listen.as_str(), c.access_ttl, c.log_format.as_str()), ("127.0.0.1:8080", 3600, "text"));
+            // The file over the defaults.
+            let c = load_config(file, &Overrides::default()).unwrap();
+            assert_eq!((c.listen.as_str(), c.access_ttl, c.refresh_ttl), ("127.0.0.1:7000", 100, 200));
+            // The environment over the file; what it does not name stays as the file says.
+            jail.set_env("TESSERA_ACCESS_TTL", "300");
+            jail.set_env("TESSERA_LISTEN", "127.0.0.1:7001");
+            let c = load_config(file, &Overrides::default()).unwrap();
+            assert_eq!((c.listen.as_str(), c.access_ttl, c.refresh_ttl), ("127.0.0.1:7001", 300, 200));
+            assert_eq!(c.log_format, "json");
+            // Flags over everything.
+            let flags = Overrides { listen: Some("127.0.0.1:7002".into()), ..Default::default() };
+            let c = load_config(file, &flags).unwrap();
+            assert_eq!((c.listen.as_str(), c.access_ttl), ("127.0.0.1:7002", 300));
+            // A TESSERA_ variable that is not a setting is not read as one.
+            jail.set_env("TESSERA_NOT_A_SETTING", "1");
+            assert!(load_config(file, &flags).is_ok());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_configuration_is_refused_with_the_reason() {
+        Jail::expect_with(|jail| {
+            jail.create_file("typo.toml", "acess_ttl = 5\n")?;
+            let e = load_config(Some(Path::new("typo.toml")), &Overrides::default()).unwrap_err().to_string();
+            assert!(e.contains("acess_ttl"), "{e}");
+            jail.create_file("zero.toml", "access_ttl = 0\n")?;
+            let e = load_config(Some(Path::new("zero.toml")), &Overrides::default()).unwrap_err().to_string();
+            assert!(e.contains("access_ttl must be positive"), "{e}");
+            jail.set_env("TESSERA_DB_POOL_SIZE", "many");
+            let e = load_config(None, &Overrides::default()).unwrap_err().to_string();
+            assert!(e.to_lowercase().contains("db_pool_size"), "{e}");
+            let e = load_config(Some(Path::new("missing.toml")), &Overrides::default()).unwrap_err().to_string();
+            assert!(e.contains("does not exist"), "{e}");
+            Ok(())
+        });
+    }
+}

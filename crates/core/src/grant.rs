@@ -102,14 +102,14 @@ pub struct IssuedTokens {
 
 impl IssuedTokens {
     /// An access token alone (no refresh token).
-    pub fn access(token: String, claims: crate::token::AccessClaims, now: i64) -> Self {
+    pub fn access(token: String, jti: String, scope: Option<String>, exp: i64, now: i64) -> Self {
         IssuedTokens {
             access_token: token,
-            expires_in: claims.exp - now,
-            expires_at: claims.exp,
+            expires_in: exp - now,
+            expires_at: exp,
             issued_at: now,
-            jti: claims.jti,
-            scope: claims.scope,
+            jti,
+            scope,
             refresh_token: None,
             refresh_expires_in: None,
             issued_token_type: None,

@@ -269,6 +269,13 @@ impl SigningKey {
         out.push_str(&self.header_b64);
         out.push('.');
         URL_SAFE_NO_PAD.encode_string(payload_json, &mut out);
+        if let Pair::Ed(kp) = &self.pair {
+            // The common case, without the intermediate Vec of `sign_raw`.
+            let sig = kp.sign(out.as_bytes());
+            out.push('.');
+            URL_SAFE_NO_PAD.encode_string(sig.as_ref(), &mut out);
+            return Ok(out);
+        }
         let sig = self.sign_raw(out.as_bytes())?;
         out.push('.');
         URL_SAFE_NO_PAD.encode_string(&sig, &mut out);

@@ -87,9 +87,87 @@ pub fn shape(set: ClaimSet, s: &Subject<'_>) -> (String, Map<String, Value>) {
     }
 }
 
-/// Sign `claims` with `key`.
-pub fn mint(key: &SigningKey, claims: &AccessClaims) -> Result<String> {
-    let payload = serde_json::to_vec(claims).map_err(|_| Error::internal("claims encoding"))?;
+/// The claims of a token about to be minted, borrowed from where they already live (the
+/// tenant, the cached client): minting clones nothing. Serialises exactly as [`AccessClaims`]
+/// does (same members, same order), which a test holds it to.
+#[derive(Debug, Clone, Copy)]
+pub struct NewClaims<'a> {
+    pub iss: &'a str,
+    pub sub: &'a str,
+    pub aud: &'a str,
+    pub exp: i64,
+    pub iat: i64,
+    pub jti: &'a str,
+    pub client_id: Option<&'a str>,
+    pub scope: Option<&'a str>,
+    pub tenant: &'a str,
+    pub username: Option<&'a str>,
+    pub extra: &'a Map<String, Value>,
+}
+
+impl NewClaims<'_> {
+    /// The JSON payload, appended to `out`.
+    pub fn write_json(&self, out: &mut Vec<u8>) -> Result<()> {
+        fn member(out: &mut Vec<u8>, name: &str, value: &str) {
+            out.extend_from_slice(b",\"");
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b"\":");
+            json_str(out, value);
+        }
+        fn number(out: &mut Vec<u8>, name: &str, value: i64) {
+            out.extend_from_slice(b",\"");
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b"\":");
+            out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+        }
+        out.extend_from_slice(b"{\"iss\":");
+        json_str(out, self.iss);
+        member(out, "sub", self.sub);
+        member(out, "aud", self.aud);
+        number(out, "exp", self.exp);
+        number(out, "iat", self.iat);
+        member(out, "jti", self.jti);
+        if let Some(c) = self.client_id {
+            member(out, "client_id", c);
+        }
+        if let Some(s) = self.scope {
+            member(out, "scope", s);
+        }
+        member(out, "tenant", self.tenant);
+        if let Some(u) = self.username {
+            member(out, "username", u);
+        }
+        for (k, v) in self.extra {
+            out.push(b',');
+            json_str(out, k);
+            out.push(b':');
+            serde_json::to_writer(&mut *out, v).map_err(|_| Error::internal("claims encoding"))?;
+        }
+        out.push(b'}');
+        Ok(())
+    }
+}
+
+/// Append `s` as a JSON string: copied as is when nothing in it needs escaping (the usual
+/// case), else escaped by serde_json. Same bytes as serde_json either way.
+pub fn json_str(out: &mut Vec<u8>, s: &str) {
+    // A fold without early exit, so that the compiler vectorises it: tokens are long.
+    let needs_escape = s.bytes().fold(false, |acc, b| acc | (b < 0x20) | (b == b'"') | (b == b'\\'));
+    if !needs_escape {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        // Writing a &str into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, s);
+    }
+}
+
+/// Sign `claims` with `key`: a compact JWS.
+pub fn mint(key: &SigningKey, claims: &NewClaims<'_>) -> Result<String> {
+    let mut payload = Vec::with_capacity(384);
+    claims.write_json(&mut payload)?;
     key.sign_jws(&payload)
 }
 
@@ -207,11 +285,50 @@ mod tests {
         KeyRing::new(vec![Arc::new(k)])
     }
 
+    fn new_claims(c: &AccessClaims) -> NewClaims<'_> {
+        NewClaims {
+            iss: &c.iss,
+            sub: &c.sub,
+            aud: &c.aud,
+            exp: c.exp,
+            iat: c.iat,
+            jti: &c.jti,
+            client_id: c.client_id.as_deref(),
+            scope: c.scope.as_deref(),
+            tenant: &c.tenant,
+            username: c.username.as_deref(),
+            extra: &c.extra,
+        }
+    }
+
+    fn mint_claims(key: &SigningKey, c: &AccessClaims) -> String {
+        mint(key, &new_claims(c)).unwrap()
+    }
+
+    #[test]
+    fn written_claims_are_exactly_serdes() {
+        let mut odd = claims(-5);
+        odd.sub = "quote \" back \\ nl \n tab \t nul \u{0} del \u{7f} é 日本 😀 </script>".into();
+        odd.iss = "https://x/\u{1f}".into();
+        odd.username = Some("ünïcödé".into());
+        odd.client_id = None;
+        odd.scope = None;
+        odd.extra.insert("tapis/x\"y".into(), Value::Null);
+        odd.extra.insert("n".into(), serde_json::json!([1, 2.5, {"a": "\u{8}"}]));
+        for c in [claims(1_700_000_000), odd] {
+            let mut out = Vec::new();
+            new_claims(&c).write_json(&mut out).unwrap();
+            assert_eq!(String::from_utf8(out.clone()).unwrap(), serde_json::to_string(&c).unwrap());
+            let back: AccessClaims = serde_json::from_slice(&out).unwrap();
+            assert_eq!(back, c);
+        }
+    }
+
     #[test]
     fn mint_then_verify_each_alg() {
         for alg in [Alg::EdDSA, Alg::ES256, Alg::RS256] {
             let r = ring(alg);
-            let t = mint(r.signing_key(10).unwrap(), &claims(10)).unwrap();
+            let t = mint_claims(r.signing_key(10).unwrap(), &claims(10));
             let c = verify(&t, &r, "https://a", "a", 20, 3600).unwrap();
             assert_eq!(c, claims(10));
             assert_eq!(verify(&t, &r, "https://a", "a", 70, 3600), Err(Invalid::Expired));
@@ -223,7 +340,7 @@ mod tests {
     #[test]
     fn header_alg_must_match_key() {
         let r = ring(Alg::EdDSA);
-        let t = mint(r.signing_key(0).unwrap(), &claims(0)).unwrap();
+        let t = mint_claims(r.signing_key(0).unwrap(), &claims(0));
         let (_, rest) = t.split_once('.').unwrap();
         let kid = &r.keys()[0].kid;
         for alg in ["none", "HS256", "ES256"] {
@@ -236,7 +353,7 @@ mod tests {
     #[test]
     fn tampered_payload_is_bad_signature() {
         let r = ring(Alg::EdDSA);
-        let t = mint(r.signing_key(0).unwrap(), &claims(0)).unwrap();
+        let t = mint_claims(r.signing_key(0).unwrap(), &claims(0));
         let parts: Vec<&str> = t.split('.').collect();
         let mut c = claims(0);
         c.sub = "admin".into();

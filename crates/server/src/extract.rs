@@ -1,12 +1,14 @@
 //! Credentials and parameters from the wire: HTTP Basic, Bearer, form bodies, the tenant.
 
 use crate::AppState;
-use axum::extract::{FromRequestParts, RawPathParams};
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use std::collections::HashMap;
+use std::borrow::Cow;
 use tessera_core::Error;
 use tessera_core::secret::Secret;
 
@@ -25,9 +27,9 @@ pub fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, Secret)>
     }
     let bad = || Error::invalid_client("malformed Basic credentials");
     let decoded = STANDARD.decode(rest.trim()).map_err(|_| bad())?;
-    let decoded = String::from_utf8(decoded).map_err(|_| bad())?;
+    let decoded = std::str::from_utf8(&decoded).map_err(|_| bad())?;
     let (user, pass) = decoded.split_once(':').ok_or_else(bad)?;
-    Ok(Some((form_decode(user).ok_or_else(bad)?, Secret::new(form_decode(pass).ok_or_else(bad)?))))
+    Ok(Some((form_decode(user).ok_or_else(bad)?.into_owned(), Secret::new(form_decode(pass).ok_or_else(bad)?))))
 }
 
 /// The client's address, when the server was started with connection info.
@@ -83,27 +85,74 @@ pub fn cookie_value<'a>(headers: &'a HeaderMap, name: &str, bare_ok: bool) -> Op
     None
 }
 
-fn form_decode(s: &str) -> Option<String> {
+/// One form-urlencoded component: `+` is a space, then percent-decoding; borrowed when
+/// there is nothing to decode (the usual case).
+fn form_decode(s: &str) -> Option<Cow<'_, str>> {
+    if !s.contains(['+', '%']) {
+        return Some(Cow::Borrowed(s));
+    }
     let plus = s.replace('+', " ");
-    percent_encoding::percent_decode_str(&plus).decode_utf8().ok().map(|c| c.into_owned())
+    percent_encoding::percent_decode_str(&plus).decode_utf8().ok().map(|c| Cow::Owned(c.into_owned()))
 }
 
-/// A form-encoded body as a map; a repeated parameter is an error (RFC 6749 section 3.1).
-pub fn parse_form(headers: &HeaderMap, body: &[u8]) -> Result<HashMap<String, String>, Error> {
+/// The most parameters a form may have: the token endpoint's largest request has about ten.
+const MAX_FORM_PARAMS: usize = 64;
+
+/// A form-encoded body (RFC 6749 appendix B), values borrowed from the body where nothing
+/// needed decoding. Empty values count as absent (RFC 6749 section 3.1).
+#[derive(Debug)]
+pub struct Form<'a>(Vec<(Cow<'a, str>, Cow<'a, str>)>);
+
+impl Form<'_> {
+    /// Take a parameter out (each is read once).
+    pub fn remove(&mut self, name: &str) -> Option<String> {
+        let i = self.0.iter().position(|(k, _)| k == name)?;
+        Some(self.0.swap_remove(i).1.into_owned())
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_ref())
+    }
+}
+
+/// Parse a form-encoded body; a repeated parameter is an error (RFC 6749 section 3.1), and
+/// so is a form of more than [`MAX_FORM_PARAMS`] parameters.
+pub fn parse_form<'a>(headers: &HeaderMap, body: &'a [u8]) -> Result<Form<'a>, Error> {
     let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let mime = ct.split(';').next().unwrap_or("").trim();
     if !mime.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
         return Err(Error::invalid_request("the body must be application/x-www-form-urlencoded"));
     }
-    let mut out = HashMap::new();
+    let mut out: Vec<(Cow<'a, str>, Cow<'a, str>)> = Vec::with_capacity(8);
     for (k, v) in form_urlencoded::parse(body) {
-        if out.insert(k.clone().into_owned(), v.into_owned()).is_some() {
+        if out.iter().any(|(seen, _)| *seen == k) {
             return Err(Error::invalid_request(format!("parameter `{k}` is repeated")));
         }
+        if out.len() == MAX_FORM_PARAMS {
+            return Err(Error::invalid_request(format!("more than {MAX_FORM_PARAMS} parameters")));
+        }
+        out.push((k, v));
     }
-    // Empty values count as absent (RFC 6749 section 3.1).
-    out.retain(|_, v| !v.is_empty());
-    Ok(out)
+    out.retain(|(_, v)| !v.is_empty());
+    Ok(Form(out))
+}
+
+/// A POST's headers and body, moved out of the request (axum's `HeaderMap` extractor would
+/// clone the headers). Body limits and rejections are those of axum's `Bytes` extractor.
+pub struct Posted {
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl<S: Send + Sync> FromRequest<S> for Posted {
+    type Rejection = BytesRejection;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let (mut parts, body) = req.into_parts();
+        let headers = std::mem::take(&mut parts.headers);
+        let body = Bytes::from_request(Request::from_parts(parts, body), state).await?;
+        Ok(Posted { headers, body })
+    }
 }
 
 /// The tenant a request addresses (DESIGN.md): the Host header mapped to a tenant's host
@@ -163,9 +212,14 @@ mod tests {
     fn form_rejects_repeats_and_wrong_type() {
         let mut h = HeaderMap::new();
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-www-form-urlencoded; charset=UTF-8"));
-        assert_eq!(parse_form(&h, b"a=1&b=2").unwrap()["b"], "2");
+        assert_eq!(parse_form(&h, b"a=1&b=2").unwrap().get("b"), Some("2"));
+        assert_eq!(parse_form(&h, b"a=x+y%2Bz%3D&b=2").unwrap().remove("a").as_deref(), Some("x y+z="));
         assert!(parse_form(&h, b"a=1&a=2").is_err());
-        assert!(!parse_form(&h, b"a=").unwrap().contains_key("a"));
+        assert!(parse_form(&h, b"a=1&b=2&a=").is_err());
+        assert!(parse_form(&h, b"a=").unwrap().get("a").is_none());
+        let many: Vec<String> = (0..=MAX_FORM_PARAMS).map(|i| format!("p{i}=1")).collect();
+        assert!(parse_form(&h, many.join("&").as_bytes()).is_err());
+        assert!(parse_form(&h, many[1..].join("&").as_bytes()).is_ok());
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         assert!(parse_form(&h, b"a=1").is_err());
     }

@@ -8,7 +8,7 @@ use crate::principal::{Client, GrantType, User, parse_scope};
 use crate::secret::{self, Secret, prefix};
 use crate::store::{DevicePoll, DeviceRecord, DeviceStatus, LegacyRecord, NewRefresh, RefreshRecord, Rotation};
 use crate::throttle;
-use crate::token::{self, AccessClaims, ClaimSet, Subject};
+use crate::token::{self, AccessClaims, ClaimSet, NewClaims, Subject};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -69,22 +69,24 @@ impl Authority {
     }
 
     /// Mint an access token, signed by the tenant's current key.
-    pub fn mint_access(&self, ts: &TenantState, m: Mint<'_>, now: i64) -> Result<(String, AccessClaims)> {
+    pub fn mint_access(&self, ts: &TenantState, m: Mint<'_>, now: i64) -> Result<IssuedTokens> {
         let key = ts.ring.signing_key(now).ok_or_else(|| Error::unavailable("the tenant has no active signing key"))?;
-        let claims = AccessClaims {
-            iss: ts.issuer.clone(),
-            sub: m.sub.to_owned(),
-            aud: m.audience.unwrap_or(&ts.issuer).to_owned(),
-            exp: m.exp.unwrap_or(now + ts.access_ttl),
+        let exp = m.exp.unwrap_or(now + ts.access_ttl);
+        let claims = NewClaims {
+            iss: &ts.issuer,
+            sub: m.sub,
+            aud: m.audience.unwrap_or(&ts.issuer),
+            exp,
             iat: now,
-            jti: m.jti,
-            client_id: m.client_id.map(str::to_owned),
-            scope: m.scope,
-            tenant: ts.tenant.name.clone(),
-            username: m.username.map(str::to_owned),
-            extra: m.extra,
+            jti: &m.jti,
+            client_id: m.client_id,
+            scope: m.scope.as_deref(),
+            tenant: &ts.tenant.name,
+            username: m.username,
+            extra: &m.extra,
         };
-        Ok((token::mint(key, &claims)?, claims))
+        let token = token::mint(key, &claims)?;
+        Ok(IssuedTokens::access(token, m.jti, m.scope, exp, now))
     }
 
     fn check_tenant_allows(ts: &TenantState, g: GrantType) -> Result<()> {
@@ -141,8 +143,7 @@ impl Authority {
                     jti: secret::random_b64(self.rng.as_ref(), 16),
                     exp: None,
                 };
-                let (access, claims) = self.mint_access(&ts, mint, now)?;
-                Ok(IssuedTokens::access(access, claims, now))
+                self.mint_access(&ts, mint, now)
             }
             Grant::Password { username, password, otp } => {
                 let scope = Self::grant_scope(&client.scopes, req.scope.as_deref())?;
@@ -292,8 +293,7 @@ impl Authority {
             jti,
             exp: None,
         };
-        let (access, claims) = self.mint_access(ts, mint, now)?;
-        Ok(IssuedTokens::access(access, claims, now).with_refresh(refresh, ts.refresh_ttl))
+        Ok(self.mint_access(ts, mint, now)?.with_refresh(refresh, ts.refresh_ttl))
     }
 
     async fn refresh(
@@ -365,8 +365,7 @@ impl Authority {
             jti,
             exp: None,
         };
-        let (access, claims) = self.mint_access(ts, mint, now)?;
-        Ok(IssuedTokens::access(access, claims, now).with_refresh(Some(rt), ts.refresh_ttl))
+        Ok(self.mint_access(ts, mint, now)?.with_refresh(Some(rt), ts.refresh_ttl))
     }
 
     // ----- device flow (RFC 8628) -------------------------------------------------------
@@ -516,8 +515,7 @@ impl Authority {
                     // Never outlive the token it came from.
                     exp: Some(subject.exp.min(now + ts.access_ttl)),
                 };
-                let (access, claims) = self.mint_access(ts, mint, now)?;
-                Ok(IssuedTokens::access(access, claims, now).of_type(token_type::ACCESS_TOKEN))
+                Ok(self.mint_access(ts, mint, now)?.of_type(token_type::ACCESS_TOKEN))
             }
             token_type::LEGACY => {
                 let token = secret::generate_secret(self.rng.as_ref(), prefix::LEGACY_TOKEN);

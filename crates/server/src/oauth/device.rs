@@ -4,10 +4,8 @@ use super::OAuthError;
 use super::metadata::endpoint_base;
 use super::token::{client_auth, no_store};
 use crate::AppState;
-use crate::extract::{TenantName, parse_form};
-use axum::body::Bytes;
+use crate::extract::{Posted, TenantName, parse_form};
 use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use tessera_core::token::ClaimSet;
@@ -15,8 +13,7 @@ use tessera_core::token::ClaimSet;
 pub async fn device_authorization_post(
     State(state): State<AppState>,
     TenantName(tenant): TenantName,
-    headers: HeaderMap,
-    body: Bytes,
+    Posted { headers, body }: Posted,
 ) -> Result<Response, OAuthError> {
     let mut form = parse_form(&headers, &body)?;
     let auth = client_auth(&headers, &mut form)?;
