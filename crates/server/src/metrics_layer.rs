@@ -1,4 +1,6 @@
-//! Prometheus metrics: requests by route and status, and a latency histogram.
+//! Prometheus metrics: requests by route and status, and a latency histogram; and the one
+//! line per request in the log (debug level; server errors at warn). Only the matched route
+//! is logged, never the path, query or headers, so no credential reaches the log.
 
 use axum::extract::{MatchedPath, Request};
 use axum::http::Method;
@@ -68,9 +70,16 @@ pub async fn track(req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let start = Instant::now();
     let res = next.run(req).await;
+    let elapsed = start.elapsed();
+    let status = res.status().as_u16();
+    let route_name = route.as_ref().map_or("(unmatched)", |m| m.route.as_str());
+    if status >= 500 {
+        tracing::warn!(%method, route = route_name, status, latency_ms = elapsed.as_secs_f64() * 1e3, "request failed");
+    } else {
+        tracing::debug!(%method, route = route_name, status, latency_ms = elapsed.as_secs_f64() * 1e3, "request");
+    }
     if let Some(m) = route {
-        m.latency.record(start.elapsed().as_secs_f64());
-        let status = res.status().as_u16();
+        m.latency.record(elapsed.as_secs_f64());
         if let Ok(mut counters) = m.requests.lock() {
             match counters.iter().find(|(me, st, _)| *st == status && *me == method) {
                 Some((_, _, c)) => c.increment(1),

@@ -141,6 +141,38 @@ async fn repeated_parameter_is_invalid_request() {
 }
 
 #[tokio::test]
+async fn oversized_or_malformed_forms_are_refused() {
+    let s = TestServer::start().await;
+    let (id, secret) = s.create_client("default", "client_credentials", None);
+    let http = reqwest::Client::new();
+    let post = |body: Vec<u8>| {
+        http.post(s.url("default", "/oauth2/token"))
+            .basic_auth(&id, Some(&secret))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+    };
+    // Over the 64 KiB body limit: 413, and the server goes on answering.
+    let mut big = b"grant_type=client_credentials&pad=".to_vec();
+    big.resize(100 * 1024, b'a');
+    assert_eq!(post(big).await.unwrap().status().as_u16(), 413);
+    // Not UTF-8, raw or once percent-decoded: invalid_request.
+    for body in [&b"grant_type=client_credentials&x=\xff"[..], b"grant_type=client_credentials&x=%FF"] {
+        let r = post(body.to_vec()).await.unwrap();
+        assert_eq!(r.status().as_u16(), 400);
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(v["error"], "invalid_request", "{v}");
+    }
+    // Too many parameters: invalid_request.
+    let many: Vec<String> = (0..100).map(|i| format!("p{i}=1")).collect();
+    let r = post(format!("grant_type=client_credentials&{}", many.join("&")).into_bytes()).await.unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    // A well-formed request still gets its token.
+    let r = post(b"grant_type=client_credentials".to_vec()).await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+}
+
+#[tokio::test]
 async fn scope_outside_client_is_invalid_scope() {
     let s = TestServer::start().await;
     let (id, secret) = s.create_client("default", "client_credentials,password", Some("read write"));
