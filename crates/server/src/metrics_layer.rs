@@ -74,9 +74,9 @@ pub async fn track(req: Request, next: Next) -> Response {
     let status = res.status().as_u16();
     let route_name = route.as_ref().map_or("(unmatched)", |m| m.route.as_str());
     if status >= 500 {
-        tracing::warn!(%method, route = route_name, status, latency_ms = elapsed.as_secs_f64() * 1e3, "request failed");
+        tracing::warn!(%method, route = route_name, status, latency_us = elapsed.as_micros() as u64, "request failed");
     } else {
-        tracing::debug!(%method, route = route_name, status, latency_ms = elapsed.as_secs_f64() * 1e3, "request");
+        tracing::debug!(%method, route = route_name, status, latency_us = elapsed.as_micros() as u64, "request");
     }
     if let Some(m) = route {
         m.latency.record(elapsed.as_secs_f64());
