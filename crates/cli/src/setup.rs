@@ -276,6 +276,11 @@ mod tests {
     use super::*;
     use figment::Jail;
 
+    /// `load_config` with its error as Jail's (figment::Error from a String).
+    fn load(file: Option<&Path>, flags: &Overrides) -> figment::Result<Config> {
+        load_config(file, flags).map_err(|e| e.to_string().into())
+    }
+
     #[test]
     fn layers_defaults_then_file_then_env_then_flags() {
         Jail::expect_with(|jail| {
@@ -285,24 +290,24 @@ mod tests {
             )?;
             let file = Some(Path::new("tessera.toml"));
             // Defaults alone.
-            let c = load_config(None, &Overrides::default()).unwrap();
+            let c = load(None, &Overrides::default())?;
             assert_eq!((c.listen.as_str(), c.access_ttl, c.log_format.as_str()), ("127.0.0.1:8080", 3600, "text"));
             // The file over the defaults.
-            let c = load_config(file, &Overrides::default()).unwrap();
+            let c = load(file, &Overrides::default())?;
             assert_eq!((c.listen.as_str(), c.access_ttl, c.refresh_ttl), ("127.0.0.1:7000", 100, 200));
             // The environment over the file; what it does not name stays as the file says.
             jail.set_env("TESSERA_ACCESS_TTL", "300");
             jail.set_env("TESSERA_LISTEN", "127.0.0.1:7001");
-            let c = load_config(file, &Overrides::default()).unwrap();
+            let c = load(file, &Overrides::default())?;
             assert_eq!((c.listen.as_str(), c.access_ttl, c.refresh_ttl), ("127.0.0.1:7001", 300, 200));
             assert_eq!(c.log_format, "json");
             // Flags over everything.
             let flags = Overrides { listen: Some("127.0.0.1:7002".into()), ..Default::default() };
-            let c = load_config(file, &flags).unwrap();
+            let c = load(file, &flags)?;
             assert_eq!((c.listen.as_str(), c.access_ttl), ("127.0.0.1:7002", 300));
             // A TESSERA_ variable that is not a setting is not read as one.
             jail.set_env("TESSERA_NOT_A_SETTING", "1");
-            assert!(load_config(file, &flags).is_ok());
+            assert!(load(file, &flags).is_ok());
             Ok(())
         });
     }

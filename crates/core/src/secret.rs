@@ -100,6 +100,9 @@ pub fn check_password_policy(password: &str) -> Result<()> {
     Ok(())
 }
 
+/// Working memory for [`Argon2id::verify_in`], kept by a thread between checks.
+pub type Argon2Memory = Vec<argon2::Block>;
+
 /// Argon2id with the OWASP-recommended parameters (19 MiB, 2 passes, 1 lane).
 #[derive(Clone)]
 pub struct Argon2id {
@@ -144,7 +147,7 @@ impl Argon2id {
     /// for the next call. Reusing it spares each check mapping, faulting in and unmapping
     /// 19 MiB, work that also interrupts the process's other threads (TLB shootdowns).
     /// The parameters are the stored hash's own, so hashes made with older ones still verify.
-    pub fn verify_in(phc: &str, password: &str, memory: &mut Vec<argon2::Block>) -> bool {
+    pub fn verify_in(phc: &str, password: &str, memory: &mut Argon2Memory) -> bool {
         use argon2::password_hash::PasswordHash;
         let Ok(h) = PasswordHash::new(phc) else {
             return false;
@@ -230,17 +233,14 @@ mod tests {
     }
 
     #[test]
-    fn verify_in_reuses_memory_and_agrees_with_argon2() {
+    fn verify_in_reuses_memory_and_agrees_with_argon2() -> std::result::Result<(), argon2::password_hash::Error> {
         use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
-        let salt = SaltString::encode_b64(b"sixteen byte slt").unwrap();
-        let made = |alg, m, t| {
-            let params = argon2::Params::new(m, t, 1, None).unwrap();
-            argon2::Argon2::new(alg, argon2::Version::V0x13, params)
-                .hash_password(b"pw 123", &salt)
-                .unwrap()
-                .to_string()
+        let salt = SaltString::encode_b64(b"sixteen byte slt")?;
+        let made = |alg, m, t| -> std::result::Result<String, argon2::password_hash::Error> {
+            let params = argon2::Params::new(m, t, 1, None)?;
+            Ok(argon2::Argon2::new(alg, argon2::Version::V0x13, params).hash_password(b"pw 123", &salt)?.to_string())
         };
-        let mut memory = Vec::new();
+        let mut memory = Argon2Memory::new();
         // Growing, shrinking, another algorithm: each agrees with the argon2 crate's verifier.
         for (alg, m, t) in [
             (argon2::Algorithm::Argon2id, 64, 1),
@@ -248,10 +248,9 @@ mod tests {
             (argon2::Algorithm::Argon2i, 128, 1),
             (argon2::Algorithm::Argon2id, 64, 1),
         ] {
-            let phc = made(alg, m, t);
-            let reference = |pw: &str| {
-                argon2::Argon2::default().verify_password(pw.as_bytes(), &PasswordHash::new(&phc).unwrap()).is_ok()
-            };
+            let phc = made(alg, m, t)?;
+            let parsed = PasswordHash::new(&phc)?;
+            let reference = |pw: &str| argon2::Argon2::default().verify_password(pw.as_bytes(), &parsed).is_ok();
             for pw in ["pw 123", "pw 124", ""] {
                 assert_eq!(Argon2id::verify_in(&phc, pw, &mut memory), reference(pw), "{phc} {pw:?}");
             }
@@ -259,9 +258,10 @@ mod tests {
         }
         assert_eq!(memory.len(), 256);
         // A hash whose output was cut is refused, not matched on a prefix.
-        let phc = made(argon2::Algorithm::Argon2id, 64, 1);
+        let phc = made(argon2::Algorithm::Argon2id, 64, 1)?;
         let cut = &phc[..phc.len() - 4];
         assert!(!Argon2id::verify_in(cut, "pw 123", &mut memory));
+        Ok(())
     }
 
     #[test]

