@@ -236,7 +236,7 @@ pub async fn serve(config: Config) -> Result<()> {
     let metrics = tessera_server::metrics_layer::install();
     let upkeep = metrics.clone().map(tessera_server::metrics_layer::spawn_upkeep);
     let state = AppState { auth, metrics };
-    tessera_server::run(listener, state, shutdown).await?;
+    tessera_server::run(listener, state, config.limits(), shutdown).await?;
     background.abort();
     if let Some(u) = upkeep {
         u.abort();

@@ -47,6 +47,12 @@ pub struct Config {
     pub login_failures_per_address: u32,
     /// The brute-force window, seconds.
     pub login_window: i64,
+    /// A connection must send a request's headers within this many milliseconds of the server
+    /// waiting for them, or it is closed (slow senders; idle keep-alive connections).
+    pub header_timeout_ms: u64,
+    /// Body and handling of a request must finish within this many milliseconds, or the
+    /// answer is 503.
+    pub request_timeout_ms: u64,
 }
 
 impl Default for Config {
@@ -71,6 +77,8 @@ impl Default for Config {
             login_failures_per_user: 10,
             login_failures_per_address: 100,
             login_window: 300,
+            header_timeout_ms: 30_000,
+            request_timeout_ms: 30_000,
         }
     }
 }
@@ -97,6 +105,8 @@ impl Config {
         "login_failures_per_user",
         "login_failures_per_address",
         "login_window",
+        "header_timeout_ms",
+        "request_timeout_ms",
     ];
 
     pub fn validate(&self) -> Result<(), String> {
@@ -124,8 +134,14 @@ impl Config {
         if self.db_pool_size == 0 {
             return Err("db_pool_size must be positive".into());
         }
-        if self.db_statement_timeout_ms == 0 {
-            return Err("db_statement_timeout_ms must be positive".into());
+        for (name, v) in [
+            ("db_statement_timeout_ms", self.db_statement_timeout_ms),
+            ("header_timeout_ms", self.header_timeout_ms),
+            ("request_timeout_ms", self.request_timeout_ms),
+        ] {
+            if v == 0 {
+                return Err(format!("{name} must be positive"));
+            }
         }
         if !matches!(self.log_format.as_str(), "text" | "json") {
             return Err("log_format must be `text` or `json`".into());
@@ -136,6 +152,14 @@ impl Config {
             return Err("public_url must be an http(s) URL".into());
         }
         Ok(())
+    }
+
+    /// The HTTP server's time limits.
+    pub fn limits(&self) -> crate::Limits {
+        crate::Limits {
+            header_timeout: std::time::Duration::from_millis(self.header_timeout_ms),
+            request_timeout: std::time::Duration::from_millis(self.request_timeout_ms),
+        }
     }
 
     pub fn settings(&self, public_url: String) -> tessera_core::Settings {

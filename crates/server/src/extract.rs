@@ -160,8 +160,8 @@ impl<S: Send + Sync> FromRequest<S> for Posted {
 
 /// The tenant a request addresses (DESIGN.md): the Host header mapped to a tenant's host
 /// names, else the path (`/t/{tenant}/...`), else the default tenant. A front whose API has
-/// an explicit tenant parameter checks that first, itself.
-pub struct TenantName(pub String);
+/// an explicit tenant parameter checks that first, itself. Borrowed for the default tenant.
+pub struct TenantName(pub Cow<'static, str>);
 
 impl FromRequestParts<AppState> for TenantName {
     type Rejection = std::convert::Infallible;
@@ -170,14 +170,14 @@ impl FromRequestParts<AppState> for TenantName {
         if let Some(t) =
             parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()).and_then(|h| state.auth.tenant_for_host(h))
         {
-            return Ok(TenantName(t));
+            return Ok(TenantName(Cow::Owned(t)));
         }
         if let Ok(params) = RawPathParams::from_request_parts(parts, state).await
             && let Some((_, t)) = params.iter().find(|(k, _)| *k == "tenant")
         {
-            return Ok(TenantName(t.to_owned()));
+            return Ok(TenantName(Cow::Owned(t.to_owned())));
         }
-        Ok(TenantName(tessera_core::DEFAULT_TENANT.to_owned()))
+        Ok(TenantName(Cow::Borrowed(tessera_core::DEFAULT_TENANT)))
     }
 }
 

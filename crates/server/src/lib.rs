@@ -48,7 +48,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v2", fronts::sftpgo::routes())
         .nest("/ica/rest", fronts::ica::routes())
         .merge(fronts::docspace::routes())
-        .route_layer(axum::middleware::from_fn(metrics_layer::track))
+        .route_layer(metrics_layer::Track)
         .with_state(state)
 }
 
@@ -95,23 +95,80 @@ pub fn spawn_background(auth: Arc<Authority>, interval: Duration) -> tokio::task
     })
 }
 
-/// Serve until `shutdown` resolves, then finish in-flight requests.
+/// Time limits of the HTTP server.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// A connection must deliver a request's headers within this time, counted from the
+    /// moment the server waits for them: slow senders (slowloris) and idle keep-alive
+    /// connections are closed after it.
+    pub header_timeout: Duration,
+    /// Everything after the headers (body, handler) must finish within this time, or the
+    /// answer is 503.
+    pub request_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { header_timeout: Duration::from_secs(30), request_timeout: Duration::from_secs(30) }
+    }
+}
+
+/// The catch-panic layer's answer.
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    oauth::OAuthError(tessera_core::Error::internal("internal error")).into_response()
+}
+
+/// Serve HTTP/1.1 until `shutdown` resolves, then finish in-flight requests (connections
+/// idle at that moment are closed at once).
 pub async fn run(
     listener: TcpListener,
     state: AppState,
+    limits: Limits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    use axum::extract::ConnectInfo;
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use tower::ServiceExt;
+
     let app = tower::ServiceBuilder::new()
-        .map_response(|res: axum::http::Response<_>| res.map(axum::body::Body::new))
-        .layer(CatchPanicLayer::custom(|_| {
-            oauth::OAuthError(tessera_core::Error::internal("internal error")).into_response()
-        }))
+        .layer(CatchPanicLayer::custom(panic_response))
         // The extractors (Bytes, Json, Form) refuse bodies over 64 KiB with 413; no body
         // wrapper on every request.
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
-        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(30)))
+        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, limits.request_timeout))
         .service(router(state));
-    let app =
-        axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<std::net::SocketAddr>(app);
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: the listener itself is fine, so
+                    // wait a little rather than spin or stop serving.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |mut req: axum::http::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(ConnectInfo(peer));
+            app.clone().oneshot(req.map(axum::body::Body::new))
+        });
+        let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            // Errors here are the client's (reset, timed out, malformed): nothing to answer.
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
 }

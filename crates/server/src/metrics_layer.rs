@@ -4,13 +4,16 @@
 
 use axum::extract::{MatchedPath, Request};
 use axum::http::Method;
-use axum::middleware::Next;
 use axum::response::Response;
 use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
-use std::time::Instant;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tower::{Layer, Service};
 
 /// Install the process-wide recorder once; later calls return the same handle.
 pub fn install() -> Option<PrometheusHandle> {
@@ -42,7 +45,7 @@ pub fn spawn_upkeep(handle: PrometheusHandle) -> tokio::task::JoinHandle<()> {
 
 /// Per-route metric handles, made once: registering a labelled metric costs allocations and
 /// a registry lookup that the hot path should not pay per request.
-struct RouteMetrics {
+pub struct RouteMetrics {
     route: String,
     latency: Histogram,
     requests: Mutex<Vec<(Method, u16, Counter)>>,
@@ -65,36 +68,109 @@ fn route_metrics(route: &str) -> Arc<RouteMetrics> {
     m
 }
 
-pub async fn track(req: Request, next: Next) -> Response {
-    let route = req.extensions().get::<MatchedPath>().map(|p| route_metrics(p.as_str()));
-    let method = req.method().clone();
-    let start = Instant::now();
-    let res = next.run(req).await;
-    let elapsed = start.elapsed();
-    let status = res.status().as_u16();
-    let route_name = route.as_ref().map_or("(unmatched)", |m| m.route.as_str());
+/// The per-route layer (`Router::route_layer(Track)`): a concrete service rather than
+/// `middleware::from_fn`, which boxes the inner service and the future on every request.
+#[derive(Clone, Copy, Default)]
+pub struct Track;
+
+impl<S> Layer<S> for Track {
+    type Service = Tracked<S>;
+
+    fn layer(&self, inner: S) -> Tracked<S> {
+        Tracked { inner, route: Arc::new(OnceLock::new()) }
+    }
+}
+
+/// A route's service with its metric handles, looked up on its first request and kept (the
+/// route is checked against the request's matched path each time, so a service mounted at
+/// two paths still counts each under its own).
+#[derive(Clone)]
+pub struct Tracked<S> {
+    inner: S,
+    route: Arc<OnceLock<Arc<RouteMetrics>>>,
+}
+
+impl<S> Tracked<S> {
+    fn metrics_for(&self, path: &str) -> Arc<RouteMetrics> {
+        match self.route.get() {
+            Some(m) if m.route == path => m.clone(),
+            _ => {
+                let m = route_metrics(path);
+                let _ = self.route.set(m.clone());
+                m
+            }
+        }
+    }
+}
+
+impl<S> Service<Request> for Tracked<S>
+where
+    S: Service<Request, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = TrackedFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let route = req.extensions().get::<MatchedPath>().map(|p| self.metrics_for(p.as_str()));
+        let method = req.method().clone();
+        TrackedFuture { inner: self.inner.call(req), route, method, start: Instant::now() }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The inner response future, timed.
+    pub struct TrackedFuture<F> {
+        #[pin]
+        inner: F,
+        route: Option<Arc<RouteMetrics>>,
+        method: Method,
+        start: Instant,
+    }
+}
+
+impl<F, E> Future for TrackedFuture<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let res = std::task::ready!(this.inner.poll(cx));
+        if let Ok(r) = &res {
+            record(this.route.as_deref(), this.method, r.status().as_u16(), this.start.elapsed());
+        }
+        Poll::Ready(res)
+    }
+}
+
+fn record(route: Option<&RouteMetrics>, method: &Method, status: u16, elapsed: Duration) {
+    let route_name = route.map_or("(unmatched)", |m| m.route.as_str());
     if status >= 500 {
         tracing::warn!(%method, route = route_name, status, latency_us = elapsed.as_micros() as u64, "request failed");
     } else {
         tracing::debug!(%method, route = route_name, status, latency_us = elapsed.as_micros() as u64, "request");
     }
-    if let Some(m) = route {
-        m.latency.record(elapsed.as_secs_f64());
-        if let Ok(mut counters) = m.requests.lock() {
-            match counters.iter().find(|(me, st, _)| *st == status && *me == method) {
-                Some((_, _, c)) => c.increment(1),
-                None => {
-                    let c = metrics::counter!(
-                        "tessera_http_requests_total",
-                        "route" => m.route.clone(),
-                        "method" => method.as_str().to_owned(),
-                        "status" => status.to_string()
-                    );
-                    c.increment(1);
-                    counters.push((method, status, c));
-                }
+    let Some(m) = route else { return };
+    m.latency.record(elapsed.as_secs_f64());
+    if let Ok(mut counters) = m.requests.lock() {
+        match counters.iter().find(|(me, st, _)| *st == status && me == method) {
+            Some((_, _, c)) => c.increment(1),
+            None => {
+                let c = metrics::counter!(
+                    "tessera_http_requests_total",
+                    "route" => m.route.clone(),
+                    "method" => method.as_str().to_owned(),
+                    "status" => status.to_string()
+                );
+                c.increment(1);
+                counters.push((method.clone(), status, c));
             }
         }
     }
-    res
 }

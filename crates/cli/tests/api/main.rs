@@ -6,6 +6,7 @@
 mod harness;
 
 mod cli;
+mod connections;
 mod discovery;
 mod errors;
 mod grants;

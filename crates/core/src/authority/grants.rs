@@ -55,17 +55,14 @@ impl Authority {
     }
 
     fn grant_scope(allowed: &[String], requested: Option<&str>) -> Result<Option<String>> {
-        let scopes = match requested {
-            None => allowed.to_vec(),
-            Some(s) => {
-                let req = parse_scope(s)?;
-                if let Some(bad) = req.iter().find(|r| !allowed.contains(r)) {
-                    return Err(Error::invalid_scope(format!("scope `{bad}` is not allowed for this client")));
-                }
-                req
-            }
+        let Some(s) = requested else {
+            return Ok((!allowed.is_empty()).then(|| allowed.join(" ")));
         };
-        Ok((!scopes.is_empty()).then(|| scopes.join(" ")))
+        let req = parse_scope(s)?;
+        if let Some(bad) = req.iter().find(|r| !allowed.contains(r)) {
+            return Err(Error::invalid_scope(format!("scope `{bad}` is not allowed for this client")));
+        }
+        Ok((!req.is_empty()).then(|| req.join(" ")))
     }
 
     /// Mint an access token, signed by the tenant's current key.

@@ -22,6 +22,11 @@ use crate::tenant::Tenant;
 use crate::token::AccessClaims;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
+
+/// The maps read on every request (tenants, clients, verified tokens): foldhash instead of
+/// SipHash, a third of the cost per lookup. Their keys are made by administrators or are
+/// SHA-256 digests, so a caller cannot fill them with colliding keys.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 use std::sync::{Arc, Mutex, RwLock};
 
 /// Deployment-wide settings the engine needs.
@@ -110,13 +115,13 @@ pub struct Authority {
     hasher: Arc<dyn PasswordHasher>,
     master: MasterKey,
     settings: Settings,
-    tenants: RwLock<HashMap<String, Arc<TenantState>>>,
+    tenants: RwLock<FastMap<String, Arc<TenantState>>>,
     /// tenant -> client id -> client (nested so that lookups borrow, not allocate).
-    clients: RwLock<HashMap<String, HashMap<String, Arc<Client>>>>,
+    clients: RwLock<FastMap<String, FastMap<String, Arc<Client>>>>,
     /// Host name -> tenant, from the tenants' host lists.
     hosts: RwLock<HashMap<String, String>>,
     /// Tokens whose signature has been verified, by SHA-256 of tenant and token.
-    verified: RwLock<HashMap<[u8; 32], Arc<AccessClaims>>>,
+    verified: RwLock<FastMap<[u8; 32], Arc<AccessClaims>>>,
     /// Revoked token ids that have not expired yet.
     revoked: RwLock<crate::revocation::RevocationSet>,
     /// Last applied (change, revocation) sequence numbers.
@@ -152,10 +157,10 @@ impl Authority {
             hasher,
             master,
             settings,
-            tenants: RwLock::new(HashMap::new()),
-            clients: RwLock::new(HashMap::new()),
+            tenants: RwLock::default(),
+            clients: RwLock::default(),
             hosts: RwLock::new(HashMap::new()),
-            verified: RwLock::new(HashMap::new()),
+            verified: RwLock::default(),
             revoked: RwLock::new(crate::revocation::RevocationSet::new(started)),
             cursor: Mutex::new((0, 0)),
             dummy_hash,
