@@ -5,7 +5,8 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use std::borrow::Cow;
@@ -141,21 +142,35 @@ pub fn parse_form<'a>(headers: &HeaderMap, body: &'a [u8]) -> Result<Form<'a>, E
 }
 
 /// A POST's headers and body, moved out of the request (axum's `HeaderMap` extractor would
-/// clone the headers). Body limits and rejections are those of axum's `Bytes` extractor.
+/// clone the headers), for the standard OAuth endpoints. Body limits are those of axum's
+/// `Bytes` extractor; its rejections (413 over the limit, 400 for a broken body) keep their
+/// status and get the RFC 6749 error body.
 pub struct Posted {
     pub headers: HeaderMap,
     pub body: Bytes,
 }
 
 impl<S: Send + Sync> FromRequest<S> for Posted {
-    type Rejection = BytesRejection;
+    type Rejection = Response;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let (mut parts, body) = req.into_parts();
         let headers = std::mem::take(&mut parts.headers);
-        let body = Bytes::from_request(Request::from_parts(parts, body), state).await?;
+        let body = Bytes::from_request(Request::from_parts(parts, body), state).await.map_err(body_rejection)?;
         Ok(Posted { headers, body })
     }
+}
+
+fn body_rejection(rejection: BytesRejection) -> Response {
+    let status = rejection.status();
+    let description = if status == StatusCode::PAYLOAD_TOO_LARGE {
+        format!("the request body is larger than {} KiB", crate::BODY_LIMIT / 1024)
+    } else {
+        format!("the request body could not be read: {}", rejection.body_text())
+    };
+    let mut res = crate::oauth::OAuthError(Error::invalid_request(description)).into_response();
+    *res.status_mut() = status;
+    res
 }
 
 /// The tenant a request addresses (DESIGN.md): the Host header mapped to a tenant's host

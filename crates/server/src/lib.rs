@@ -2,6 +2,7 @@
 //! background work that keeps a node in step with the store.
 
 pub mod config;
+pub mod deadline;
 pub mod extract;
 pub mod fronts;
 pub mod hasher;
@@ -24,7 +25,6 @@ use std::time::Duration;
 use tessera_core::Authority;
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::timeout::TimeoutLayer;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -95,6 +95,10 @@ pub fn spawn_background(auth: Arc<Authority>, interval: Duration) -> tokio::task
     })
 }
 
+/// The largest request body accepted (bigger ones get 413): the largest real request, a
+/// token exchange with two tokens, is a few KiB.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
 /// Time limits of the HTTP server.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -134,8 +138,8 @@ pub async fn run(
         .layer(CatchPanicLayer::custom(panic_response))
         // The extractors (Bytes, Json, Form) refuse bodies over 64 KiB with 413; no body
         // wrapper on every request.
-        .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
-        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, limits.request_timeout))
+        .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(deadline::Deadline(limits.request_timeout))
         .service(router(state));
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);

@@ -84,8 +84,10 @@ async fn a_body_that_never_arrives_is_answered_503() {
     )
     .await
     .expect("write");
-    let (status, _) = read_response(&mut c).await;
+    let (status, body) = read_response(&mut c).await;
     assert_eq!(status, 503, "a request stuck in its body is answered 503 after the request timeout");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("a JSON error body");
+    assert_eq!(v["error"], "unavailable", "{v}");
     let (id, secret) = s.create_client("default", "client_credentials", None);
     s.cc_token("default", &id, &secret, None).await;
 }

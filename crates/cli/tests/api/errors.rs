@@ -155,7 +155,10 @@ async fn oversized_or_malformed_forms_are_refused() {
     // Over the 64 KiB body limit: 413, and the server goes on answering.
     let mut big = b"grant_type=client_credentials&pad=".to_vec();
     big.resize(100 * 1024, b'a');
-    assert_eq!(post(big).await.unwrap().status().as_u16(), 413);
+    let r = post(big).await.unwrap();
+    assert_eq!(r.status().as_u16(), 413);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["error"], "invalid_request", "413 in the RFC 6749 error format: {v}");
     // Not UTF-8, raw or once percent-decoded: invalid_request.
     for body in [&b"grant_type=client_credentials&x=\xff"[..], b"grant_type=client_credentials&x=%FF"] {
         let r = post(body.to_vec()).await.unwrap();

@@ -213,6 +213,24 @@ impl Authority {
         Ok(json!({ "keys": keys }))
     }
 
+    /// The JWK Set of [`Authority::jwks`], serialized: made once per tenant and key change,
+    /// not per request.
+    pub fn jwks_json(&self, tenant: &str) -> Result<Arc<[u8]>> {
+        let ts = self.tenant(tenant)?;
+        let published = ts.ring.published(self.now(), ts.access_ttl).count();
+        if let Some((n, doc)) = ts.jwks.read().map_err(lock_poisoned)?.as_ref()
+            && *n == published
+        {
+            return Ok(doc.clone());
+        }
+        let keys: Vec<&Value> = ts.ring.published(self.now(), ts.access_ttl).map(|k| k.jwk()).collect();
+        let doc: Arc<[u8]> = serde_json::to_vec(&json!({ "keys": keys }))
+            .map_err(|e| Error::internal(format!("JWKS serialization: {e}")))?
+            .into();
+        *ts.jwks.write().map_err(lock_poisoned)? = Some((keys.len(), doc.clone()));
+        Ok(doc)
+    }
+
     // ----- users ------------------------------------------------------------------------
 
     pub async fn create_user(

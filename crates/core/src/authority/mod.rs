@@ -77,6 +77,10 @@ pub struct TenantState {
     pub ring: KeyRing,
     pub access_ttl: i64,
     pub refresh_ttl: i64,
+    /// The JWK Set as served, and how many keys it lists. A tenant whose keys change gets a
+    /// new state; within one, time only retires keys, so the published sets are nested and
+    /// the count says whether the cached document is still the right one.
+    jwks: RwLock<Option<(usize, Arc<[u8]>)>>,
 }
 
 /// A key as shown to administrators.
@@ -206,6 +210,7 @@ impl Authority {
             access_ttl: t.access_ttl.unwrap_or(self.settings.access_ttl),
             refresh_ttl: t.refresh_ttl.unwrap_or(self.settings.refresh_ttl),
             tenant: t,
+            jwks: RwLock::default(),
         };
         let mut tenants = self.tenants.write().map_err(lock_poisoned)?;
         tenants.insert(name.to_owned(), Arc::new(state));

@@ -107,7 +107,12 @@ type TapisResult = Result<Response, TapisError>;
 fn body<T: DeserializeOwned>(headers: &HeaderMap, bytes: &[u8]) -> Result<T, Error> {
     let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     if ct.starts_with("application/x-www-form-urlencoded") {
-        let map: HashMap<String, String> = form_urlencoded::parse(bytes).into_owned().collect();
+        let mut map: HashMap<String, String> = HashMap::new();
+        for (k, v) in form_urlencoded::parse(bytes) {
+            if map.insert(k.clone().into_owned(), v.into_owned()).is_some() {
+                return Err(Error::invalid_request(format!("parameter `{k}` is repeated")));
+            }
+        }
         return serde_json::to_value(map)
             .and_then(serde_json::from_value)
             .map_err(|e| Error::invalid_request(format!("invalid request body: {e}")));
@@ -587,4 +592,29 @@ async fn hello_get() -> Response {
 async fn ready_get(State(state): State<AppState>) -> TapisResult {
     state.auth.ready().await?;
     Ok(envelope(StatusCode::OK, "Ready.", json!("ready")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[derive(Debug, serde::Deserialize)]
+    struct Fields {
+        a: String,
+        b: Option<String>,
+    }
+
+    #[test]
+    fn form_bodies_are_read_and_refuse_repeats() -> Result<(), Error> {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-www-form-urlencoded"));
+        let f: Fields = body(&h, b"a=1&b=x+y%21")?;
+        assert_eq!((f.a.as_str(), f.b.as_deref()), ("1", Some("x y!")));
+        assert!(body::<Fields>(&h, b"a=1&a=2").is_err());
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        let f: Fields = body(&h, br#"{"a":"j"}"#)?;
+        assert_eq!((f.a.as_str(), f.b), ("j", None));
+        Ok(())
+    }
 }

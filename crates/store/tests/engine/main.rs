@@ -160,10 +160,14 @@ async fn rotated_key_is_published_before_it_signs_and_the_old_one_retires(kind: 
     let env = Env::new(kind, "rotate").await;
     let auth = env.engine(Settings { access_ttl: 100, key_prepublish: 30, ..settings() }).await.unwrap();
     let client = setup(&auth).await;
+    // The served document (cached per tenant) is the JWK Set, before and after each change.
+    let served = |auth: &Authority| serde_json::from_slice::<serde_json::Value>(&auth.jwks_json("t").unwrap()).unwrap();
+    assert_eq!(served(&auth), auth.jwks("t").unwrap());
     let old = auth.token("t", &client, password()).await.unwrap().access_token;
     let new_kid = auth.rotate_key("t").await.unwrap().kid;
     let jwks = auth.jwks("t").unwrap();
     assert_eq!(jwks["keys"].as_array().unwrap().len(), 2, "published at once");
+    assert_eq!(served(&auth), jwks, "the served set follows a rotation");
     let kid_of = |tok: &str| auth.decode_any(tok).unwrap().0.kid.unwrap();
     let before = auth.token("t", &client, password()).await.unwrap().access_token;
     assert_ne!(kid_of(&before), new_kid, "not signing during pre-publication");
@@ -173,6 +177,7 @@ async fn rotated_key_is_published_before_it_signs_and_the_old_one_retires(kind: 
     assert!(auth.verify_access("t", &before).is_ok(), "old key still verifies");
     env.clock.advance(100);
     assert_eq!(auth.jwks("t").unwrap()["keys"].as_array().unwrap().len(), 1, "old key retired");
+    assert_eq!(served(&auth), auth.jwks("t").unwrap(), "the served set drops a retired key");
     assert!(auth.verify_access("t", &old).is_err());
 }
 
@@ -192,10 +197,13 @@ async fn a_second_engine_on_the_same_database_follows_changes(kind: Kind) {
     a.delete_client("t", client.client_id().unwrap()).await.unwrap();
     b.sync().await.unwrap();
     assert_eq!(b.authenticate_client("t", &client).await.unwrap_err().kind, ErrorKind::InvalidClient);
-    // A key rotated through A is published by B.
+    // A key rotated through A is published by B, in the served (cached) document too.
+    let served = |e: &Authority| serde_json::from_slice::<serde_json::Value>(&e.jwks_json("t").unwrap()).unwrap();
+    assert_eq!(served(&b)["keys"].as_array().unwrap().len(), 1);
     a.rotate_key("t").await.unwrap();
     b.sync().await.unwrap();
     assert_eq!(b.jwks("t").unwrap()["keys"].as_array().unwrap().len(), 2);
+    assert_eq!(served(&b), b.jwks("t").unwrap());
 }
 
 async fn a_wrong_master_key_refuses_to_open(kind: Kind) {
