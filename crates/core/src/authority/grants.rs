@@ -144,7 +144,10 @@ impl Authority {
             }
             Grant::Password { username, password, otp } => {
                 let scope = Self::grant_scope(&client.scopes, req.scope.as_deref())?;
-                let user = self.check_credentials(tenant, &username, password, otp.as_ref(), req.origin).await?;
+                // The other grants' futures are boxed: client_credentials, the hot path, then
+                // carries (and moves into the server's box) only its own small state.
+                let user =
+                    Box::pin(self.check_credentials(tenant, &username, password, otp.as_ref(), req.origin)).await?;
                 let holder = Holder {
                     client: Some(&client),
                     username: &user.username,
@@ -153,14 +156,14 @@ impl Authority {
                     claim_set: req.claim_set,
                     grant_type: "password",
                 };
-                self.issue_for_user(&ts, holder, now).await
+                Box::pin(self.issue_for_user(&ts, holder, now)).await
             }
             Grant::RefreshToken { refresh_token } => {
-                self.refresh(&ts, &client, refresh_token, req.scope.as_deref(), now).await
+                Box::pin(self.refresh(&ts, &client, refresh_token, req.scope.as_deref(), now)).await
             }
-            Grant::DeviceCode { device_code } => self.device_poll(&ts, &client, device_code, now).await,
+            Grant::DeviceCode { device_code } => Box::pin(self.device_poll(&ts, &client, device_code, now)).await,
             Grant::TokenExchange { subject_token, subject_token_type, requested_token_type } => {
-                self.exchange(
+                Box::pin(self.exchange(
                     &ts,
                     Some(&client),
                     subject_token.expose(),
@@ -168,7 +171,7 @@ impl Authority {
                     requested_token_type.as_deref(),
                     req.scope.as_deref(),
                     now,
-                )
+                ))
                 .await
             }
         }
