@@ -10,7 +10,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tower::{Layer, Service};
@@ -48,8 +48,13 @@ pub fn spawn_upkeep(handle: PrometheusHandle) -> tokio::task::JoinHandle<()> {
 pub struct RouteMetrics {
     route: String,
     latency: Histogram,
-    requests: Mutex<Vec<(Method, u16, Counter)>>,
+    /// Request counters by (method, status), filled as they occur. Read without a lock
+    /// (a lock is a write to a line both worker threads share, on every request).
+    requests: [OnceLock<(Method, u16, Counter)>; COUNTER_SLOTS],
 }
+
+/// (method, status) pairs counted per route without the registry: a route sees a few.
+const COUNTER_SLOTS: usize = 8;
 
 fn route_metrics(route: &str) -> Arc<RouteMetrics> {
     static ROUTES: OnceLock<RwLock<HashMap<String, Arc<RouteMetrics>>>> = OnceLock::new();
@@ -60,7 +65,7 @@ fn route_metrics(route: &str) -> Arc<RouteMetrics> {
     let m = Arc::new(RouteMetrics {
         route: route.to_owned(),
         latency: metrics::histogram!("tessera_http_request_duration_seconds", "route" => route.to_owned()),
-        requests: Mutex::new(Vec::new()),
+        requests: Default::default(),
     });
     if let Ok(mut w) = routes.write() {
         return w.entry(route.to_owned()).or_insert(m).clone();
@@ -158,19 +163,26 @@ fn record(route: Option<&RouteMetrics>, method: &Method, status: u16, elapsed: D
     }
     let Some(m) = route else { return };
     m.latency.record(elapsed.as_secs_f64());
-    if let Ok(mut counters) = m.requests.lock() {
-        match counters.iter().find(|(me, st, _)| *st == status && me == method) {
-            Some((_, _, c)) => c.increment(1),
-            None => {
-                let c = metrics::counter!(
-                    "tessera_http_requests_total",
-                    "route" => m.route.clone(),
-                    "method" => method.as_str().to_owned(),
-                    "status" => status.to_string()
-                );
-                c.increment(1);
-                counters.push((method.clone(), status, c));
-            }
+    let register = || {
+        metrics::counter!(
+            "tessera_http_requests_total",
+            "route" => m.route.clone(),
+            "method" => method.as_str().to_owned(),
+            "status" => status.to_string()
+        )
+    };
+    for slot in &m.requests {
+        let (me, st, c) = match slot.get() {
+            Some(entry) => entry,
+            // A free slot: take it. Should another request take it first, it is looked at
+            // again; two slots for one pair would share the registry's counter anyway.
+            None => slot.get_or_init(|| (method.clone(), status, register())),
+        };
+        if *st == status && me == method {
+            c.increment(1);
+            return;
         }
     }
+    // More pairs than slots on this route: the registry lookup.
+    register().increment(1);
 }

@@ -124,6 +124,8 @@ pub struct Authority {
     clients: RwLock<FastMap<String, FastMap<String, Arc<Client>>>>,
     /// Host name -> tenant, from the tenants' host lists.
     hosts: RwLock<HashMap<String, String>>,
+    /// Whether `hosts` has any entry.
+    any_hosts: std::sync::atomic::AtomicBool,
     /// Tokens whose signature has been verified, by SHA-256 of tenant and token.
     verified: RwLock<FastMap<[u8; 32], Arc<AccessClaims>>>,
     /// Revoked token ids that have not expired yet.
@@ -164,6 +166,7 @@ impl Authority {
             tenants: RwLock::default(),
             clients: RwLock::default(),
             hosts: RwLock::new(HashMap::new()),
+            any_hosts: std::sync::atomic::AtomicBool::new(false),
             verified: RwLock::default(),
             revoked: RwLock::new(crate::revocation::RevocationSet::new(started)),
             cursor: Mutex::new((0, 0)),
@@ -197,8 +200,9 @@ impl Authority {
 
     async fn load_tenant(&self, name: &str) -> Result<()> {
         let Some(t) = self.store.tenant_get(name).await? else {
-            self.tenants.write().map_err(lock_poisoned)?.remove(name);
-            return Ok(());
+            let mut tenants = self.tenants.write().map_err(lock_poisoned)?;
+            tenants.remove(name);
+            return self.index_hosts(&tenants);
         };
         let mut keys = Vec::new();
         for r in self.store.key_list(Some(name)).await? {
@@ -214,8 +218,17 @@ impl Authority {
         };
         let mut tenants = self.tenants.write().map_err(lock_poisoned)?;
         tenants.insert(name.to_owned(), Arc::new(state));
-        let map = tenants.values().flat_map(|ts| ts.tenant.hosts.iter().map(|h| (h.clone(), ts.tenant.name.clone())));
-        *self.hosts.write().map_err(lock_poisoned)? = map.collect();
+        self.index_hosts(&tenants)
+    }
+
+    /// Rebuild the host name index from the tenants (called with the tenants locked).
+    fn index_hosts(&self, tenants: &FastMap<String, Arc<TenantState>>) -> Result<()> {
+        let map: HashMap<String, String> = tenants
+            .values()
+            .flat_map(|ts| ts.tenant.hosts.iter().map(|h| (h.clone(), ts.tenant.name.clone())))
+            .collect();
+        self.any_hosts.store(!map.is_empty(), std::sync::atomic::Ordering::Release);
+        *self.hosts.write().map_err(lock_poisoned)? = map;
         Ok(())
     }
 
@@ -231,11 +244,11 @@ impl Authority {
 
     /// The tenant that lists `host` (port ignored) among its host names.
     pub fn tenant_for_host(&self, host: &str) -> Option<String> {
-        let hosts = self.hosts.read().ok()?;
-        if hosts.is_empty() {
+        // Asked on every request: without host names (the usual case) no lock is taken.
+        if !self.any_hosts.load(std::sync::atomic::Ordering::Acquire) {
             return None;
         }
-        hosts.get(&crate::tenant::normalize_host(host)).cloned()
+        self.hosts.read().ok()?.get(&crate::tenant::normalize_host(host)).cloned()
     }
 
     fn forget_client(&self, tenant: &str, client_id: &str) -> Result<()> {
