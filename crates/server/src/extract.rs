@@ -162,15 +162,22 @@ impl<S: Send + Sync> FromRequest<S> for Posted {
 }
 
 fn body_rejection(rejection: BytesRejection) -> Response {
+    let (status, e) = unread_body(&rejection);
+    let mut res = crate::oauth::OAuthError(e).into_response();
+    *res.status_mut() = status;
+    res
+}
+
+/// Why a body could not be read, for a front to render in its own format with this status
+/// (413 over [`crate::BODY_LIMIT`]).
+pub fn unread_body(rejection: &BytesRejection) -> (StatusCode, Error) {
     let status = rejection.status();
     let description = if status == StatusCode::PAYLOAD_TOO_LARGE {
         format!("the request body is larger than {} KiB", crate::BODY_LIMIT / 1024)
     } else {
         format!("the request body could not be read: {}", rejection.body_text())
     };
-    let mut res = crate::oauth::OAuthError(Error::invalid_request(description)).into_response();
-    *res.status_mut() = status;
-    res
+    (status, Error::invalid_request(description))
 }
 
 /// The tenant a request addresses (DESIGN.md): the Host header mapped to a tenant's host

@@ -227,3 +227,23 @@ async fn repeated_wrong_passwords_are_rate_limited_even_with_the_right_one() {
     let other = [("grant_type", "password"), ("username", "frank"), ("password", "frank's long password")];
     s.token("default", &other, Auth::Basic(&id, &secret)).await.assert_ok("other user");
 }
+
+#[tokio::test]
+async fn oversized_bodies_get_each_fronts_error_format() {
+    let s = TestServer::start().await;
+    let mut big = br#"{"grant_type":"password","pad":""#.to_vec();
+    big.resize(100 * 1024, b'a');
+    big.extend_from_slice(b"\"}");
+    let r = s
+        .http
+        .post(format!("{}/v3/oauth2/tokens", s.base))
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 413);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["status"], "error", "413 in the Tapis envelope: {v}");
+    assert!(v["message"].as_str().unwrap_or_default().contains("KiB"), "{v}");
+}

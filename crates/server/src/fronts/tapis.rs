@@ -8,7 +8,7 @@ use crate::oauth::metadata::endpoint_base;
 use crate::time::rfc3339;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -101,6 +101,22 @@ impl IntoResponse for TapisError {
 }
 
 type TapisResult = Result<Response, TapisError>;
+
+/// A request body; a body over the limit (413) or unreadable gets the Tapis envelope.
+struct TapisBody(Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for TapisBody {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        Bytes::from_request(req, state).await.map(TapisBody).map_err(|rejection| {
+            let (status, e) = crate::extract::unread_body(&rejection);
+            let mut res = TapisError(e).into_response();
+            *res.status_mut() = status;
+            res
+        })
+    }
+}
 
 /// A JSON body (the crate always sends JSON); a form body is accepted too, as by the real
 /// service.
@@ -206,7 +222,7 @@ async fn tokens_post(
     TenantName(tenant): TenantName,
     Origin(origin): Origin,
     headers: HeaderMap,
-    bytes: Bytes,
+    TapisBody(bytes): TapisBody,
 ) -> TapisResult {
     let nt: NewToken = body(&headers, &bytes)?;
     let grant_type = need(nt.grant_type, "grant_type")?;
@@ -261,7 +277,7 @@ async fn revoke_post(
     State(state): State<AppState>,
     TenantName(tenant): TenantName,
     headers: HeaderMap,
-    bytes: Bytes,
+    TapisBody(bytes): TapisBody,
 ) -> TapisResult {
     let b: RevokeBody = body(&headers, &bytes)?;
     let token = need(b.token, "token")?;
@@ -281,7 +297,7 @@ async fn device_code_post(
     State(state): State<AppState>,
     TenantName(tenant): TenantName,
     headers: HeaderMap,
-    bytes: Bytes,
+    TapisBody(bytes): TapisBody,
 ) -> TapisResult {
     let b: DeviceCodeBody = body(&headers, &bytes)?;
     let client_id = need(b.client_id, "client_id")?;
@@ -308,7 +324,7 @@ async fn v2_token_post(
     State(state): State<AppState>,
     TenantName(tenant): TenantName,
     headers: HeaderMap,
-    bytes: Bytes,
+    TapisBody(bytes): TapisBody,
 ) -> TapisResult {
     let me = caller(&state, &tenant, &headers)?;
     let b: V2Body = body(&headers, &bytes)?;
@@ -407,7 +423,7 @@ async fn clients_create_post(
     State(state): State<AppState>,
     TenantName(tenant): TenantName,
     headers: HeaderMap,
-    bytes: Bytes,
+    TapisBody(bytes): TapisBody,
 ) -> TapisResult {
     let me = caller_user(&state, &tenant, &headers).await?;
     let b: NewClientBody = body(&headers, &bytes)?;
@@ -466,7 +482,7 @@ async fn client_put(
     TenantName(tenant): TenantName,
     Path(client_id): Path<String>,
     headers: HeaderMap,
-    bytes: Bytes,
+    TapisBody(bytes): TapisBody,
 ) -> TapisResult {
     let me = caller_user(&state, &tenant, &headers).await?;
     owned_client(&state, &tenant, &me, &client_id).await?;
@@ -544,7 +560,7 @@ async fn config_put(
     State(state): State<AppState>,
     TenantName(tenant): TenantName,
     headers: HeaderMap,
-    bytes: Bytes,
+    TapisBody(bytes): TapisBody,
 ) -> TapisResult {
     admin_only(&state, &tenant, &headers).await?;
     let b: NewTenantConfig = body(&headers, &bytes)?;
