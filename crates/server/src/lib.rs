@@ -99,7 +99,7 @@ pub fn spawn_background(auth: Arc<Authority>, interval: Duration) -> tokio::task
 /// token exchange with two tokens, is a few KiB.
 pub const BODY_LIMIT: usize = 64 * 1024;
 
-/// Time limits of the HTTP server.
+/// Time limits of the HTTP server (defaults and settings: [`Config`]).
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     /// A connection must deliver a request's headers within this time, counted from the
@@ -109,12 +109,6 @@ pub struct Limits {
     /// Everything after the headers (body, handler) must finish within this time, or the
     /// answer is 503.
     pub request_timeout: Duration,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits { header_timeout: Duration::from_secs(30), request_timeout: Duration::from_secs(30) }
-    }
 }
 
 /// The catch-panic layer's answer.

@@ -45,7 +45,7 @@ pub fn spawn_upkeep(handle: PrometheusHandle) -> tokio::task::JoinHandle<()> {
 
 /// Per-route metric handles, made once: registering a labelled metric costs allocations and
 /// a registry lookup that the hot path should not pay per request.
-pub struct RouteMetrics {
+struct RouteMetrics {
     route: String,
     latency: Histogram,
     /// Request counters by (method, status), filled as they occur. Read without a lock

@@ -1,6 +1,6 @@
 //! Administration: tenants and their policy, signing keys, users, clients.
 
-use super::{Authority, DEFAULT_TENANT, KeyInfo, lock_poisoned};
+use super::{Authority, DEFAULT_TENANT, KeyInfo, TenantState, lock_poisoned};
 use crate::error::{Error, Result};
 use crate::keys::{Alg, KeyStatus, SigningKey};
 use crate::principal::{Client, GrantType, Profile, User, parse_scope, validate_username};
@@ -209,25 +209,24 @@ impl Authority {
     /// The tenant's JWK Set: every key that is pending, active, or retiring.
     pub fn jwks(&self, tenant: &str) -> Result<Value> {
         let ts = self.tenant(tenant)?;
-        let keys: Vec<&Value> = ts.ring.published(self.now(), ts.access_ttl).map(|k| k.jwk()).collect();
-        Ok(json!({ "keys": keys }))
+        Ok(jwk_set(&ts, self.now()).1)
     }
 
     /// The JWK Set of [`Authority::jwks`], serialized: made once per tenant and key change,
     /// not per request.
     pub fn jwks_json(&self, tenant: &str) -> Result<Arc<[u8]>> {
         let ts = self.tenant(tenant)?;
-        let published = ts.ring.published(self.now(), ts.access_ttl).count();
+        let now = self.now();
+        let published = ts.ring.published(now, ts.access_ttl).count();
         if let Some((n, doc)) = ts.jwks.read().map_err(lock_poisoned)?.as_ref()
             && *n == published
         {
             return Ok(doc.clone());
         }
-        let keys: Vec<&Value> = ts.ring.published(self.now(), ts.access_ttl).map(|k| k.jwk()).collect();
-        let doc: Arc<[u8]> = serde_json::to_vec(&json!({ "keys": keys }))
-            .map_err(|e| Error::internal(format!("JWKS serialization: {e}")))?
-            .into();
-        *ts.jwks.write().map_err(lock_poisoned)? = Some((keys.len(), doc.clone()));
+        let (n, set) = jwk_set(&ts, now);
+        let doc: Arc<[u8]> =
+            serde_json::to_vec(&set).map_err(|e| Error::internal(format!("JWKS serialization: {e}")))?.into();
+        *ts.jwks.write().map_err(lock_poisoned)? = Some((n, doc.clone()));
         Ok(doc)
     }
 
@@ -411,4 +410,10 @@ impl Authority {
             .insert(client_id.to_owned(), c.clone());
         Ok(Some(c))
     }
+}
+
+/// The tenant's published keys as a JWK Set, and how many it lists.
+fn jwk_set(ts: &TenantState, now: i64) -> (usize, Value) {
+    let keys: Vec<&Value> = ts.ring.published(now, ts.access_ttl).map(|k| k.jwk()).collect();
+    (keys.len(), json!({ "keys": keys }))
 }
