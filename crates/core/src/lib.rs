@@ -10,6 +10,7 @@ pub mod grant;
 pub mod keys;
 pub mod principal;
 pub mod revocation;
+pub mod scan;
 pub mod secret;
 pub mod store;
 pub mod tenant;

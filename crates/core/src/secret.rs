@@ -51,10 +51,19 @@ pub mod prefix {
 
 /// `n` random bytes, base64url without padding.
 pub fn random_b64(rng: &dyn Rng, n: usize) -> String {
-    let mut buf = vec![0u8; n];
-    rng.fill(&mut buf);
-    let s = URL_SAFE_NO_PAD.encode(&buf);
-    buf.zeroize();
+    // On the stack: a token id is drawn for every token.
+    let mut buf = [0u8; 64];
+    let mut heap = Vec::new();
+    let raw = match buf.get_mut(..n) {
+        Some(b) => b,
+        None => {
+            heap.resize(n, 0);
+            &mut heap[..]
+        }
+    };
+    rng.fill(raw);
+    let s = URL_SAFE_NO_PAD.encode(&*raw);
+    raw.zeroize();
     s
 }
 
@@ -220,6 +229,18 @@ mod tests {
         let h = sha256_b64(s.expose());
         assert!(verify_sha256(s.expose(), &h));
         assert!(!verify_sha256("tsc_other", &h));
+    }
+
+    #[test]
+    fn random_b64_lengths_on_and_off_the_stack() {
+        for (n, chars) in [(0, 0), (16, 22), (64, 86), (65, 87), (100, 134)] {
+            let a = random_b64(&SystemRng, n);
+            assert_eq!(a.len(), chars, "{n} bytes");
+            assert_eq!(URL_SAFE_NO_PAD.decode(&a).map(|d| d.len()).ok(), Some(n));
+            if n >= 16 {
+                assert_ne!(a, random_b64(&SystemRng, n));
+            }
+        }
     }
 
     #[test]

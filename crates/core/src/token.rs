@@ -151,9 +151,7 @@ impl NewClaims<'_> {
 /// Append `s` as a JSON string: copied as is when nothing in it needs escaping (the usual
 /// case), else escaped by serde_json. Same bytes as serde_json either way.
 pub fn json_str(out: &mut Vec<u8>, s: &str) {
-    // A fold without early exit, so that the compiler vectorises it: tokens are long.
-    let needs_escape = s.bytes().fold(false, |acc, b| acc | (b < 0x20) | (b == b'"') | (b == b'\\'));
-    if !needs_escape {
+    if !crate::scan::any_byte(s.as_bytes(), |b| (b < 0x20) | (b == b'"') | (b == b'\\')) {
         out.reserve(s.len() + 2);
         out.push(b'"');
         out.extend_from_slice(s.as_bytes());

@@ -1,6 +1,8 @@
 //! The request deadline: a request (body and handling) that takes longer than the limit is
 //! answered `503` with an RFC 6749 error body and `Retry-After`, and its work is dropped.
-//! tower-http's timeout answers with an empty body.
+//! tower-http's timeout answers with an empty body. The time counts from the first moment
+//! the request waits (for its body, the store, a password hash), which follows its headers
+//! by microseconds; a request answered without waiting never starts a timer.
 
 use crate::oauth::OAuthError;
 use axum::extract::Request;
@@ -42,7 +44,7 @@ where
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
-        DeadlineFuture { inner: self.inner.call(req), sleep: tokio::time::sleep(self.limit), limit: self.limit }
+        DeadlineFuture { inner: self.inner.call(req), sleep: None, limit: self.limit }
     }
 }
 
@@ -50,8 +52,10 @@ pin_project_lite::pin_project! {
     pub struct DeadlineFuture<F> {
         #[pin]
         inner: F,
-        #[pin]
-        sleep: tokio::time::Sleep,
+        // Armed when the request first has to wait: most requests (a client_credentials
+        // token, an introspection) are answered in their first poll, and a timer costs a
+        // clock read and a timer-wheel entry each.
+        sleep: Option<Pin<Box<tokio::time::Sleep>>>,
         limit: Duration,
     }
 }
@@ -67,7 +71,9 @@ where
         if let Poll::Ready(res) = this.inner.poll(cx) {
             return Poll::Ready(res);
         }
-        if this.sleep.poll(cx).is_ready() {
+        let limit = *this.limit;
+        let sleep = this.sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        if sleep.as_mut().poll(cx).is_ready() {
             let e = Error::unavailable(format!("the request took longer than {} ms", this.limit.as_millis()));
             return Poll::Ready(Ok(OAuthError(e).into_response()));
         }

@@ -126,13 +126,13 @@ pub async fn run(
 ) -> std::io::Result<()> {
     use axum::extract::ConnectInfo;
     use hyper_util::rt::{TokioIo, TokioTimer};
-    use tower::ServiceExt;
+    use tower::{Service, ServiceExt};
 
     let app = tower::ServiceBuilder::new()
+        // No `DefaultBodyLimit` layer (an extension per request): every body is read by
+        // `extract::read_body`, which holds to `BODY_LIMIT`. An axum body extractor added
+        // later would allow its default of 2 MB.
         .layer(CatchPanicLayer::custom(panic_response))
-        // The extractors (Bytes, Json, Form) refuse bodies over 64 KiB with 413; no body
-        // wrapper on every request.
-        .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
         .layer(deadline::Deadline(limits.request_timeout))
         .service(router(state));
     let mut http = hyper::server::conn::http1::Builder::new();
@@ -153,10 +153,19 @@ pub async fn run(
             },
             () = &mut shutdown => break,
         };
-        let app = app.clone();
+        // One copy of the stack per connection, called in place: cloning it per request (as
+        // `oneshot` needs) is a reference count that both worker threads write.
+        let app = std::cell::RefCell::new(app.clone());
         let service = hyper::service::service_fn(move |mut req: axum::http::Request<hyper::body::Incoming>| {
             req.extensions_mut().insert(ConnectInfo(peer));
-            app.clone().oneshot(req.map(axum::body::Body::new))
+            let req = req.map(axum::body::Body::new);
+            let mut app = app.borrow_mut();
+            // Every layer of the stack is always ready; should one ever not be, the request
+            // waits for it on its own copy.
+            match app.poll_ready(&mut std::task::Context::from_waker(std::task::Waker::noop())) {
+                std::task::Poll::Ready(Ok(())) => Called::InPlace { fut: app.call(req) },
+                _ => Called::OnCopy { fut: app.clone().oneshot(req) },
+            }
         });
         let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
@@ -169,4 +178,25 @@ pub async fn run(
     drop(listener);
     graceful.shutdown().await;
     Ok(())
+}
+
+pin_project_lite::pin_project! {
+    /// A request's future: called on the connection's copy of the stack, or on a copy of its
+    /// own when that copy was not ready.
+    #[project = CalledProj]
+    enum Called<A, B> {
+        InPlace { #[pin] fut: A },
+        OnCopy { #[pin] fut: B },
+    }
+}
+
+impl<A: std::future::Future, B: std::future::Future<Output = A::Output>> std::future::Future for Called<A, B> {
+    type Output = A::Output;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<A::Output> {
+        match self.project() {
+            CalledProj::InPlace { fut } => fut.poll(cx),
+            CalledProj::OnCopy { fut } => fut.poll(cx),
+        }
+    }
 }

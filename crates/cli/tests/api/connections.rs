@@ -91,3 +91,45 @@ async fn a_body_that_never_arrives_is_answered_503() {
     let (id, secret) = s.create_client("default", "client_credentials", None);
     s.cc_token("default", &id, &secret, None).await;
 }
+
+#[tokio::test]
+async fn bodies_over_the_limit_are_refused_with_or_without_a_length() {
+    let s = TestServer::start().await;
+    let addr = format!("127.0.0.1:{}", s.port);
+    let head = |path: &str, framing: &str| {
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n{framing}\r\n\r\n"
+        )
+    };
+
+    // Chunked, no length given: counted as it arrives; 413 once past 64 KiB.
+    let mut c = TcpStream::connect(&addr).await.expect("connect");
+    c.write_all(head("/oauth2/token", "Transfer-Encoding: chunked").as_bytes()).await.expect("write");
+    let chunk = format!("{:x}\r\n{}\r\n", 8192, "a".repeat(8192));
+    for _ in 0..9 {
+        c.write_all(chunk.as_bytes()).await.expect("write");
+    }
+    let (status, body) = read_response(&mut c).await;
+    assert_eq!(status, 413, "{body}");
+    assert!(body.contains("\"error\":\"invalid_request\"") && body.contains("64 KiB"), "{body}");
+
+    // Chunked and within the limit, in several pieces: read whole.
+    let mut c = TcpStream::connect(&addr).await.expect("connect");
+    c.write_all(head("/oauth2/token", "Transfer-Encoding: chunked").as_bytes()).await.expect("write");
+    for piece in ["grant_type=", "nonesuch"] {
+        c.write_all(format!("{:x}\r\n{piece}\r\n", piece.len()).as_bytes()).await.expect("write");
+    }
+    c.write_all(b"0\r\n\r\n").await.expect("write");
+    let (status, body) = read_response(&mut c).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("nonesuch"), "the whole body was read: {body}");
+
+    // The device page: 413 as a page, not as JSON or plain text.
+    let mut c = TcpStream::connect(&addr).await.expect("connect");
+    let big = "user_code=".to_owned() + &"a".repeat(100 * 1024);
+    c.write_all(head("/device", &format!("Content-Length: {}", big.len())).as_bytes()).await.expect("write");
+    let _ = c.write_all(big.as_bytes()).await;
+    let (status, body) = read_response(&mut c).await;
+    assert_eq!(status, 413, "{body}");
+    assert!(body.contains("<html") && body.contains("too large"), "{body}");
+}

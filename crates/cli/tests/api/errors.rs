@@ -157,6 +157,8 @@ async fn oversized_or_malformed_forms_are_refused() {
     big.resize(100 * 1024, b'a');
     let r = post(big).await.unwrap();
     assert_eq!(r.status().as_u16(), 413);
+    // The rest of the body is left unread, so the connection is not kept for another request.
+    assert_eq!(r.headers().get("connection").and_then(|v| v.to_str().ok()), Some("close"));
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v["error"], "invalid_request", "413 in the RFC 6749 error format: {v}");
     // Not UTF-8, raw or once percent-decoded: invalid_request.

@@ -108,13 +108,9 @@ struct TapisBody(Bytes);
 impl<S: Send + Sync> FromRequest<S> for TapisBody {
     type Rejection = Response;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        Bytes::from_request(req, state).await.map(TapisBody).map_err(|rejection| {
-            let (status, e) = crate::extract::unread_body(&rejection);
-            let mut res = TapisError(e).into_response();
-            *res.status_mut() = status;
-            res
-        })
+    async fn from_request(req: Request, _: &S) -> Result<Self, Self::Rejection> {
+        let body = crate::extract::read_body(req.into_body()).await;
+        body.map(TapisBody).map_err(|unread| unread.render(|e| TapisError(e).into_response()))
     }
 }
 

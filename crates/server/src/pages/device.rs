@@ -3,10 +3,9 @@
 
 use super::{esc, page};
 use crate::AppState;
-use crate::extract::{Origin, TenantName, parse_form};
-use axum::body::Bytes;
-use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use crate::extract::{Origin, TenantName, parse_form, read_body};
+use axum::extract::{Query, Request, State};
+use axum::http::StatusCode;
 use axum::response::Response;
 use std::collections::HashMap;
 use tessera_core::ErrorKind;
@@ -67,9 +66,21 @@ pub async fn device_post(
     State(state): State<AppState>,
     TenantName(tenant): TenantName,
     Origin(origin): Origin,
-    headers: HeaderMap,
-    body: Bytes,
+    request: Request,
 ) -> Response {
+    let (parts, body) = request.into_parts();
+    let body = match read_body(body).await {
+        Ok(b) => b,
+        Err(unread) => {
+            let say = if unread.status == StatusCode::PAYLOAD_TOO_LARGE {
+                "The form is too large."
+            } else {
+                "The form could not be read."
+            };
+            return unread.render(|_| page(StatusCode::BAD_REQUEST, TITLE, &code_form(Some(say))));
+        }
+    };
+    let headers = parts.headers;
     let Ok(mut form) = parse_form(&headers, &body) else {
         return page(StatusCode::BAD_REQUEST, TITLE, &code_form(Some("The form could not be read.")));
     };
