@@ -47,8 +47,9 @@ pub struct Config {
     pub login_failures_per_address: u32,
     /// The brute-force window, seconds.
     pub login_window: i64,
-    /// A connection must send a request's headers within this many milliseconds of the server
-    /// waiting for them, or it is closed (slow senders; idle keep-alive connections).
+    /// A connection with no request in flight must send a request's headers within this many
+    /// milliseconds, or it is closed, after 1 to 1.25 times it (slow senders; idle keep-alive
+    /// connections).
     pub header_timeout_ms: u64,
     /// Body and handling of a request must finish within this many milliseconds, or the
     /// answer is 503.

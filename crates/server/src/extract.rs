@@ -43,14 +43,21 @@ pub fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, Secret)>
     Ok(Some((form_decode(user).ok_or_else(bad)?.into_owned(), Secret::new(form_decode(pass).ok_or_else(bad)?))))
 }
 
-/// The client's address, when the server was started with connection info.
+tokio::task_local! {
+    /// The peer of the connection being served, set by [`crate::run`] around each
+    /// connection's task.
+    pub static PEER: std::net::SocketAddr;
+}
+
+/// The client's address: the connection's peer (none outside [`crate::run`], e.g. a router
+/// called directly).
 pub struct Origin(pub Option<std::net::IpAddr>);
 
 impl<S: Send + Sync> FromRequestParts<S> for Origin {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(Origin(parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip())))
+    async fn from_request_parts(_: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Origin(PEER.try_with(|p| p.ip()).ok()))
     }
 }
 

@@ -26,10 +26,33 @@ use tessera_core::Authority;
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 
-#[derive(Clone)]
-pub struct AppState {
+/// What the handlers share: a reference to [`Shared`], made once per server and kept for the
+/// life of the process. Axum clones the state for every request; cloning an `Arc` would be a
+/// reference count that both worker threads write, next to fields every request reads.
+#[derive(Clone, Copy)]
+pub struct AppState(&'static Shared);
+
+/// The authority and the metrics handle, behind [`AppState`].
+pub struct Shared {
     pub auth: Arc<Authority>,
     pub metrics: Option<PrometheusHandle>,
+}
+
+impl AppState {
+    /// The state of one server. It is never freed (a server runs once per process): the
+    /// authority's store is closed by the process's exit, and every write was awaited before
+    /// its request was answered, so nothing is pending then.
+    pub fn new(auth: Arc<Authority>, metrics: Option<PrometheusHandle>) -> Self {
+        AppState(Box::leak(Box::new(Shared { auth, metrics })))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        self.0
+    }
 }
 
 /// The routes, with per-route metrics (the shared layers are added once, around all of it,
@@ -102,9 +125,9 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 /// Time limits of the HTTP server (defaults and settings: [`Config`]).
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    /// A connection must deliver a request's headers within this time, counted from the
-    /// moment the server waits for them: slow senders (slowloris) and idle keep-alive
-    /// connections are closed after it.
+    /// A connection with no request in flight must deliver a request's headers within this
+    /// time: slow senders (slowloris) and idle keep-alive connections are closed after 1 to
+    /// 1.25 times it.
     pub header_timeout: Duration,
     /// Everything after the headers (body, handler) must finish within this time, or the
     /// answer is 503.
@@ -124,8 +147,7 @@ pub async fn run(
     limits: Limits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use axum::extract::ConnectInfo;
-    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::rt::TokioIo;
     use tower::{Service, ServiceExt};
 
     let app = tower::ServiceBuilder::new()
@@ -135,8 +157,10 @@ pub async fn run(
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(deadline::Deadline(limits.request_timeout))
         .service(router(state));
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
+    // No hyper timer: its header-read timeout arms a timer for every request (an allocation,
+    // two timer-wheel locks, a clock read). `watch_idle` does that job with one timer per
+    // connection.
+    let http = hyper::server::conn::http1::Builder::new();
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -156,24 +180,30 @@ pub async fn run(
         // One copy of the stack per connection, called in place: cloning it per request (as
         // `oneshot` needs) is a reference count that both worker threads write.
         let app = std::cell::RefCell::new(app.clone());
-        let service = hyper::service::service_fn(move |mut req: axum::http::Request<hyper::body::Incoming>| {
-            req.extensions_mut().insert(ConnectInfo(peer));
+        let activity = Arc::new(Activity::default());
+        let counted = activity.clone();
+        let service = hyper::service::service_fn(move |req: axum::http::Request<hyper::body::Incoming>| {
             let req = req.map(axum::body::Body::new);
+            let in_flight = InFlight::begin(&counted);
             let mut app = app.borrow_mut();
             // Every layer of the stack is always ready; should one ever not be, the request
             // waits for it on its own copy.
-            match app.poll_ready(&mut std::task::Context::from_waker(std::task::Waker::noop())) {
+            let call = match app.poll_ready(&mut std::task::Context::from_waker(std::task::Waker::noop())) {
                 std::task::Poll::Ready(Ok(())) => Called::InPlace { fut: app.call(req) },
                 _ => Called::OnCopy { fut: app.clone().oneshot(req) },
-            }
+            };
+            Counted { call, _in_flight: in_flight }
         });
-        let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
-        tokio::spawn(async move {
-            // Errors here are the client's (reset, timed out, malformed): nothing to answer.
+        // The peer's address reaches handlers as a task-local (`extract::Origin`), not as a
+        // request extension (a map allocated per request).
+        let conn = extract::PEER.scope(peer, graceful.watch(http.serve_connection(TokioIo::new(stream), service)));
+        let task = tokio::spawn(async move {
+            // Errors here are the client's (reset, malformed): nothing to answer.
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
         });
+        tokio::spawn(watch_idle(task, activity, limits.header_timeout));
     }
     drop(listener);
     graceful.shutdown().await;
@@ -197,6 +227,84 @@ impl<A: std::future::Future, B: std::future::Future<Output = A::Output>> std::fu
         match self.project() {
             CalledProj::InPlace { fut } => fut.poll(cx),
             CalledProj::OnCopy { fut } => fut.poll(cx),
+        }
+    }
+}
+
+/// What one connection has done: requests begun and requests ended. Written only by the
+/// connection's own task; read by its `watch_idle`.
+#[derive(Default)]
+struct Activity {
+    begun: std::sync::atomic::AtomicU64,
+    ended: std::sync::atomic::AtomicU64,
+}
+
+impl Activity {
+    fn snapshot(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.begun.load(Relaxed), self.ended.load(Relaxed))
+    }
+}
+
+/// A request in flight on a connection, from the call of the stack until its answer (or the
+/// request) is dropped.
+struct InFlight(Arc<Activity>);
+
+impl InFlight {
+    fn begin(activity: &Arc<Activity>) -> Self {
+        activity.begun.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        InFlight(activity.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.ended.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A request's future, counted while in flight.
+    struct Counted<A, B> {
+        #[pin]
+        call: Called<A, B>,
+        _in_flight: InFlight,
+    }
+}
+
+impl<A: std::future::Future, B: std::future::Future<Output = A::Output>> std::future::Future for Counted<A, B> {
+    type Output = A::Output;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<A::Output> {
+        self.project().call.poll(cx)
+    }
+}
+
+/// Close a connection that has had no request in flight and begun none for `limit`: idle
+/// keep-alive connections, and senders whose headers never end (slowloris; a request counts
+/// from the moment its headers are in). It looks every quarter of `limit`, so such a
+/// connection is closed after `limit` to 1.25 `limit`. One timer per connection, none per
+/// request.
+async fn watch_idle(mut conn: tokio::task::JoinHandle<()>, activity: Arc<Activity>, limit: Duration) {
+    const LOOKS: u32 = 4;
+    let mut last = activity.snapshot();
+    let mut quiet = 0;
+    loop {
+        tokio::select! {
+            _ = &mut conn => return,
+            () = tokio::time::sleep(limit / LOOKS) => {}
+        }
+        let now = activity.snapshot();
+        if now != last || now.0 != now.1 {
+            last = now;
+            quiet = 0;
+            continue;
+        }
+        quiet += 1;
+        if quiet == LOOKS {
+            // Dropping the connection's future closes the socket.
+            conn.abort();
+            return;
         }
     }
 }

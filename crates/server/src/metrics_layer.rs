@@ -56,21 +56,22 @@ struct RouteMetrics {
 /// (method, status) pairs counted per route without the registry: a route sees a few.
 const COUNTER_SLOTS: usize = 8;
 
-fn route_metrics(route: &str) -> Arc<RouteMetrics> {
-    static ROUTES: OnceLock<RwLock<HashMap<String, Arc<RouteMetrics>>>> = OnceLock::new();
+/// The handles of a route, made on its first request and kept for the life of the process
+/// (routes are a fixed, small set): requests hold a plain reference, no reference count that
+/// both worker threads would write.
+fn route_metrics(route: &str) -> &'static RouteMetrics {
+    static ROUTES: OnceLock<RwLock<HashMap<String, &'static RouteMetrics>>> = OnceLock::new();
     let routes = ROUTES.get_or_init(Default::default);
-    if let Some(m) = routes.read().ok().and_then(|r| r.get(route).cloned()) {
+    // The map is only ever added to, so a poisoned lock still holds a sound map.
+    if let Some(m) = routes.read().unwrap_or_else(|e| e.into_inner()).get(route).copied() {
         return m;
     }
-    let m = Arc::new(RouteMetrics {
+    let m = RouteMetrics {
         route: route.to_owned(),
         latency: metrics::histogram!("tessera_http_request_duration_seconds", "route" => route.to_owned()),
         requests: Default::default(),
-    });
-    if let Ok(mut w) = routes.write() {
-        return w.entry(route.to_owned()).or_insert(m).clone();
-    }
-    m
+    };
+    routes.write().unwrap_or_else(|e| e.into_inner()).entry(route.to_owned()).or_insert_with(|| Box::leak(Box::new(m)))
 }
 
 /// The per-route layer (`Router::route_layer(Track)`): a concrete service rather than
@@ -92,16 +93,16 @@ impl<S> Layer<S> for Track {
 #[derive(Clone)]
 pub struct Tracked<S> {
     inner: S,
-    route: Arc<OnceLock<Arc<RouteMetrics>>>,
+    route: Arc<OnceLock<&'static RouteMetrics>>,
 }
 
 impl<S> Tracked<S> {
-    fn metrics_for(&self, path: &str) -> Arc<RouteMetrics> {
+    fn metrics_for(&self, path: &str) -> &'static RouteMetrics {
         match self.route.get() {
-            Some(m) if m.route == path => m.clone(),
+            Some(m) if m.route == path => m,
             _ => {
                 let m = route_metrics(path);
-                let _ = self.route.set(m.clone());
+                let _ = self.route.set(m);
                 m
             }
         }
@@ -132,7 +133,7 @@ pin_project_lite::pin_project! {
     pub struct TrackedFuture<F> {
         #[pin]
         inner: F,
-        route: Option<Arc<RouteMetrics>>,
+        route: Option<&'static RouteMetrics>,
         method: Method,
         start: Instant,
     }
@@ -148,7 +149,7 @@ where
         let this = self.project();
         let res = std::task::ready!(this.inner.poll(cx));
         if let Ok(r) = &res {
-            record(this.route.as_deref(), this.method, r.status().as_u16(), this.start.elapsed());
+            record(*this.route, this.method, r.status().as_u16(), this.start.elapsed());
         }
         Poll::Ready(res)
     }

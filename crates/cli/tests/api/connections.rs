@@ -70,6 +70,25 @@ async fn slow_headers_and_idle_keep_alive_connections_are_closed() {
     pieces.write_all(b"Host: x\r\n\r\n").await.expect("write");
     assert_eq!(read_response(&mut pieces).await.0, 200);
 
+    // A request in flight for longer than the limit (its body comes late) is not cut off:
+    // the limit is for connections with nothing in flight.
+    let mut late = TcpStream::connect(&addr).await.expect("connect");
+    let body = b"grant_type=client_credentials";
+    late.write_all(
+        format!(
+            "POST /oauth2/token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+             Content-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .await
+    .expect("write");
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    late.write_all(body).await.expect("write the body");
+    let (status, body) = read_response(&mut late).await;
+    assert_eq!(status, 401, "the late body's request is answered (no client credentials): {body}");
+
     // And the server serves the rest as before.
     assert_eq!(s.http.get(format!("{}/healthz", s.base)).send().await.expect("healthz").status().as_u16(), 200);
 }

@@ -231,6 +231,25 @@ async fn repeated_wrong_passwords_are_rate_limited_even_with_the_right_one() {
 }
 
 #[tokio::test]
+async fn wrong_passwords_from_one_address_are_rate_limited_across_users() {
+    // The limit per address only counts if the server knows the client's address.
+    let s = TestServer::start_with_env(&[
+        ("TESSERA_LOGIN_FAILURES_PER_USER", "100"),
+        ("TESSERA_LOGIN_FAILURES_PER_ADDRESS", "3"),
+    ])
+    .await;
+    s.create_user("default", "gina", "gina's long password");
+    let (id, secret) = s.create_client("default", "password", None);
+    for user in ["hal", "ida", "jon"] {
+        let wrong = [("grant_type", "password"), ("username", user), ("password", "not the password")];
+        s.token("default", &wrong, Auth::Basic(&id, &secret)).await.assert_error(400, "invalid_grant", user);
+    }
+    let right = [("grant_type", "password"), ("username", "gina"), ("password", "gina's long password")];
+    let r = s.token("default", &right, Auth::Basic(&id, &secret)).await;
+    r.assert_error(429, "rate_limited", "this address failed 3 times, for other users");
+}
+
+#[tokio::test]
 async fn oversized_bodies_get_each_fronts_error_format() {
     let s = TestServer::start().await;
     let mut big = br#"{"grant_type":"password","pad":""#.to_vec();
