@@ -286,6 +286,8 @@ pub enum ClientCmd {
     Delete {
         #[arg(long, default_value = tessera_core::DEFAULT_TENANT)]
         tenant: String,
+        /// Ids are base64url and may begin with `-`.
+        #[arg(allow_hyphen_values = true)]
         client_id: String,
     },
 }
@@ -386,7 +388,10 @@ pub async fn key(config: &Config, cmd: KeyCmd) -> Result<()> {
 #[derive(Subcommand, Debug)]
 pub enum TokenCmd {
     /// Show a token's header and claims, and whether its signature checks against this data dir.
-    Decode { token: String },
+    Decode {
+        #[arg(allow_hyphen_values = true)]
+        token: String,
+    },
 }
 
 pub async fn token(config: &Config, cmd: TokenCmd) -> Result<()> {
@@ -461,6 +466,8 @@ pub enum ApiKeyCmd {
     Revoke {
         #[arg(long, default_value = tessera_core::DEFAULT_TENANT)]
         tenant: String,
+        /// Ids are base64url and may begin with `-`.
+        #[arg(allow_hyphen_values = true)]
         id: String,
     },
 }

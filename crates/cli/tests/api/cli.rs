@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::harness::{TestServer, assert_cli_error, b64e, decode_jwt, signing_input};
+use crate::harness::{CliOut, TestServer, assert_cli_error, b64e, decode_jwt, signing_input};
 
 const PW: &str = "correct horse battery";
 
@@ -22,6 +22,32 @@ async fn cli_unknown_tenant_is_an_error() {
         let o = s.cli(args, *stdin);
         assert_cli_error(&o, &args.join(" "));
     }
+}
+
+#[tokio::test]
+async fn cli_ids_may_begin_with_a_hyphen() {
+    // Ids are base64url: one in 64 begins with `-`, which must not be read as a flag.
+    let s = TestServer::start().await;
+    let cases: &[&[&str]] = &[
+        &["apikey", "revoke", "--tenant", "default", "-MlmV4J-BSHz"],
+        &["client", "delete", "--tenant", "default", "-NoSuchClient"],
+        &["token", "decode", "-not.a.token"],
+    ];
+    for (what, o) in cli_errors(&s, cases) {
+        assert!(!o.stderr.contains("unexpected argument"), "{what}: read as a flag: {}", o.stderr);
+    }
+}
+
+/// Runs each command, which must fail with one `error: ` line; returns what each printed.
+fn cli_errors(s: &TestServer, cases: &[&[&str]]) -> Vec<(String, CliOut)> {
+    cases
+        .iter()
+        .map(|args| {
+            let (what, o) = (args.join(" "), s.cli(args, None));
+            assert_cli_error(&o, &what);
+            (what, o)
+        })
+        .collect()
 }
 
 #[tokio::test]
@@ -66,10 +92,7 @@ async fn cli_malformed_flags_are_errors() {
         &["client", "create", "--tenant", "default", "--name", "c", "--grant", "bogus_grant", "--json"],
         &["tenant", "frobnicate"],
     ];
-    for args in cases {
-        let o = s.cli(args, None);
-        assert_cli_error(&o, &args.join(" "));
-    }
+    cli_errors(&s, cases);
 }
 
 #[tokio::test]
