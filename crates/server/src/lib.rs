@@ -188,11 +188,10 @@ pub async fn run(
             let mut app = app.borrow_mut();
             // Every layer of the stack is always ready; should one ever not be, the request
             // waits for it on its own copy.
-            let call = match app.poll_ready(&mut std::task::Context::from_waker(std::task::Waker::noop())) {
-                std::task::Poll::Ready(Ok(())) => Called::InPlace { fut: app.call(req) },
-                _ => Called::OnCopy { fut: app.clone().oneshot(req) },
-            };
-            Counted { call, _in_flight: in_flight }
+            match app.poll_ready(&mut std::task::Context::from_waker(std::task::Waker::noop())) {
+                std::task::Poll::Ready(Ok(())) => Called::InPlace { fut: app.call(req), _in_flight: in_flight },
+                _ => Called::OnCopy { fut: app.clone().oneshot(req), _in_flight: in_flight },
+            }
         });
         // The peer's address reaches handlers as a task-local (`extract::Origin`), not as a
         // request extension (a map allocated per request).
@@ -211,12 +210,12 @@ pub async fn run(
 }
 
 pin_project_lite::pin_project! {
-    /// A request's future: called on the connection's copy of the stack, or on a copy of its
-    /// own when that copy was not ready.
+    /// A request's future, counted while in flight: called on the connection's copy of the
+    /// stack, or on a copy of its own when that copy was not ready.
     #[project = CalledProj]
     enum Called<A, B> {
-        InPlace { #[pin] fut: A },
-        OnCopy { #[pin] fut: B },
+        InPlace { #[pin] fut: A, _in_flight: InFlight },
+        OnCopy { #[pin] fut: B, _in_flight: InFlight },
     }
 }
 
@@ -225,8 +224,8 @@ impl<A: std::future::Future, B: std::future::Future<Output = A::Output>> std::fu
 
     fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<A::Output> {
         match self.project() {
-            CalledProj::InPlace { fut } => fut.poll(cx),
-            CalledProj::OnCopy { fut } => fut.poll(cx),
+            CalledProj::InPlace { fut, .. } => fut.poll(cx),
+            CalledProj::OnCopy { fut, .. } => fut.poll(cx),
         }
     }
 }
@@ -260,23 +259,6 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.ended.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// A request's future, counted while in flight.
-    struct Counted<A, B> {
-        #[pin]
-        call: Called<A, B>,
-        _in_flight: InFlight,
-    }
-}
-
-impl<A: std::future::Future, B: std::future::Future<Output = A::Output>> std::future::Future for Counted<A, B> {
-    type Output = A::Output;
-
-    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<A::Output> {
-        self.project().call.poll(cx)
     }
 }
 
