@@ -47,9 +47,10 @@ def check(server, r: ds.StringWrapper, user, tenant: str = "default") -> dict:
     assert claims["user_name"] and claims["user_id"], claims
     assert claims["is_admin"] == ("true" if user.admin else "false"), claims
     assert claims["is_guest"] == "false" and claims["is_public"] in ("", "false"), claims
-    # DocSpace: iss = aud = the portal's root URL, here the tenant's issuer.
+    # DocSpace's tenant_url is the portal's root URL, here the tenant's issuer; its tokens have
+    # an audience of their own, so that no other front takes them (no client reads `aud`).
     assert isinstance(claims["tenant_id"], str) and claims["tenant_url"] == server.issuer(tenant), claims
-    assert claims["aud"] == claims["iss"] == server.issuer(tenant), claims
+    assert claims["iss"] == server.issuer(tenant) and claims["aud"] == "docspace", claims
     assert abs(claims["exp"] - (time.time() + TTL)) < 30, claims
     return claims
 
@@ -187,15 +188,35 @@ def test_disabled_user(server, base, make_user):
 
 
 def test_revoked_bearer_token(server, base, make_user):
-    """Logout then reuse: a token revoked at the server (SFTPGo user logout) is refused."""
+    """A token revoked at the server (RFC 7009, by the client it was issued to) is refused."""
     u = make_user()
-    tok = generate(base, username=u.username, password=u.password).response
-    check(server, generate(base, access_token=tok), u)
-    sftpgo = requests.get(base + "/api/v2/user/token", auth=(u.username, u.password)).json()["access_token"]
-    check(server, generate(base, access_token=sftpgo), u)
-    out = requests.get(base + "/api/v2/user/logout", headers={"Authorization": "Bearer " + sftpgo})
+    c = server.client_create(u.tenant, f"docspace-rev-{uuid.uuid4().hex[:8]}", "password")
+    r = requests.post(
+        f"{server.issuer(u.tenant)}/oauth2/token",
+        auth=(c["client_id"], c["client_secret"]),
+        data={"grant_type": "password", "username": u.username, "password": u.password},
+    )
+    assert r.status_code == 200, r.text
+    tok = r.json()["access_token"]
+    derived = generate(base, access_token=tok).response
+    check(server, generate(base, access_token=derived), u)
+    out = requests.post(
+        f"{server.issuer(u.tenant)}/oauth2/revoke", auth=(c["client_id"], c["client_secret"]), data={"token": tok}
+    )
     assert out.status_code == 200, out.text
+    unauthorized(base, access_token=tok)
+    # What DocSpace minted from the revoked token's session ends with it.
+    unauthorized(base, access_token=derived)
+
+
+def test_tokens_of_other_fronts_are_refused(server, base, make_user):
+    """Each front takes only tokens meant for it: SFTPGo's and ICA's are not DocSpace's."""
+    u = make_user()
+    sftpgo = requests.get(base + "/api/v2/user/token", auth=(u.username, u.password)).json()["access_token"]
     unauthorized(base, access_token=sftpgo)
+    r = requests.post(base + "/ica/rest/api/tokens", auth=(u.username, u.password))
+    assert r.status_code == 200, r.text
+    unauthorized(base, access_token=r.json()["token"])
 
 
 # ----- 2FA --------------------------------------------------------------------------------

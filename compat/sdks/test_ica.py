@@ -169,10 +169,10 @@ def test_tenant_parameter(server, base, make_user):
     make_user(username=name, password="default-password-1")
     make_user(ACME, username=name, password="acme-password-12")
 
-    # A user of two tenants must name one: 400.
-    with pytest.raises(ica.ApiException) as e:
-        create(base, username=name, password="default-password-1")
-    assert_problem(e.value, 400)
+    # Without the parameter (or a Host name of a tenant) the default tenant is asked: no
+    # answer tells which tenants a username exists in.
+    assert server.verify(create(base, username=name, password="default-password-1"))["tenant"] == "default"
+    expect_error(UnauthorizedException, create, base, username=name, password="acme-password-12")
 
     tok = create(base, tenant=ACME, username=name, password="acme-password-12")
     assert server.verify(tok, ACME)["username"] == name
@@ -181,9 +181,11 @@ def test_tenant_parameter(server, base, make_user):
     # Each tenant checks its own password.
     expect_error(UnauthorizedException, create, base, tenant=ACME, username=name, password="default-password-1")
 
-    # A user of one tenant needs no parameter.
+    # A user of another tenant only is unknown here without the parameter.
     solo = make_user(ACME)
-    assert server.verify(create(base, username=solo.username, password=solo.password), ACME)["tenant"] == ACME
+    e = expect_error(UnauthorizedException, create, base, username=solo.username, password=solo.password)
+    assert_problem(e, 401)
+    assert server.verify(create(base, tenant=ACME, username=solo.username, password=solo.password), ACME)["tenant"] == ACME
 
 
 def test_api_key_at_other_tenant(server, base, make_user):

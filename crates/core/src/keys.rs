@@ -282,7 +282,8 @@ impl SigningKey {
         Ok(out)
     }
 
-    fn sign_raw(&self, msg: &[u8]) -> Result<Vec<u8>> {
+    /// The signature of `msg` with this key (for a JWS: over `header.payload`).
+    pub fn sign_raw(&self, msg: &[u8]) -> Result<Vec<u8>> {
         let fail = |_| Error::internal("signing failed");
         Ok(match &self.pair {
             Pair::Ed(kp) => kp.sign(msg).as_ref().to_vec(),

@@ -60,6 +60,9 @@ pub struct RefreshRecord {
     pub refresh_count: i64,
     /// The grant that started the family.
     pub grant_type: String,
+    /// When and how the user authenticated when the family began (kept by every rotation).
+    pub auth_time: Option<i64>,
+    pub amr: Vec<String>,
 }
 
 /// The successor minted on rotation; it inherits everything else from its parent.
@@ -164,6 +167,18 @@ pub struct LegacyRecord {
     pub scope: Option<String>,
     pub issued_at: i64,
     pub expires_at: i64,
+    /// The session and API key ids whose revocation ends this token too.
+    pub chain: Vec<String>,
+}
+
+/// Space-separated words as stored (amr values, chains), or none.
+pub fn join_words(words: &[String]) -> Option<String> {
+    (!words.is_empty()).then(|| words.join(" "))
+}
+
+/// The inverse of [`join_words`].
+pub fn split_words(s: Option<String>) -> Vec<String> {
+    s.map(|s| s.split_ascii_whitespace().map(str::to_owned).collect()).unwrap_or_default()
 }
 
 /// A change to cached state, published so that every node (and a server whose data dir an

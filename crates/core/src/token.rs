@@ -26,8 +26,93 @@ pub struct AccessClaims {
     /// The user the token speaks for; absent for client (machine) tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
+    /// When the user authenticated (OpenID Connect `auth_time`); user tokens only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_time: Option<i64>,
+    /// How the user authenticated (RFC 8176 values: `pwd`, `otp`, plus `apikey`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub amr: Vec<String>,
+    /// The session the token belongs to, when it is not the token itself: a refresh family,
+    /// or the token another token was minted from. Revoking a token ends its session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+    /// The API key the chain began with; revoking the key ends every token minted from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_id: Option<String>,
+    /// The latest expiry any token minted from this one may have (the earliest expiry of its
+    /// chain); absent on a token a person or client signed in for directly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_exp: Option<i64>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+}
+
+impl AccessClaims {
+    /// The session this token belongs to: its `sid`, else the token itself.
+    pub fn session(&self) -> &str {
+        self.sid.as_deref().unwrap_or(&self.jti)
+    }
+
+    /// Whether the token has the audience `aud`.
+    pub fn is_for(&self, aud: &str) -> bool {
+        self.aud == aud
+    }
+}
+
+/// How the holder of a token authenticated: carried unchanged by every token minted from
+/// it (token exchange, a front minting its own token from a bearer token), so that no chain
+/// of tokens turns a weaker or shorter-lived sign-in into a stronger or longer one.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Provenance {
+    pub auth_time: Option<i64>,
+    pub amr: Vec<String>,
+    pub sid: Option<String>,
+    pub api_key_id: Option<String>,
+    pub session_exp: Option<i64>,
+}
+
+/// `amr` values (RFC 8176), and ours for API keys.
+pub mod amr {
+    pub const PASSWORD: &str = "pwd";
+    pub const OTP: &str = "otp";
+    pub const API_KEY: &str = "apikey";
+}
+
+impl Provenance {
+    /// A person who just signed in with a password (and a one-time code, with `otp`).
+    pub fn sign_in(now: i64, otp: bool) -> Self {
+        let mut amr = vec![amr::PASSWORD.to_owned()];
+        if otp {
+            amr.push(amr::OTP.to_owned());
+        }
+        Provenance { auth_time: Some(now), amr, ..Provenance::default() }
+    }
+
+    /// A person acting through an API key.
+    pub fn api_key(now: i64, key_id: &str) -> Self {
+        Provenance {
+            auth_time: Some(now),
+            amr: vec![amr::API_KEY.to_owned()],
+            api_key_id: Some(key_id.to_owned()),
+            ..Provenance::default()
+        }
+    }
+
+    /// What a token minted from `parent` inherits: its authentication facts, its session,
+    /// and an expiry no later than the parent's.
+    pub fn inherited(parent: &AccessClaims) -> Self {
+        Provenance {
+            auth_time: parent.auth_time,
+            amr: parent.amr.clone(),
+            sid: Some(parent.session().to_owned()),
+            api_key_id: parent.api_key_id.clone(),
+            session_exp: Some(parent.session_exp.map_or(parent.exp, |s| s.min(parent.exp))),
+        }
+    }
+
+    pub fn has(&self, method: &str) -> bool {
+        self.amr.iter().any(|m| m == method)
+    }
 }
 
 /// Which family of claims a token carries: the standard RFC 9068 set, or that set plus
@@ -102,6 +187,7 @@ pub struct NewClaims<'a> {
     pub scope: Option<&'a str>,
     pub tenant: &'a str,
     pub username: Option<&'a str>,
+    pub provenance: Option<&'a Provenance>,
     pub extra: &'a Map<String, Value>,
 }
 
@@ -136,6 +222,30 @@ impl NewClaims<'_> {
         member(out, "tenant", self.tenant);
         if let Some(u) = self.username {
             member(out, "username", u);
+        }
+        if let Some(p) = self.provenance {
+            if let Some(t) = p.auth_time {
+                number(out, "auth_time", t);
+            }
+            if !p.amr.is_empty() {
+                out.extend_from_slice(b",\"amr\":[");
+                for (i, m) in p.amr.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    json_str(out, m);
+                }
+                out.push(b']');
+            }
+            if let Some(s) = &p.sid {
+                member(out, "sid", s);
+            }
+            if let Some(k) = &p.api_key_id {
+                member(out, "api_key_id", k);
+            }
+            if let Some(t) = p.session_exp {
+                number(out, "session_exp", t);
+            }
         }
         for (k, v) in self.extra {
             out.push(b',');
@@ -177,6 +287,21 @@ pub struct Header {
     pub kid: Option<String>,
     #[serde(default)]
     pub typ: Option<String>,
+    /// RFC 7515 section 4.1.11: extensions the verifier must understand. Tessera
+    /// understands none, so a token naming any is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crit: Option<Value>,
+}
+
+impl Header {
+    /// RFC 9068 section 4: an access token's `typ` is `at+jwt` (or `application/at+jwt`),
+    /// compared case-insensitively.
+    pub fn is_access_token(&self) -> bool {
+        self.typ.as_deref().is_some_and(|t| {
+            let t = t.strip_prefix("application/").unwrap_or(t);
+            t.eq_ignore_ascii_case("at+jwt")
+        })
+    }
 }
 
 /// Why a token failed verification (never shown to callers beyond "inactive").
@@ -190,6 +315,10 @@ pub enum Invalid {
     WrongIssuer,
     WrongTenant,
     Revoked,
+    /// Not an access token (`typ` is not `at+jwt`), or a `crit` header we do not understand.
+    WrongType,
+    /// Valid, but meant for another API (`aud`).
+    WrongAudience,
 }
 
 /// A compact JWS split and decoded, signature not yet checked.
@@ -238,6 +367,9 @@ pub fn verify(
     max_token_ttl: i64,
 ) -> Result<AccessClaims, Invalid> {
     let parsed = parse(token)?;
+    if parsed.header.crit.is_some() || !parsed.header.is_access_token() {
+        return Err(Invalid::WrongType);
+    }
     let kid = parsed.header.kid.as_deref().ok_or(Invalid::UnknownKey)?;
     let key = ring.verifying_key(kid, now, max_token_ttl).ok_or(Invalid::UnknownKey)?;
     parsed.verify_with(key)?;
@@ -273,8 +405,24 @@ mod tests {
             scope: Some("read".into()),
             tenant: "a".into(),
             username: None,
+            auth_time: None,
+            amr: vec![],
+            sid: None,
+            api_key_id: None,
+            session_exp: None,
             extra: Map::new(),
         }
+    }
+
+    fn provenance(c: &AccessClaims) -> Option<Provenance> {
+        let p = Provenance {
+            auth_time: c.auth_time,
+            amr: c.amr.clone(),
+            sid: c.sid.clone(),
+            api_key_id: c.api_key_id.clone(),
+            session_exp: c.session_exp,
+        };
+        (p != Provenance::default()).then_some(p)
     }
 
     fn ring(alg: Alg) -> KeyRing {
@@ -283,7 +431,7 @@ mod tests {
         KeyRing::new(vec![Arc::new(k)])
     }
 
-    fn new_claims(c: &AccessClaims) -> NewClaims<'_> {
+    fn new_claims<'a>(c: &'a AccessClaims, p: Option<&'a Provenance>) -> NewClaims<'a> {
         NewClaims {
             iss: &c.iss,
             sub: &c.sub,
@@ -295,6 +443,7 @@ mod tests {
             scope: c.scope.as_deref(),
             tenant: &c.tenant,
             username: c.username.as_deref(),
+            provenance: p,
             extra: &c.extra,
         }
     }
@@ -304,7 +453,8 @@ mod tests {
     /// Mint `c` with the key `r` signs with at `c.iat`.
     fn mint_claims(r: &KeyRing, c: &AccessClaims) -> TestResult<String> {
         let key = r.signing_key(c.iat).ok_or("the ring has no signing key")?;
-        Ok(mint(key, &new_claims(c))?)
+        let p = provenance(c);
+        Ok(mint(key, &new_claims(c, p.as_ref()))?)
     }
 
     #[test]
@@ -317,9 +467,19 @@ mod tests {
         odd.scope = None;
         odd.extra.insert("tapis/x\"y".into(), Value::Null);
         odd.extra.insert("n".into(), serde_json::json!([1, 2.5, {"a": "\u{8}"}]));
-        for c in [claims(1_700_000_000), odd] {
+        let mut derived = claims(1_700_000_000);
+        derived.username = Some("u".into());
+        derived.auth_time = Some(1_699_999_000);
+        derived.amr = vec!["pwd".into(), "o\"tp".into()];
+        derived.sid = Some("family".into());
+        derived.api_key_id = Some("key".into());
+        derived.session_exp = Some(1_700_000_300);
+        let mut amr_only = claims(5);
+        amr_only.amr = vec!["apikey".into()];
+        for c in [claims(1_700_000_000), odd, derived, amr_only] {
             let mut out = Vec::new();
-            new_claims(&c).write_json(&mut out)?;
+            let p = provenance(&c);
+            new_claims(&c, p.as_ref()).write_json(&mut out)?;
             assert_eq!(String::from_utf8(out.clone())?, serde_json::to_string(&c)?);
             let back: AccessClaims = serde_json::from_slice(&out)?;
             assert_eq!(back, c);
@@ -348,11 +508,47 @@ mod tests {
         let (_, rest) = t.split_once('.').unwrap();
         let kid = &r.keys()[0].kid;
         for alg in ["none", "HS256", "ES256"] {
-            let h = URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"{alg}","kid":"{kid}"}}"#));
+            let h = URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"{alg}","typ":"at+jwt","kid":"{kid}"}}"#));
             let forged = format!("{h}.{rest}");
             assert_eq!(verify(&forged, &r, "https://a", "a", 1, 3600), Err(Invalid::AlgorithmMismatch));
         }
         Ok(())
+    }
+
+    #[test]
+    fn only_access_tokens_without_crit_verify() -> TestResult {
+        let r = ring(Alg::EdDSA);
+        let t = mint_claims(&r, &claims(0))?;
+        let (_, rest) = t.split_once('.').unwrap();
+        let kid = &r.keys()[0].kid;
+        // The header is signed: a changed header is a bad signature unless it is refused
+        // before the signature is checked, which is what these must be.
+        for (header, want) in [
+            (format!(r#"{{"alg":"EdDSA","kid":"{kid}"}}"#), Invalid::WrongType),
+            (format!(r#"{{"alg":"EdDSA","typ":"JWT","kid":"{kid}"}}"#), Invalid::WrongType),
+            (format!(r#"{{"alg":"EdDSA","typ":"at+jwt","kid":"{kid}","crit":["exp"]}}"#), Invalid::WrongType),
+            (format!(r#"{{"alg":"EdDSA","typ":"application/AT+JWT","kid":"{kid}"}}"#), Invalid::BadSignature),
+        ] {
+            let forged = format!("{}.{rest}", URL_SAFE_NO_PAD.encode(header));
+            assert_eq!(verify(&forged, &r, "https://a", "a", 1, 3600), Err(want));
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn inherited_provenance_keeps_the_chain() {
+        let mut parent = claims(100);
+        parent.amr = vec!["apikey".into()];
+        parent.auth_time = Some(90);
+        parent.api_key_id = Some("k".into());
+        let p = Provenance::inherited(&parent);
+        assert_eq!(p.sid.as_deref(), Some("j"), "a root token's session is the token itself");
+        assert_eq!(p.session_exp, Some(160));
+        assert_eq!((p.amr.clone(), p.auth_time, p.api_key_id.as_deref()), (parent.amr.clone(), Some(90), Some("k")));
+        parent.sid = Some("fam".into());
+        parent.session_exp = Some(120);
+        let p = Provenance::inherited(&parent);
+        assert_eq!((p.sid.as_deref(), p.session_exp), (Some("fam"), Some(120)));
     }
 
     #[test]

@@ -14,7 +14,7 @@ use tessera_core::keys::{Alg, KeyRecord};
 use tessera_core::principal::{ApiKey, Client, GrantType, Profile, TotpState, User};
 use tessera_core::store::{
     Change, DevicePoll, DeviceRecord, DeviceStatus, LegacyRecord, NewRefresh, RefreshRecord, Revocation, Rotation,
-    Store, StoreError, StoreResult,
+    Store, StoreError, StoreResult, join_words, split_words,
 };
 use tessera_core::tenant::Tenant;
 use tessera_core::token::ClaimSet;
@@ -408,6 +408,8 @@ fn refresh_from_row(r: &PgRow) -> StoreResult<RefreshRecord> {
         claim_set: claim_set(r)?,
         refresh_count: get(r, "refresh_count")?,
         grant_type: get(r, "grant_type")?,
+        auth_time: get(r, "auth_time")?,
+        amr: split_words(get(r, "amr")?),
     })
 }
 
@@ -439,6 +441,7 @@ fn legacy_from_row(r: &PgRow) -> StoreResult<LegacyRecord> {
         scope: get(r, "scope")?,
         issued_at: get(r, "issued_at")?,
         expires_at: get(r, "expires_at")?,
+        chain: split_words(get(r, "chain")?),
     })
 }
 
@@ -450,7 +453,7 @@ macro_rules! refresh_select {
     () => {
         "SELECT t.token_hash, t.family_id, t.tenant, t.client_id, t.subject, t.username, t.scope, t.audience, \
          t.issued_at, t.expires_at, t.used_at, t.access_jti, t.access_exp, t.claim_set, t.refresh_count, \
-         t.grant_type, f.revoked_at \
+         t.grant_type, f.revoked_at, f.auth_time, f.amr \
          FROM refresh_tokens t JOIN refresh_families f ON f.family_id = t.family_id WHERE t.token_hash = $1"
     };
 }
@@ -1003,11 +1006,16 @@ impl Store for PgStore {
     async fn refresh_insert(&self, r: &RefreshRecord) -> StoreResult<()> {
         self.bounded(async {
             let mut tx = self.pool.begin().await.map_err(db_err)?;
-            sqlx::query("INSERT INTO refresh_families (family_id, tenant, client_id, created_at) VALUES ($1, $2, $3, $4)")
-                .bind(&r.family_id)
-                .bind(&r.tenant)
-                .bind(&r.client_id)
-                .bind(r.issued_at)
+            sqlx::query(
+                "INSERT INTO refresh_families (family_id, tenant, client_id, created_at, auth_time, amr) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(&r.family_id)
+            .bind(&r.tenant)
+            .bind(&r.client_id)
+            .bind(r.issued_at)
+            .bind(r.auth_time)
+            .bind(join_words(&r.amr))
                 .execute(&mut *tx)
                 .await
                 .map_err(db_err)?;
@@ -1370,7 +1378,7 @@ impl Store for PgStore {
         self.bounded(async {
             sqlx::query(
                 "INSERT INTO legacy_tokens (token_hash, jti, tenant, subject, username, client_id, scope, issued_at, \
-                 expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                 expires_at, chain) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             )
             .bind(&r.token_hash)
             .bind(&r.jti)
@@ -1381,6 +1389,7 @@ impl Store for PgStore {
             .bind(&r.scope)
             .bind(r.issued_at)
             .bind(r.expires_at)
+            .bind(join_words(&r.chain))
             .execute(&self.pool)
             .await
             .map_err(db_err)?;

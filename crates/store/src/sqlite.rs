@@ -11,7 +11,7 @@ use tessera_core::keys::{Alg, KeyRecord};
 use tessera_core::principal::{ApiKey, Client, GrantType, Profile, TotpState, User};
 use tessera_core::store::{
     Change, DevicePoll, DeviceRecord, DeviceStatus, LegacyRecord, NewRefresh, RefreshRecord, Revocation, Rotation,
-    Store, StoreError, StoreResult,
+    Store, StoreError, StoreResult, join_words, split_words,
 };
 use tessera_core::tenant::Tenant;
 use tessera_core::token::ClaimSet;
@@ -201,6 +201,8 @@ fn refresh_from_row(r: &SqliteRow) -> StoreResult<RefreshRecord> {
         claim_set: claim_set(r)?,
         refresh_count: r.try_get("refresh_count").map_err(db_err)?,
         grant_type: r.try_get("grant_type").map_err(db_err)?,
+        auth_time: r.try_get("auth_time").map_err(db_err)?,
+        amr: split_words(r.try_get("amr").map_err(db_err)?),
     })
 }
 
@@ -233,6 +235,7 @@ fn legacy_from_row(r: &SqliteRow) -> StoreResult<LegacyRecord> {
         scope: r.try_get("scope").map_err(db_err)?,
         issued_at: r.try_get("issued_at").map_err(db_err)?,
         expires_at: r.try_get("expires_at").map_err(db_err)?,
+        chain: split_words(r.try_get("chain").map_err(db_err)?),
     })
 }
 
@@ -244,7 +247,7 @@ const LOGIN_FAILED_SQLITE: &str = "INSERT INTO login_failures (key, window_start
 
 const REFRESH_SELECT: &str = "SELECT t.token_hash, t.family_id, t.tenant, t.client_id, t.subject, t.username, \
      t.scope, t.audience, t.issued_at, t.expires_at, t.used_at, t.access_jti, t.access_exp, t.claim_set, \
-     t.refresh_count, t.grant_type, f.revoked_at \
+     t.refresh_count, t.grant_type, f.revoked_at, f.auth_time, f.amr \
      FROM refresh_tokens t JOIN refresh_families f ON f.family_id = t.family_id WHERE t.token_hash = ?";
 
 async fn revoke_family(tx: &mut sqlx::SqliteConnection, family_id: &str, now: i64) -> StoreResult<Vec<Revocation>> {
@@ -674,14 +677,19 @@ impl Store for SqliteStore {
 
     async fn refresh_insert(&self, r: &RefreshRecord) -> StoreResult<()> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
-        sqlx::query("INSERT INTO refresh_families (family_id, tenant, client_id, created_at) VALUES (?, ?, ?, ?)")
-            .bind(&r.family_id)
-            .bind(&r.tenant)
-            .bind(&r.client_id)
-            .bind(r.issued_at)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
+        sqlx::query(
+            "INSERT INTO refresh_families (family_id, tenant, client_id, created_at, auth_time, amr) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&r.family_id)
+        .bind(&r.tenant)
+        .bind(&r.client_id)
+        .bind(r.issued_at)
+        .bind(r.auth_time)
+        .bind(join_words(&r.amr))
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
         sqlx::query(
             "INSERT INTO refresh_tokens (token_hash, family_id, tenant, client_id, subject, username, scope, audience, \
              issued_at, expires_at, used_at, access_jti, access_exp, claim_set, refresh_count, grant_type) \
@@ -939,8 +947,8 @@ impl Store for SqliteStore {
 
     async fn legacy_insert(&self, r: &LegacyRecord) -> StoreResult<()> {
         sqlx::query(
-            "INSERT INTO legacy_tokens (token_hash, jti, tenant, subject, username, client_id, scope, issued_at, expires_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO legacy_tokens (token_hash, jti, tenant, subject, username, client_id, scope, issued_at, \
+             expires_at, chain) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&r.token_hash)
         .bind(&r.jti)
@@ -951,6 +959,7 @@ impl Store for SqliteStore {
         .bind(&r.scope)
         .bind(r.issued_at)
         .bind(r.expires_at)
+        .bind(join_words(&r.chain))
         .execute(&self.pool)
         .await
         .map_err(db_err)?;

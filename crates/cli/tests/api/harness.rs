@@ -788,3 +788,41 @@ pub fn assert_cli_error(o: &CliOut, what: &str) {
         o.stderr
     );
 }
+
+// ---- the fronts, and forging with a tenant's real key ----
+
+impl TestServer {
+    /// Any request, with the given headers and an optional body (the fronts' own schemes).
+    pub async fn call(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> Resp {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("HTTP method");
+        let mut req = self.http.request(method, format!("{}{}", self.base, path));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if let Some(b) = body {
+            req = req.body(b.to_owned());
+        }
+        let resp = req.send().await.unwrap_or_else(|e| panic!("{path}: {e}"));
+        read_resp(resp).await
+    }
+
+    /// A tenant's current signing key, unsealed from the data dir with its master key, as an
+    /// attacker who had stolen it would hold it: for tests that need a correctly signed token
+    /// the server must still refuse.
+    pub async fn signing_key(&self, tenant: &str) -> tessera_core::keys::SigningKey {
+        let master = std::fs::read_to_string(self.data_dir.join("master.key")).expect("master key file");
+        let master = tessera_core::keys::MasterKey::from_base64(master.trim()).expect("master key");
+        let db = self.data_dir.join("tessera.db");
+        let backend = tessera_store::open(&db.to_string_lossy(), &Default::default()).await.expect("open the store");
+        let records = backend.store().key_list(Some(tenant)).await.expect("key list");
+        let newest = records.iter().max_by_key(|r| r.activates_at).expect("the tenant has a key");
+        tessera_core::keys::SigningKey::from_record(&master, newest).expect("unseal the key")
+    }
+}
+
+/// A compact JWS of `header` and `claims`, signed with `key` whatever the header says.
+pub fn sign_as(key: &tessera_core::keys::SigningKey, header: &Value, claims: &Value) -> String {
+    let input = signing_input(header, claims);
+    let sig = key.sign_raw(input.as_bytes()).expect("sign");
+    format!("{input}.{}", b64e(&sig))
+}

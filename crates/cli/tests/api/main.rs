@@ -5,6 +5,8 @@
 
 mod harness;
 
+mod audience;
+mod chains;
 mod cli;
 mod connections;
 mod discovery;

@@ -1,6 +1,6 @@
 //! The token endpoint's grants, client authentication, and the device flow (RFC 8628).
 
-use super::{Authority, Mint, TenantState};
+use super::{Audience, Authority, Mint, TenantState};
 use crate::device;
 use crate::error::{Error, ErrorKind, Result};
 use crate::grant::{ClientAuth, DeviceAuthorization, Grant, IssuedTokens, TokenRequest, token_type};
@@ -8,9 +8,18 @@ use crate::principal::{Client, GrantType, User, parse_scope};
 use crate::secret::{self, Secret, prefix};
 use crate::store::{DevicePoll, DeviceRecord, DeviceStatus, LegacyRecord, NewRefresh, RefreshRecord, Rotation};
 use crate::throttle;
-use crate::token::{self, AccessClaims, ClaimSet, NewClaims, Subject};
+use crate::token::{self, AccessClaims, ClaimSet, NewClaims, Provenance, Subject};
 use std::net::IpAddr;
 use std::sync::Arc;
+
+/// What a token exchange (RFC 8693) asks for.
+pub(super) struct Exchange<'a> {
+    subject_token_type: &'a str,
+    requested: Option<&'a str>,
+    scope: Option<&'a str>,
+    /// RFC 8707 `resource`: the new token's audience (the tenant's issuer without it).
+    audience: Option<&'a str>,
+}
 
 /// Who a token is for, and how it came to be.
 struct Holder<'a> {
@@ -20,6 +29,7 @@ struct Holder<'a> {
     audience: Option<&'a str>,
     claim_set: ClaimSet,
     grant_type: &'static str,
+    provenance: Provenance,
 }
 
 impl Authority {
@@ -80,6 +90,7 @@ impl Authority {
             scope: m.scope.as_deref(),
             tenant: &ts.tenant.name,
             username: m.username,
+            provenance: m.provenance.as_ref(),
             extra: &m.extra,
         };
         let token = token::mint(key, &claims)?;
@@ -139,6 +150,7 @@ impl Authority {
                     extra,
                     jti: secret::random_b64(self.rng.as_ref(), 16),
                     exp: None,
+                    provenance: None,
                 };
                 self.mint_access(&ts, mint, now)
             }
@@ -155,6 +167,7 @@ impl Authority {
                     audience: req.resource.as_deref(),
                     claim_set: req.claim_set,
                     grant_type: "password",
+                    provenance: Provenance::sign_in(now, user.totp.enabled),
                 };
                 Box::pin(self.issue_for_user(&ts, holder, now)).await
             }
@@ -163,16 +176,13 @@ impl Authority {
             }
             Grant::DeviceCode { device_code } => Box::pin(self.device_poll(&ts, &client, device_code, now)).await,
             Grant::TokenExchange { subject_token, subject_token_type, requested_token_type } => {
-                Box::pin(self.exchange(
-                    &ts,
-                    Some(&client),
-                    subject_token.expose(),
-                    &subject_token_type,
-                    requested_token_type.as_deref(),
-                    req.scope.as_deref(),
-                    now,
-                ))
-                .await
+                let wanted = Exchange {
+                    subject_token_type: &subject_token_type,
+                    requested: requested_token_type.as_deref(),
+                    scope: req.scope.as_deref(),
+                    audience: req.resource.as_deref(),
+                };
+                Box::pin(self.exchange(&ts, Some(&client), subject_token.expose(), wanted, now)).await
             }
         }
     }
@@ -190,6 +200,7 @@ impl Authority {
         let ts = self.tenant(tenant)?;
         Self::check_tenant_allows(&ts, GrantType::Password)?;
         let user = self.check_credentials(tenant, username, password, None, origin).await?;
+        let now = self.now();
         let holder = Holder {
             client: None,
             username: &user.username,
@@ -197,8 +208,9 @@ impl Authority {
             audience: None,
             claim_set,
             grant_type: "password",
+            provenance: Provenance::sign_in(now, user.totp.enabled),
         };
-        self.issue_for_user(&ts, holder, self.now()).await
+        self.issue_for_user(&ts, holder, now).await
     }
 
     /// Check a user's password; unknown user, wrong password and disabled account are all
@@ -245,15 +257,18 @@ impl Authority {
         }
     }
 
-    async fn issue_for_user(&self, ts: &TenantState, h: Holder<'_>, now: i64) -> Result<IssuedTokens> {
+    async fn issue_for_user(&self, ts: &TenantState, mut h: Holder<'_>, now: i64) -> Result<IssuedTokens> {
         let jti = secret::random_b64(self.rng.as_ref(), 16);
         let client_id = h.client.map(|c| c.client_id.as_str());
         let refresh = match h.client {
             Some(c) if c.allows(GrantType::RefreshToken) && ts.tenant.allows(GrantType::RefreshToken) => {
                 let rt = secret::generate_secret(self.rng.as_ref(), prefix::REFRESH_TOKEN);
+                // The family is the session of every access token it mints.
+                let family_id = secret::random_b64(self.rng.as_ref(), 16);
+                h.provenance.sid = Some(family_id.clone());
                 let record = RefreshRecord {
                     token_hash: secret::sha256_b64(rt.expose()),
-                    family_id: secret::random_b64(self.rng.as_ref(), 16),
+                    family_id,
                     tenant: ts.tenant.name.clone(),
                     client_id: c.client_id.clone(),
                     subject: h.username.to_owned(),
@@ -269,6 +284,8 @@ impl Authority {
                     claim_set: h.claim_set,
                     refresh_count: 0,
                     grant_type: h.grant_type.to_owned(),
+                    auth_time: h.provenance.auth_time,
+                    amr: h.provenance.amr.clone(),
                 };
                 self.store.refresh_insert(&record).await?;
                 Some(rt)
@@ -292,6 +309,7 @@ impl Authority {
             extra,
             jti,
             exp: None,
+            provenance: Some(h.provenance),
         };
         Ok(self.mint_access(ts, mint, now)?.with_refresh(refresh, ts.refresh_ttl))
     }
@@ -323,7 +341,7 @@ impl Authority {
                 Some(user) if !user.disabled => {}
                 _ => {
                     let revoked = self.store.refresh_revoke_family(&rec.family_id, now).await?;
-                    self.remember_revoked(revoked)?;
+                    self.end_family(ts, &rec.family_id, revoked, now).await?;
                     return Err(Error::invalid_grant("the user account is disabled or gone"));
                 }
             }
@@ -340,7 +358,7 @@ impl Authority {
         match self.store.refresh_rotate(&hash, &client.client_id, now, self.settings.refresh_grace, &next).await? {
             Rotation::Rotated | Rotation::WithinGrace => {}
             Rotation::Reused { revoked } => {
-                self.remember_revoked(revoked)?;
+                self.end_family(ts, &rec.family_id, revoked, now).await?;
                 return Err(Error::invalid_grant(
                     "the refresh token was already used; its whole session has been revoked",
                 ));
@@ -364,6 +382,12 @@ impl Authority {
             extra,
             jti,
             exp: None,
+            provenance: Some(Provenance {
+                auth_time: rec.auth_time,
+                amr: rec.amr.clone(),
+                sid: Some(rec.family_id.clone()),
+                ..Provenance::default()
+            }),
         };
         Ok(self.mint_access(ts, mint, now)?.with_refresh(Some(rt), ts.refresh_ttl))
     }
@@ -464,6 +488,12 @@ impl Authority {
             DevicePoll::Invalid => Err(Error::invalid_grant("the device code is invalid or was already used")),
             DevicePoll::Approved(rec) => {
                 let username = rec.username.as_deref().ok_or_else(|| Error::internal("approved without a user"))?;
+                // The person approved on the verification page, signed in with their password
+                // (and one-time code); they may have been disabled since.
+                let user = match self.store.user_get(&ts.tenant.name, username).await? {
+                    Some(u) if !u.disabled => u,
+                    _ => return Err(Error::invalid_grant("the approving user is disabled or gone")),
+                };
                 let holder = Holder {
                     client: Some(client),
                     username,
@@ -471,6 +501,7 @@ impl Authority {
                     audience: None,
                     claim_set: rec.claim_set,
                     grant_type: "device_code",
+                    provenance: Provenance::sign_in(now, user.totp.enabled),
                 };
                 self.issue_for_user(ts, holder, now).await
             }
@@ -481,44 +512,65 @@ impl Authority {
 
     /// Exchange a valid access token of this tenant for a new access token (possibly
     /// narrower) or for an opaque legacy bearer token bound to the same subject and expiry.
-    #[allow(clippy::too_many_arguments)]
+    ///
+    /// The new token is a standard token of the tenant: the subject's audience and a front's
+    /// own claims (SFTPGo's `permissions`, Tapis' `tapis/...`) are not carried over, but its
+    /// authentication facts and session are, and it never outlives the subject token: revoking
+    /// the subject token's session (a logout) or its API key ends it too.
     pub(super) async fn exchange(
         &self,
         ts: &TenantState,
         client: Option<&Client>,
         subject_token: &str,
-        subject_token_type: &str,
-        requested: Option<&str>,
-        scope: Option<&str>,
+        wanted: Exchange<'_>,
         now: i64,
     ) -> Result<IssuedTokens> {
+        let subject_token_type = wanted.subject_token_type;
         if subject_token_type != token_type::ACCESS_TOKEN && subject_token_type != token_type::JWT {
             return Err(Error::invalid_request(format!("subject_token_type `{subject_token_type}` is not supported")));
         }
         let subject = self
             .verify_access(&ts.tenant.name, subject_token)
             .map_err(|_| Error::invalid_grant("the subject token is invalid, expired or revoked"))?;
+        if let Some(u) = subject.username.as_deref() {
+            match self.store.user_get(&ts.tenant.name, u).await? {
+                Some(user) if !user.disabled => {}
+                _ => return Err(Error::invalid_grant("the subject token's user is disabled or no longer exists")),
+            }
+        }
         let granted: Vec<String> = subject.scope.as_deref().map(parse_scope).transpose()?.unwrap_or_default();
-        let scope = Self::grant_scope(&granted, scope)?;
+        let scope = Self::grant_scope(&granted, wanted.scope)?;
         let jti = secret::random_b64(self.rng.as_ref(), 16);
         let client_id = client.map(|c| c.client_id.clone()).or_else(|| subject.client_id.clone());
-        match requested.unwrap_or(token_type::ACCESS_TOKEN) {
+        let provenance = Provenance::inherited(&subject);
+        let latest = provenance.session_exp.unwrap_or(subject.exp);
+        match wanted.requested.unwrap_or(token_type::ACCESS_TOKEN) {
             token_type::ACCESS_TOKEN | token_type::JWT => {
+                // `sub` stays the subject's: its user, or the client it was issued to.
+                let principal = Subject {
+                    tenant: &ts.tenant.name,
+                    username: subject.username.as_deref(),
+                    client_id: subject.client_id.as_deref(),
+                    grant_type: "token_exchange",
+                    refresh_count: 0,
+                };
+                let (sub, extra) = token::shape(ClaimSet::Standard, &principal);
                 let mint = Mint {
-                    sub: &subject.sub,
+                    sub: &sub,
                     username: subject.username.as_deref(),
                     client_id: client_id.as_deref(),
                     scope,
-                    audience: Some(&subject.aud),
-                    extra: subject.extra.clone(),
+                    audience: wanted.audience,
+                    extra,
                     jti,
-                    // Never outlive the token it came from.
-                    exp: Some(subject.exp.min(now + ts.access_ttl)),
+                    exp: Some(latest.min(now + ts.access_ttl)),
+                    provenance: Some(provenance),
                 };
                 Ok(self.mint_access(ts, mint, now)?.of_type(token_type::ACCESS_TOKEN))
             }
             token_type::LEGACY => {
                 let token = secret::generate_secret(self.rng.as_ref(), prefix::LEGACY_TOKEN);
+                let chain = provenance.sid.iter().chain(&provenance.api_key_id).cloned().collect();
                 let rec = LegacyRecord {
                     token_hash: secret::sha256_b64(token.expose()),
                     jti: jti.clone(),
@@ -528,13 +580,14 @@ impl Authority {
                     client_id,
                     scope: scope.clone(),
                     issued_at: now,
-                    expires_at: subject.exp,
+                    expires_at: latest,
+                    chain,
                 };
                 self.store.legacy_insert(&rec).await?;
                 Ok(IssuedTokens {
                     access_token: token.expose().to_owned(),
-                    expires_in: subject.exp - now,
-                    expires_at: subject.exp,
+                    expires_in: latest - now,
+                    expires_at: latest,
                     issued_at: now,
                     jti,
                     scope,
@@ -557,12 +610,17 @@ impl Authority {
     ) -> Result<IssuedTokens> {
         let ts = self.tenant(tenant)?;
         let subject = self
-            .verify_access(tenant, subject_token)
+            .bearer(tenant, subject_token, &[Audience::Issuer])
             .map_err(|_| Error::invalid_grant("the access token to exchange is invalid, expired or revoked"))?;
         if subject.sub != caller.sub {
             return Err(Error::forbidden("only your own tokens can be exchanged"));
         }
-        self.exchange(&ts, None, subject_token, token_type::ACCESS_TOKEN, Some(token_type::LEGACY), None, self.now())
-            .await
+        let wanted = Exchange {
+            subject_token_type: token_type::ACCESS_TOKEN,
+            requested: Some(token_type::LEGACY),
+            scope: None,
+            audience: None,
+        };
+        self.exchange(&ts, None, subject_token, wanted, self.now()).await
     }
 }

@@ -1,8 +1,9 @@
 //! Verification, introspection (RFC 7662) and revocation (RFC 7009).
 
-use super::{Authority, Introspection, TenantState, lock_poisoned};
+use super::{Audience, Authority, Introspection, TenantState, lock_poisoned};
 use crate::error::{Error, Result};
 use crate::grant::ClientAuth;
+use crate::principal::User;
 use crate::secret::{self, prefix};
 use crate::store::Revocation;
 use crate::token::{self, AccessClaims};
@@ -23,8 +24,15 @@ fn verified_key(tenant: &str, token: &str) -> [u8; 32] {
 }
 
 impl Authority {
-    fn is_revoked(&self, jti: &str) -> bool {
-        self.revoked.read().map(|r| r.contains(jti)).unwrap_or(true)
+    /// Whether any of `ids` (a token, its session, its API key) has been revoked.
+    fn any_revoked<'a>(&self, ids: impl IntoIterator<Item = &'a str>) -> bool {
+        self.revoked.read().map(|r| ids.into_iter().any(|id| r.contains(id))).unwrap_or(true)
+    }
+
+    /// Until when a revoked session or API key must stay on the revocation list: the
+    /// longest a token of it may still live (no token of it is minted after).
+    pub(super) fn session_horizon(&self, ts: &TenantState, now: i64) -> i64 {
+        now + ts.access_ttl.max(self.settings.access_ttl)
     }
 
     /// Verify an access token issued by `tenant`: signature with the key named by `kid`
@@ -56,21 +64,59 @@ impl Authority {
         if claims.exp <= now {
             return Err(token::Invalid::Expired);
         }
-        if self.is_revoked(&claims.jti) {
+        // A machine token has only its own id; a user's token also its session and the API
+        // key it came from, either of which may have been revoked since.
+        let ids = [Some(claims.jti.as_str()), claims.sid.as_deref(), claims.api_key_id.as_deref()];
+        if self.any_revoked(ids.into_iter().flatten()) {
             return Err(token::Invalid::Revoked);
         }
         Ok(claims)
     }
 
-    /// A bearer token presented to an API: valid, or `invalid_token`.
-    pub fn bearer(&self, tenant: &str, token: &str) -> Result<Arc<AccessClaims>> {
-        self.verify_access(tenant, token).map_err(|why| {
+    /// [`Self::verify_access`] for an API that accepts only tokens meant for it.
+    pub fn verify_for(
+        &self,
+        tenant: &str,
+        token: &str,
+        accepts: &[Audience<'_>],
+    ) -> Result<Arc<AccessClaims>, token::Invalid> {
+        let claims = self.verify_access(tenant, token)?;
+        let meant = accepts.iter().any(|a| match a {
+            // The issuer was checked: a token for the tenant's default audience has aud = iss.
+            Audience::Issuer => claims.aud == claims.iss,
+            Audience::Named(name) => claims.aud == *name,
+        });
+        if meant { Ok(claims) } else { Err(token::Invalid::WrongAudience) }
+    }
+
+    /// A bearer token presented to an API that accepts `accepts`: valid and meant for it,
+    /// or `invalid_token`.
+    pub fn bearer(&self, tenant: &str, token: &str, accepts: &[Audience<'_>]) -> Result<Arc<AccessClaims>> {
+        self.verify_for(tenant, token, accepts).map_err(|why| {
             Error::invalid_token(match why {
                 token::Invalid::Expired => "the token has expired",
                 token::Invalid::Revoked => "the token has been revoked",
+                token::Invalid::WrongAudience => "the token is not meant for this API",
                 _ => "the token is not valid here",
             })
         })
+    }
+
+    /// The active user a bearer token speaks for, and its claims (from which a token minted
+    /// for that user inherits: [`crate::token::Provenance::inherited`]). A machine token, an
+    /// unknown or disabled user is `invalid_token`; a store outage is `unavailable`.
+    pub async fn bearer_user(
+        &self,
+        tenant: &str,
+        token: &str,
+        accepts: &[Audience<'_>],
+    ) -> Result<(User, Arc<AccessClaims>)> {
+        let claims = self.bearer(tenant, token, accepts)?;
+        let username = claims.user().ok_or_else(|| Error::invalid_token("the token names no user"))?;
+        match self.store.user_get(tenant, username).await? {
+            Some(u) if !u.disabled => Ok((u, claims)),
+            _ => Err(Error::invalid_token("the token's user is disabled or no longer exists")),
+        }
     }
 
     /// RFC 7662: `None` means `{"active": false}`.
@@ -115,6 +161,12 @@ impl Authority {
         out.insert("iss".into(), c.iss.into());
         out.insert("jti".into(), c.jti.into());
         out.insert("tenant".into(), c.tenant.into());
+        if let Some(t) = c.auth_time {
+            out.insert("auth_time".into(), t.into());
+        }
+        if !c.amr.is_empty() {
+            out.insert("amr".into(), c.amr.into());
+        }
         for (k, v) in c.extra {
             out.entry(k).or_insert(v);
         }
@@ -151,7 +203,10 @@ impl Authority {
         let Some(r) = self.store.legacy_get(&secret::sha256_b64(token)).await? else {
             return Ok(None);
         };
-        if r.tenant != ts.tenant.name || r.expires_at <= self.now() || self.is_revoked(&r.jti) {
+        if r.tenant != ts.tenant.name
+            || r.expires_at <= self.now()
+            || self.any_revoked(std::iter::once(r.jti.as_str()).chain(r.chain.iter().map(String::as_str)))
+        {
             return Ok(None);
         }
         let mut out = Map::new();
@@ -199,8 +254,9 @@ impl Authority {
                 && r.tenant == tenant
                 && owned(Some(&r.client_id))
             {
+                let ts = self.tenant(tenant)?;
                 let revoked = self.store.refresh_revoke_family(&r.family_id, now).await?;
-                self.remember_revoked(revoked)?;
+                self.end_family(&ts, &r.family_id, revoked, now).await?;
                 return Ok(Some(r.family_id));
             }
             return Ok(None);
@@ -226,14 +282,65 @@ impl Authority {
         }
     }
 
-    /// Put an access token on the revocation list; returns once that is durable.
+    /// Revoke an access token. A token a person or client signed in for also ends its
+    /// session: every token of the same refresh family (RFC 7009 section 2.1 allows revoking
+    /// the refresh token with its access token; Hydra does the same) or renewed from the same
+    /// sign-in, and every token minted from any of them. A token minted from another token
+    /// (token exchange, a front's token from a bearer token) ends alone, so that a service
+    /// cleaning up its own exchanged token does not sign the person out. Durable on return.
     pub async fn revoke_access(&self, claims: &AccessClaims) -> Result<()> {
-        self.record_revocation(Revocation {
-            tenant: claims.tenant.clone(),
-            jti: claims.jti.clone(),
-            expires_at: claims.exp,
-        })
-        .await
+        let tenant = claims.tenant.clone();
+        let own = Revocation { tenant: tenant.clone(), jti: claims.jti.clone(), expires_at: claims.exp };
+        if claims.session_exp.is_some() {
+            return self.record_revocation(own).await;
+        }
+        let now = self.now();
+        let session = claims.session();
+        if claims.sid.is_some() {
+            // A refresh family is a session: no more rotations. (Another session id matches
+            // no family and changes nothing.)
+            let revoked = self.store.refresh_revoke_family(session, now).await?;
+            self.remember_revoked(revoked)?;
+        }
+        // Tokens of a person's session may outlive this one (a session renewed at ICA):
+        // the session stays listed for as long as any of them can live.
+        let session_exp = match claims.username {
+            Some(_) => self.session_horizon(&*self.tenant(&tenant)?, now).max(claims.exp),
+            None => claims.exp,
+        };
+        self.record_revocation(Revocation { tenant, jti: session.to_owned(), expires_at: session_exp }).await?;
+        if session != claims.jti {
+            self.record_revocation(own).await?;
+        }
+        Ok(())
+    }
+
+    /// After a refresh family was revoked in the store (`revoked`: its access tokens): list
+    /// those, and the family itself as a session, so that tokens minted from its tokens die too.
+    pub(super) async fn end_family(
+        &self,
+        ts: &TenantState,
+        family_id: &str,
+        revoked: Vec<Revocation>,
+        now: i64,
+    ) -> Result<()> {
+        self.remember_revoked(revoked)?;
+        let r = Revocation {
+            tenant: ts.tenant.name.clone(),
+            jti: family_id.to_owned(),
+            expires_at: self.session_horizon(ts, now),
+        };
+        self.record_revocation(r).await
+    }
+
+    /// End every token minted from an API key (the key itself was revoked in the store).
+    pub(super) async fn end_api_key(&self, ts: &TenantState, key_id: &str) -> Result<()> {
+        let r = Revocation {
+            tenant: ts.tenant.name.clone(),
+            jti: key_id.to_owned(),
+            expires_at: self.session_horizon(ts, self.now()),
+        };
+        self.record_revocation(r).await
     }
 
     async fn record_revocation(&self, r: Revocation) -> Result<()> {

@@ -1,10 +1,11 @@
 //! Two-factor authentication (TOTP, recovery codes) and API keys.
 
-use super::{Authority, Mint};
+use super::{Audience, Authority, Mint};
 use crate::error::{Error, ErrorKind, Result};
 use crate::grant::IssuedTokens;
 use crate::principal::{ApiKey, User, parse_scope};
 use crate::secret::{self, Secret, prefix};
+use crate::token::{Provenance, amr};
 use crate::totp;
 use serde_json::{Map, Value};
 use std::net::IpAddr;
@@ -21,11 +22,14 @@ pub struct TotpEnrolment {
 #[derive(Debug, Clone, Default)]
 pub struct Session {
     pub audience: Option<String>,
-    /// Seconds; the tenant's access lifetime when absent.
+    /// Seconds, at most the tenant's access lifetime (which is the default).
     pub ttl: Option<i64>,
     pub scope: Option<String>,
     /// The front's own claims.
     pub extra: Map<String, Value>,
+    /// How the user authenticated: [`Authority::sign_in`], [`Authority::api_key_sign_in`],
+    /// or inherited from the bearer token the session was minted from.
+    pub provenance: Provenance,
 }
 
 fn seal_context(tenant: &str, username: &str) -> String {
@@ -179,10 +183,11 @@ impl Authority {
         Ok(self.store.api_key_list(tenant, username).await?)
     }
 
+    /// Revoke an API key, and every token minted from it (or from those).
     pub async fn revoke_api_key(&self, tenant: &str, id: &str) -> Result<()> {
-        self.tenant(tenant)?;
+        let ts = self.tenant(tenant)?;
         if self.store.api_key_revoke(tenant, id, self.now()).await? {
-            Ok(())
+            self.end_api_key(&ts, id).await
         } else {
             Err(Error::not_found(format!("no live API key `{id}` in tenant `{tenant}`")))
         }
@@ -211,11 +216,34 @@ impl Authority {
         Ok((user, k))
     }
 
-    /// Mint a session token for a user authenticated by a front.
+    /// Password (and one-time code) sign-in at a front: the user, and what their tokens carry.
+    pub async fn sign_in(
+        &self,
+        tenant: &str,
+        username: &str,
+        password: Secret,
+        otp: Option<&Secret>,
+        origin: Option<IpAddr>,
+    ) -> Result<(User, Provenance)> {
+        let user = self.check_credentials(tenant, username, password, otp, origin).await?;
+        let how = Provenance::sign_in(self.now(), user.totp.enabled);
+        Ok((user, how))
+    }
+
+    /// Sign-in with an API key (see [`Self::authenticate_api_key`]).
+    pub async fn api_key_sign_in(&self, tenant: Option<&str>, key: &str) -> Result<(User, Provenance)> {
+        let (user, k) = self.authenticate_api_key(tenant, key).await?;
+        let how = Provenance::api_key(self.now(), &k.id);
+        Ok((user, how))
+    }
+
+    /// Mint a session token for a user authenticated by a front. It lives the front's
+    /// lifetime, at most the tenant's access lifetime, and never past its chain's expiry.
     pub fn issue_session(&self, user: &User, s: Session) -> Result<IssuedTokens> {
         let ts = self.tenant(&user.tenant)?;
         let now = self.now();
-        let ttl = s.ttl.unwrap_or(ts.access_ttl);
+        let ttl = s.ttl.map_or(ts.access_ttl, |t| t.min(ts.access_ttl));
+        let exp = s.provenance.session_exp.map_or(now + ttl, |latest| latest.min(now + ttl));
         let mint = Mint {
             sub: &user.username,
             username: Some(&user.username),
@@ -224,8 +252,42 @@ impl Authority {
             audience: s.audience.as_deref(),
             extra: s.extra,
             jti: secret::random_b64(self.rng.as_ref(), 16),
-            exp: Some(now + ttl),
+            exp: Some(exp),
+            provenance: Some(s.provenance),
         };
         self.mint_access(&ts, mint, now)
+    }
+
+    /// Renew a session token (ICA's refresh): the bearer token must be meant for `audience`
+    /// and come from a password sign-in. The new token belongs to the same session, keeps its
+    /// authentication facts, and lives no later than its chain allows nor past the tenant's
+    /// refresh lifetime after the sign-in: a session is not renewed forever.
+    pub async fn renew_session(
+        &self,
+        tenant: &str,
+        token: &str,
+        audience: &str,
+        mut s: Session,
+    ) -> Result<IssuedTokens> {
+        let (user, claims) = self.bearer_user(tenant, token, &[Audience::Named(audience)]).await?;
+        let has = |m: &str| claims.amr.iter().any(|a| a == m);
+        if has(amr::API_KEY) || !has(amr::PASSWORD) {
+            return Err(Error::forbidden("a token made from an API key cannot be refreshed"));
+        }
+        let ts = self.tenant(tenant)?;
+        let auth_time = claims.auth_time.unwrap_or(claims.iat);
+        let ends = auth_time + ts.refresh_ttl;
+        if ends <= self.now() {
+            return Err(Error::invalid_token("the session has ended: sign in again"));
+        }
+        s.ttl = Some(s.ttl.unwrap_or(ts.access_ttl).min(ends - self.now()));
+        s.provenance = Provenance {
+            auth_time: Some(auth_time),
+            amr: claims.amr.clone(),
+            sid: Some(claims.session().to_owned()),
+            api_key_id: claims.api_key_id.clone(),
+            session_exp: claims.session_exp,
+        };
+        self.issue_session(&user, s)
     }
 }

@@ -19,7 +19,7 @@ use crate::principal::Client;
 use crate::secret::{self, PasswordHasher, Secret};
 use crate::store::{Change, Revocation, Store};
 use crate::tenant::Tenant;
-use crate::token::AccessClaims;
+use crate::token::{AccessClaims, Provenance};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 
@@ -107,6 +107,19 @@ pub struct Mint<'a> {
     pub jti: String,
     /// Expiry; defaults to now + the tenant's access lifetime.
     pub exp: Option<i64>,
+    /// How the user authenticated, for a user's token (absent on machine tokens).
+    pub provenance: Option<Provenance>,
+}
+
+/// The tokens an API accepts: those minted for its own audience, or for the tenant's
+/// default audience (its issuer) where the API is defined that way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience<'a> {
+    /// The tenant's issuer: tokens of the standard endpoints and of APIs that name no
+    /// audience of their own.
+    Issuer,
+    /// A front's own audience (SFTPGo's `API`, ICA's `ica`, ...).
+    Named(&'a str),
 }
 
 /// The answer of introspection for an active token (RFC 7662 members).

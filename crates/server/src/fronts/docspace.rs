@@ -11,14 +11,21 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Map, json};
 use std::net::IpAddr;
-use tessera_core::authority::Session;
+use tessera_core::authority::{Audience, Session};
 use tessera_core::principal::User;
 use tessera_core::secret::{Secret, prefix};
+use tessera_core::token::Provenance;
 use tessera_core::{Error, ErrorKind};
 
 const PATH: &str = "/api/2.0/security/oauth2/token";
 /// DocSpace's identity tokens live five minutes.
 const TOKEN_TTL: i64 = 5 * 60;
+/// The audience of DocSpace's tokens. The real portal writes its root URL (= `iss`); no
+/// client reads it, and a value of its own keeps these tokens out of the other fronts.
+pub const AUDIENCE: &str = "docspace";
+/// DocSpace takes its own tokens, and the tenant's standard ones (its API is defined with
+/// the portal's root URL, the issuer, as audience).
+const ACCEPTS: &[Audience<'static>] = &[Audience::Named(AUDIENCE), Audience::Issuer];
 
 pub fn routes() -> Router<AppState> {
     Router::new().route(PATH, get(token_get))
@@ -50,28 +57,29 @@ fn failure(e: Error) -> Response {
     res
 }
 
-/// A credential that is a token or an API key.
-async fn user_of_token(state: &AppState, tenant: &str, value: &str) -> Result<User, Error> {
+/// A credential that is a token or an API key. A token minted from a token keeps its
+/// authentication facts, session and expiry.
+async fn user_of_token(state: &AppState, tenant: &str, value: &str) -> Result<(User, Provenance), Error> {
     let value = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")).unwrap_or(value).trim();
     if value.starts_with(prefix::API_KEY) {
-        return Ok(state.auth.authenticate_api_key(Some(tenant), value).await?.0);
+        return state.auth.api_key_sign_in(Some(tenant), value).await;
     }
-    let claims = state.auth.bearer(tenant, value)?;
-    let username = claims.user().ok_or_else(|| Error::invalid_token("the token names no user"))?;
-    let user = state.auth.get_user(tenant, username).await.map_err(|_| Error::invalid_token("unknown user"))?;
-    if user.disabled {
-        return Err(Error::invalid_token("the user is disabled"));
-    }
-    Ok(user)
+    let (user, claims) = state.auth.bearer_user(tenant, value, ACCEPTS).await?;
+    Ok((user, Provenance::inherited(&claims)))
 }
 
 /// Every scheme the SDKs and real clients use: Basic (e-mail and password), Bearer token or
 /// API key, a raw `Authorization` value, the `ApiKeyBearer` header, and the `asc_auth_key`
 /// cookie (named, or bare as the Python SDK sends it).
-async fn caller(state: &AppState, tenant: &str, headers: &HeaderMap, origin: Option<IpAddr>) -> Result<User, Error> {
+async fn caller(
+    state: &AppState,
+    tenant: &str,
+    headers: &HeaderMap,
+    origin: Option<IpAddr>,
+) -> Result<(User, Provenance), Error> {
     if let Some((username, password)) = basic_credentials(headers)? {
         let otp = header_text(headers, "x-tessera-otp").map(Secret::new);
-        return state.auth.check_credentials(tenant, &username, password, otp.as_ref(), origin).await;
+        return state.auth.sign_in(tenant, &username, password, otp.as_ref(), origin).await;
     }
     if let Some(v) = header_text(headers, "authorization") {
         return user_of_token(state, tenant, v).await;
@@ -91,12 +99,12 @@ async fn token_get(
     Origin(origin): Origin,
     headers: HeaderMap,
 ) -> Response {
-    let user = match caller(&state, &tenant, &headers, origin).await {
+    let (user, provenance) = match caller(&state, &tenant, &headers, origin).await {
         Ok(u) => u,
         Err(e) => return failure(e),
     };
     let root = state.auth.settings().public_url.trim_end_matches('/').to_owned();
-    // DocSpace's iss = aud = the portal's root URL: here, the tenant's issuer.
+    // DocSpace's `tenant_url` is the portal's root URL: here, the tenant's issuer.
     let issuer = match state.auth.tenant(&tenant) {
         Ok(ts) => ts.issuer.clone(),
         Err(e) => return failure(e),
@@ -111,7 +119,7 @@ async fn token_get(
     extra.insert("is_admin".into(), flag(user.is_admin()).into());
     extra.insert("is_guest".into(), "false".into());
     extra.insert("is_public".into(), "false".into());
-    let session = Session { audience: Some(issuer), ttl: Some(TOKEN_TTL), scope: None, extra };
+    let session = Session { audience: Some(AUDIENCE.to_owned()), ttl: Some(TOKEN_TTL), scope: None, extra, provenance };
     match state.auth.issue_session(&user, session) {
         Ok(t) => {
             metrics::counter!("tessera_tokens_issued_total", "grant" => "docspace").increment(1);

@@ -13,16 +13,14 @@ use axum::routing::post;
 use serde::Deserialize;
 use serde_json::{Map, json};
 use std::net::IpAddr;
-use tessera_core::authority::Session;
+use tessera_core::authority::{Audience, Session};
 use tessera_core::principal::User;
 use tessera_core::secret::Secret;
+use tessera_core::token::Provenance;
 use tessera_core::{Error, ErrorKind};
 
 const CONTENT_TYPE: &str = "application/vnd.illumina.v3+json";
 const AUDIENCE: &str = "ica";
-/// How the token's holder signed in: refreshing is for password sign-ins only.
-const AMR_API_KEY: &str = "apikey";
-const AMR_PASSWORD: &str = "pwd";
 
 pub fn routes() -> Router<AppState> {
     // The refresh path has a literal colon in its last segment.
@@ -68,13 +66,11 @@ fn token_reply(token: &str) -> Response {
     res
 }
 
-fn session(amr: &str) -> Session {
-    let mut extra = Map::new();
-    extra.insert("amr".into(), json!([amr]));
-    Session { audience: Some(AUDIENCE.to_owned()), ttl: None, scope: None, extra }
+fn session(provenance: Provenance) -> Session {
+    Session { audience: Some(AUDIENCE.to_owned()), ttl: None, scope: None, extra: Map::new(), provenance }
 }
 
-/// The tenant named explicitly, else by Host, else none.
+/// The tenant named explicitly (`?tenant=`), else by Host, else none.
 fn named_tenant(state: &AppState, q: &TenantParam, headers: &HeaderMap) -> Option<String> {
     q.tenant
         .clone()
@@ -82,58 +78,36 @@ fn named_tenant(state: &AppState, q: &TenantParam, headers: &HeaderMap) -> Optio
         .or_else(|| header_text(headers, "host").and_then(|h| state.auth.tenant_for_host(h)))
 }
 
-/// For Basic sign-in without a tenant: the one tenant that has this user. A user of several
-/// tenants must name one.
-async fn tenant_of_user(state: &AppState, username: &str) -> Result<String, Error> {
-    let mut found = Vec::new();
-    for (t, _) in state.auth.list_tenants().await? {
-        if state.auth.get_user(&t.name, username).await.is_ok() {
-            found.push(t.name);
-        }
-    }
-    match found.len() {
-        0 => Ok(tessera_core::DEFAULT_TENANT.to_owned()),
-        1 => Ok(found.remove(0)),
-        _ => Err(Error::invalid_request("this user belongs to several tenants: name one with ?tenant=")),
-    }
-}
-
+/// Who is asking, and how they authenticated: an API key (whose tenant is its own), a
+/// password in the named tenant (else the default one: a username is never looked up in
+/// other tenants, so that no answer tells whether an account exists), or a user's access
+/// token of the tenant's default audience standing for the IdP token (PsTokenAuth), from
+/// which the new token inherits its authentication facts, session and expiry.
 async fn sign_in(
     state: &AppState,
     q: &TenantParam,
     headers: &HeaderMap,
     origin: Option<IpAddr>,
-) -> Result<(User, &'static str), Error> {
+) -> Result<(User, Provenance), Error> {
     let named = named_tenant(state, q, headers);
     if let Some(key) = header_text(headers, "x-api-key") {
         if let Some(t) = &named {
             state.auth.tenant(t).map_err(|_| Error::invalid_token("unknown tenant"))?;
         }
-        let (user, _) = state.auth.authenticate_api_key(named.as_deref(), key).await?;
-        return Ok((user, AMR_API_KEY));
+        return state.auth.api_key_sign_in(named.as_deref(), key).await;
     }
     if let Some((username, password)) = basic_credentials(headers)? {
-        let tenant = match named {
-            Some(t) => t,
-            None => tenant_of_user(state, &username).await?,
-        };
+        let tenant = named.unwrap_or_else(|| tessera_core::DEFAULT_TENANT.to_owned());
         let otp = header_text(headers, "x-tessera-otp").map(Secret::new);
-        let user = state.auth.check_credentials(&tenant, &username, password, otp.as_ref(), origin).await?;
-        return Ok((user, AMR_PASSWORD));
+        return state.auth.sign_in(&tenant, &username, password, otp.as_ref(), origin).await;
     }
     if let Some(raw) = bearer_token(headers) {
-        // PsTokenAuth: a user's access token of this server stands for the IdP token.
         let tenant = match named {
             Some(t) => t,
             None => claimed_tenant(raw)?,
         };
-        let claims = state.auth.bearer(&tenant, raw)?;
-        let username = claims.user().ok_or_else(|| Error::invalid_token("the token names no user"))?;
-        let user = state.auth.get_user(&tenant, username).await.map_err(|_| Error::invalid_token("unknown user"))?;
-        if user.disabled {
-            return Err(Error::invalid_token("the user is disabled"));
-        }
-        return Ok((user, AMR_PASSWORD));
+        let (user, claims) = state.auth.bearer_user(&tenant, raw, &[Audience::Issuer]).await?;
+        return Ok((user, Provenance::inherited(&claims)));
     }
     Err(Error::invalid_token("authenticate with X-API-Key, HTTP Basic or a Bearer token"))
 }
@@ -155,7 +129,7 @@ async fn tokens_post(
     headers: HeaderMap,
 ) -> Response {
     let issued = match sign_in(&state, &q, &headers, origin).await {
-        Ok((user, amr)) => state.auth.issue_session(&user, session(amr)),
+        Ok((user, provenance)) => state.auth.issue_session(&user, session(provenance)),
         Err(e) => Err(e),
     };
     match issued {
@@ -187,17 +161,5 @@ async fn refresh(state: &AppState, q: &TenantParam, headers: &HeaderMap) -> Resu
     if named_tenant(state, q, headers).is_some_and(|t| t != claimed) {
         return Err(Error::invalid_token("the token belongs to another tenant"));
     }
-    let claims = state.auth.bearer(&claimed, raw)?;
-    if claims.aud != AUDIENCE {
-        return Err(Error::invalid_token("not an ICA token"));
-    }
-    if claims.extra.get("amr").and_then(|a| a.get(0)).and_then(|a| a.as_str()) != Some(AMR_PASSWORD) {
-        return Err(Error::forbidden("a token made from an API key cannot be refreshed"));
-    }
-    let username = claims.user().ok_or_else(|| Error::invalid_token("the token names no user"))?;
-    let user = state.auth.get_user(&claimed, username).await?;
-    if user.disabled {
-        return Err(Error::invalid_token("the user is disabled"));
-    }
-    Ok(state.auth.issue_session(&user, session(AMR_PASSWORD))?.access_token)
+    Ok(state.auth.renew_session(&claimed, raw, AUDIENCE, session(Provenance::default())).await?.access_token)
 }

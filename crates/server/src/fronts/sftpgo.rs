@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Map, json};
 use std::net::IpAddr;
-use tessera_core::authority::Session;
+use tessera_core::authority::{Audience, Session};
 use tessera_core::secret::Secret;
 use tessera_core::token::Invalid;
 use tessera_core::{Error, ErrorKind};
@@ -76,7 +76,7 @@ async fn token(state: &AppState, tenant: &str, origin: Option<IpAddr>, headers: 
         return unauthorized(None);
     }
     let otp = header_text(headers, "x-sftpgo-otp").map(Secret::new);
-    let user = match state.auth.check_credentials(tenant, &username, password, otp.as_ref(), origin).await {
+    let (user, provenance) = match state.auth.sign_in(tenant, &username, password, otp.as_ref(), origin).await {
         Ok(u) => u,
         Err(e) => return failure(e),
     };
@@ -93,6 +93,7 @@ async fn token(state: &AppState, tenant: &str, origin: Option<IpAddr>, headers: 
         ttl: Some(TOKEN_TTL),
         scope: None,
         extra,
+        provenance,
     };
     match state.auth.issue_session(&user, session) {
         Ok(t) => {
@@ -126,15 +127,15 @@ async fn logout(state: &AppState, tenant: &str, headers: &HeaderMap, audience: &
     let Some(raw) = bearer_token(headers) else {
         return unauthorized(Some("no token found"));
     };
-    let claims = match state.auth.verify_access(tenant, raw) {
+    let claims = match state.auth.verify_for(tenant, raw, &[Audience::Named(audience)]) {
         Ok(c) => c,
         Err(Invalid::Revoked) => return reply(StatusCode::UNAUTHORIZED, "Your token is no longer valid", None),
         Err(Invalid::Expired) => return unauthorized(Some("token is expired")),
+        Err(Invalid::WrongAudience) => {
+            return reply(StatusCode::UNAUTHORIZED, "Your token audience is not valid", None);
+        }
         Err(_) => return unauthorized(Some("token is unauthorized")),
     };
-    if claims.aud != audience {
-        return reply(StatusCode::UNAUTHORIZED, "Your token audience is not valid", None);
-    }
     if claims.username.is_none() {
         return reply(StatusCode::BAD_REQUEST, "Invalid token claims", None);
     }

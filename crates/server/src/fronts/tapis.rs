@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use tessera_core::authority::{NewClient, TenantPolicy};
+use tessera_core::authority::{Audience, NewClient, TenantPolicy};
 use tessera_core::grant::{ClientAuth, Grant, IssuedTokens, TokenRequest};
 use tessera_core::principal::{Client, GrantType, User};
 use tessera_core::secret::Secret;
@@ -133,29 +133,30 @@ fn body<T: DeserializeOwned>(headers: &HeaderMap, bytes: &[u8]) -> Result<T, Err
     serde_json::from_slice(bytes).map_err(|e| Error::invalid_request(format!("invalid JSON body: {e}")))
 }
 
-/// The caller named by `X-Tapis-Token`.
-fn caller(state: &AppState, tenant: &str, headers: &HeaderMap) -> Result<std::sync::Arc<AccessClaims>, Error> {
-    let token = headers
+/// Tapis APIs take tokens of the tenant's default audience (Tapis tokens name none of their
+/// own): never a token minted for another front (SFTPGo, ICA, DocSpace) or resource.
+const ACCEPTS: &[Audience<'static>] = &[Audience::Issuer];
+
+fn tapis_token(headers: &HeaderMap) -> Result<&str, Error> {
+    headers
         .get("x-tapis-token")
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
         .filter(|t| !t.is_empty())
-        .ok_or_else(|| Error::invalid_token("the X-Tapis-Token header is required"))?;
-    state.auth.bearer(tenant, token)
+        .ok_or_else(|| Error::invalid_token("the X-Tapis-Token header is required"))
+}
+
+/// The caller named by `X-Tapis-Token`.
+fn caller(state: &AppState, tenant: &str, headers: &HeaderMap) -> Result<std::sync::Arc<AccessClaims>, Error> {
+    state.auth.bearer(tenant, tapis_token(headers)?, ACCEPTS)
 }
 
 /// The user behind the caller's token (machine tokens cannot use user APIs).
 async fn caller_user(state: &AppState, tenant: &str, headers: &HeaderMap) -> Result<User, Error> {
-    let claims = caller(state, tenant, headers)?;
-    let username = claims.user().ok_or_else(|| Error::forbidden("this API needs a user's token"))?;
-    let user = state.auth.get_user(tenant, username).await.map_err(|e| match e.kind {
-        ErrorKind::NotFound => Error::invalid_token("the token's user no longer exists"),
-        _ => e,
-    })?;
-    if user.disabled {
-        return Err(Error::invalid_token("the token's user is disabled"));
+    if caller(state, tenant, headers)?.user().is_none() {
+        return Err(Error::forbidden("this API needs a user's token"));
     }
-    Ok(user)
+    Ok(state.auth.bearer_user(tenant, tapis_token(headers)?, ACCEPTS).await?.0)
 }
 
 #[derive(Deserialize, Default)]
