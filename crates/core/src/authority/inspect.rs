@@ -7,7 +7,7 @@ use crate::principal::User;
 use crate::secret::{self, prefix};
 use crate::store::Revocation;
 use crate::token::{self, AccessClaims};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::sync::Arc;
 
 /// How many verified tokens to remember (each a few hundred bytes).
@@ -119,14 +119,14 @@ impl Authority {
         }
     }
 
-    /// RFC 7662: `None` means `{"active": false}`.
+    /// RFC 7662. A token this caller may not see, or that is not live, is inactive.
     pub async fn introspect(
         &self,
         tenant: &str,
         auth: &ClientAuth,
         token: &str,
         _hint: Option<&str>,
-    ) -> Result<Option<Introspection>> {
+    ) -> Result<Introspection> {
         let ts = self.tenant(tenant)?;
         let caller = self.authenticate_client(tenant, auth).await?;
         if caller.is_public() {
@@ -139,95 +139,81 @@ impl Authority {
             return self.introspect_legacy(&ts, token).await;
         }
         let Ok(c) = self.verify_access(tenant, token) else {
-            return Ok(None);
+            return Ok(Introspection::inactive());
         };
         let c = AccessClaims::clone(&c);
-        let mut out = Map::new();
-        out.insert("active".into(), true.into());
-        if let Some(s) = c.scope {
-            out.insert("scope".into(), s.into());
-        }
-        if let Some(id) = c.client_id {
-            out.insert("client_id".into(), id.into());
-        }
-        if let Some(u) = c.username {
-            out.insert("username".into(), u.into());
-        }
-        out.insert("token_type".into(), "Bearer".into());
-        out.insert("exp".into(), c.exp.into());
-        out.insert("iat".into(), c.iat.into());
-        out.insert("sub".into(), c.sub.into());
-        out.insert("aud".into(), c.aud.into());
-        out.insert("iss".into(), c.iss.into());
-        out.insert("jti".into(), c.jti.into());
-        out.insert("tenant".into(), c.tenant.into());
-        if let Some(t) = c.auth_time {
-            out.insert("auth_time".into(), t.into());
-        }
-        if !c.amr.is_empty() {
-            out.insert("amr".into(), c.amr.into());
-        }
-        for (k, v) in c.extra {
-            out.entry(k).or_insert(v);
-        }
-        Ok(Some(out))
+        let mut extra = c.extra;
+        // A front's claim never stands in for one of the members above.
+        extra.remove("active");
+        extra.remove("token_type");
+        Ok(Introspection {
+            active: true,
+            scope: c.scope,
+            client_id: c.client_id,
+            username: c.username,
+            token_type: Some("Bearer"),
+            exp: Some(c.exp),
+            iat: Some(c.iat),
+            sub: Some(c.sub),
+            aud: Some(c.aud),
+            iss: Some(c.iss),
+            jti: Some(c.jti),
+            tenant: Some(c.tenant),
+            auth_time: c.auth_time,
+            amr: c.amr,
+            extra,
+        })
     }
 
-    async fn introspect_refresh(&self, ts: &TenantState, token: &str) -> Result<Option<Introspection>> {
+    async fn introspect_refresh(&self, ts: &TenantState, token: &str) -> Result<Introspection> {
         let now = self.now();
         let Some(r) = self.store.refresh_get(&secret::sha256_b64(token)).await? else {
-            return Ok(None);
+            return Ok(Introspection::inactive());
         };
         if r.tenant != ts.tenant.name || r.family_revoked || r.used_at.is_some() || r.expires_at <= now {
-            return Ok(None);
+            return Ok(Introspection::inactive());
         }
-        let mut out = Map::new();
-        out.insert("active".into(), true.into());
-        if let Some(s) = r.scope {
-            out.insert("scope".into(), s.into());
-        }
-        out.insert("client_id".into(), r.client_id.into());
-        if let Some(u) = r.username {
-            out.insert("username".into(), u.into());
-        }
-        out.insert("token_type".into(), "refresh_token".into());
-        out.insert("exp".into(), r.expires_at.into());
-        out.insert("iat".into(), r.issued_at.into());
-        out.insert("sub".into(), r.subject.into());
-        out.insert("iss".into(), ts.issuer.clone().into());
-        out.insert("tenant".into(), r.tenant.into());
-        Ok(Some(out))
+        Ok(Introspection {
+            active: true,
+            scope: r.scope,
+            client_id: Some(r.client_id),
+            username: r.username,
+            token_type: Some("refresh_token"),
+            exp: Some(r.expires_at),
+            iat: Some(r.issued_at),
+            sub: Some(r.subject),
+            iss: Some(ts.issuer.clone()),
+            tenant: Some(r.tenant),
+            auth_time: r.auth_time,
+            amr: r.amr,
+            ..Introspection::default()
+        })
     }
 
-    async fn introspect_legacy(&self, ts: &TenantState, token: &str) -> Result<Option<Introspection>> {
+    async fn introspect_legacy(&self, ts: &TenantState, token: &str) -> Result<Introspection> {
         let Some(r) = self.store.legacy_get(&secret::sha256_b64(token)).await? else {
-            return Ok(None);
+            return Ok(Introspection::inactive());
         };
         if r.tenant != ts.tenant.name
             || r.expires_at <= self.now()
             || self.any_revoked(std::iter::once(r.jti.as_str()).chain(r.chain.iter().map(String::as_str)))
         {
-            return Ok(None);
+            return Ok(Introspection::inactive());
         }
-        let mut out = Map::new();
-        out.insert("active".into(), true.into());
-        if let Some(s) = r.scope {
-            out.insert("scope".into(), s.into());
-        }
-        if let Some(c) = r.client_id {
-            out.insert("client_id".into(), c.into());
-        }
-        if let Some(u) = r.username {
-            out.insert("username".into(), u.into());
-        }
-        out.insert("token_type".into(), "Bearer".into());
-        out.insert("exp".into(), r.expires_at.into());
-        out.insert("iat".into(), r.issued_at.into());
-        out.insert("sub".into(), r.subject.into());
-        out.insert("iss".into(), ts.issuer.clone().into());
-        out.insert("jti".into(), r.jti.into());
-        out.insert("tenant".into(), r.tenant.into());
-        Ok(Some(out))
+        Ok(Introspection {
+            active: true,
+            scope: r.scope,
+            client_id: r.client_id,
+            username: r.username,
+            token_type: Some("Bearer"),
+            exp: Some(r.expires_at),
+            iat: Some(r.issued_at),
+            sub: Some(r.subject),
+            iss: Some(ts.issuer.clone()),
+            jti: Some(r.jti),
+            tenant: Some(r.tenant),
+            ..Introspection::default()
+        })
     }
 
     /// RFC 7009: revoke a token issued to the calling client. Unknown, foreign or invalid

@@ -122,8 +122,48 @@ pub enum Audience<'a> {
     Named(&'a str),
 }
 
-/// The answer of introspection for an active token (RFC 7662 members).
-pub type Introspection = Map<String, Value>;
+/// The answer of introspection (RFC 7662 section 2.2): `{"active": false}` alone, or an active
+/// token's members, then the claims a front added (Tapis' `tapis/...`, ...).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct Introspection {
+    pub active: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// `Bearer` for access and legacy tokens, `refresh_token` for refresh tokens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exp: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iat: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aud: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_time: Option<i64>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub amr: Vec<String>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl Introspection {
+    /// `{"active": false}`: unknown, expired, revoked, foreign or invalid, alike.
+    pub fn inactive() -> Self {
+        Introspection::default()
+    }
+}
 
 pub struct Authority {
     store: Arc<dyn Store>,

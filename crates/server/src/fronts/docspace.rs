@@ -9,7 +9,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use serde_json::{Map, json};
+use serde::Serialize;
+use serde_json::Map;
 use std::net::IpAddr;
 use tessera_core::authority::{Audience, Session};
 use tessera_core::principal::User;
@@ -27,11 +28,44 @@ pub const AUDIENCE: &str = "docspace";
 /// the portal's root URL, the issuer, as audience).
 const ACCEPTS: &[Audience<'static>] = &[Audience::Named(AUDIENCE), Audience::Issuer];
 
+/// DocSpace's `StringWrapper`: the answer, with the real server's envelope members.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StringWrapper {
+    pub response: String,
+    pub count: u32,
+    pub links: [Link; 1],
+    /// 0: success.
+    pub status: u8,
+    pub status_code: u16,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Link {
+    pub href: String,
+    pub action: &'static str,
+}
+
+/// DocSpace's error envelope (without the stack trace the real server adds in development).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorEnvelope {
+    pub error: ErrorMessage,
+    /// 1: error.
+    pub status: u8,
+    pub status_code: u16,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ErrorMessage {
+    pub message: String,
+}
+
 pub fn routes() -> Router<AppState> {
     Router::new().route(PATH, get(token_get))
 }
 
-fn json_reply(status: StatusCode, body: serde_json::Value) -> Response {
+fn json_reply(status: StatusCode, body: impl Serialize) -> Response {
     let mut res = (status, axum::Json(body)).into_response();
     res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
     res
@@ -45,11 +79,11 @@ fn failure(e: Error) -> Response {
         ErrorKind::Forbidden => StatusCode::FORBIDDEN,
         _ => StatusCode::UNAUTHORIZED,
     };
-    let body = json!({
-        "error": { "message": format!("{}: {}", e.kind.code(), e.description) },
-        "status": 1,
-        "statusCode": status.as_u16(),
-    });
+    let body = ErrorEnvelope {
+        error: ErrorMessage { message: format!("{}: {}", e.kind.code(), e.description) },
+        status: 1,
+        status_code: status.as_u16(),
+    };
     let mut res = json_reply(status, body);
     if let Some(v) = crate::extract::retry_after(&e) {
         res.headers_mut().insert(header::RETRY_AFTER, v);
@@ -123,16 +157,14 @@ async fn token_get(
     match state.auth.issue_session(&user, session) {
         Ok(t) => {
             metrics::counter!("tessera_tokens_issued_total", "grant" => "docspace").increment(1);
-            json_reply(
-                StatusCode::OK,
-                json!({
-                    "response": t.access_token,
-                    "count": 1,
-                    "links": [{ "href": format!("{root}{PATH}"), "action": "GET" }],
-                    "status": 0,
-                    "statusCode": 200,
-                }),
-            )
+            let answer = StringWrapper {
+                response: t.access_token,
+                count: 1,
+                links: [Link { href: format!("{root}{PATH}"), action: "GET" }],
+                status: 0,
+                status_code: 200,
+            };
+            json_reply(StatusCode::OK, answer)
         }
         Err(e) => failure(e),
     }

@@ -10,8 +10,8 @@ use axum::extract::{OriginalUri, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use serde::Deserialize;
-use serde_json::{Map, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Map;
 use std::net::IpAddr;
 use tessera_core::authority::{Audience, Session};
 use tessera_core::principal::User;
@@ -25,6 +25,26 @@ const AUDIENCE: &str = "ica";
 pub fn routes() -> Router<AppState> {
     // The refresh path has a literal colon in its last segment.
     Router::new().route("/api/tokens", post(tokens_post)).route("/api/tokens:refresh", post(refresh_post))
+}
+
+/// ICA's `Token`.
+#[derive(Debug, Serialize)]
+pub struct TokenAnswer<'a> {
+    pub token: &'a str,
+}
+
+/// ICA's `Problem`: RFC 7807 plus ICA's members (`parameters` is a string map, empty here).
+#[derive(Debug, Serialize)]
+pub struct Problem<'a> {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub title: &'static str,
+    pub status: u16,
+    pub detail: String,
+    pub instance: &'a str,
+    pub parameters: std::collections::BTreeMap<String, String>,
+    pub timestamp: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -42,16 +62,16 @@ fn problem(e: &Error, instance: &str, state: &AppState) -> Response {
         _ => (StatusCode::UNAUTHORIZED, "Unauthorized"),
     };
     let status = if e.kind == ErrorKind::MfaRequired { StatusCode::UNAUTHORIZED } else { status };
-    let body = json!({
-        "id": tessera_core::secret::random_b64(&tessera_core::clock::SystemRng, 16),
-        "type": "about:blank",
-        "title": title,
-        "status": status.as_u16(),
-        "detail": format!("{}: {}", e.kind.code(), e.description),
-        "instance": instance,
-        "parameters": {},
-        "timestamp": rfc3339_z(state.auth.now()),
-    });
+    let body = Problem {
+        id: tessera_core::secret::random_b64(&tessera_core::clock::SystemRng, 16),
+        kind: "about:blank",
+        title,
+        status: status.as_u16(),
+        detail: format!("{}: {}", e.kind.code(), e.description),
+        instance,
+        parameters: Default::default(),
+        timestamp: rfc3339_z(state.auth.now()),
+    };
     let mut res = (status, axum::Json(body)).into_response();
     res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
     if let Some(v) = crate::extract::retry_after(e) {
@@ -61,7 +81,7 @@ fn problem(e: &Error, instance: &str, state: &AppState) -> Response {
 }
 
 fn token_reply(token: &str) -> Response {
-    let mut res = (StatusCode::OK, axum::Json(json!({ "token": token }))).into_response();
+    let mut res = (StatusCode::OK, axum::Json(TokenAnswer { token })).into_response();
     res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
     res
 }

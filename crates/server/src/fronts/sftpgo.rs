@@ -10,6 +10,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use serde::Serialize;
 use serde_json::{Map, json};
 use std::net::IpAddr;
 use tessera_core::authority::{Audience, Session};
@@ -22,6 +23,21 @@ const TOKEN_TTL: i64 = 20 * 60;
 const ADMIN_AUDIENCE: &str = "API";
 const USER_AUDIENCE: &str = "APIUser";
 
+/// SFTPGo's `ApiResponse`.
+#[derive(Debug, Serialize)]
+pub struct ApiResponse<'a> {
+    pub message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<&'a str>,
+}
+
+/// SFTPGo's `Token`: `expires_at` in RFC 3339, UTC, whole seconds.
+#[derive(Debug, Serialize)]
+pub struct TokenAnswer {
+    pub access_token: String,
+    pub expires_at: String,
+}
+
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/token", get(admin_token_get))
@@ -32,11 +48,7 @@ pub fn routes() -> Router<AppState> {
 
 /// `{"message", "error"?}` with SFTPGo's statuses.
 fn reply(status: StatusCode, message: &str, error: Option<&str>) -> Response {
-    let mut body = json!({ "message": message });
-    if let Some(e) = error {
-        body["error"] = e.into();
-    }
-    let mut res = (status, axum::Json(body)).into_response();
+    let mut res = (status, axum::Json(ApiResponse { message, error })).into_response();
     if status == StatusCode::UNAUTHORIZED {
         res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"SFTPGo\""));
     }
@@ -98,8 +110,8 @@ async fn token(state: &AppState, tenant: &str, origin: Option<IpAddr>, headers: 
     match state.auth.issue_session(&user, session) {
         Ok(t) => {
             metrics::counter!("tessera_tokens_issued_total", "grant" => "sftpgo").increment(1);
-            (StatusCode::OK, axum::Json(json!({"access_token": t.access_token, "expires_at": rfc3339_z(t.expires_at)})))
-                .into_response()
+            let answer = TokenAnswer { expires_at: rfc3339_z(t.expires_at), access_token: t.access_token };
+            (StatusCode::OK, axum::Json(answer)).into_response()
         }
         Err(e) => failure(e),
     }

@@ -7,8 +7,19 @@ use crate::AppState;
 use crate::extract::{Posted, TenantName, parse_form};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
 use tessera_core::token::ClaimSet;
+
+/// RFC 8628 section 3.2.
+#[derive(Debug, Serialize)]
+pub struct DeviceAuthorizationAnswer<'a> {
+    pub device_code: &'a str,
+    pub user_code: &'a str,
+    pub verification_uri: &'a str,
+    pub verification_uri_complete: String,
+    pub expires_in: i64,
+    pub interval: i64,
+}
 
 pub async fn device_authorization_post(
     State(state): State<AppState>,
@@ -20,15 +31,15 @@ pub async fn device_authorization_post(
     let scope = form.remove("scope");
     let d = state.auth.device_authorize(&tenant, &auth, scope.as_deref(), ClaimSet::Standard).await?;
     let uri = verification_uri(&state, &tenant);
-    let body = json!({
-        "device_code": d.device_code.expose(),
-        "user_code": d.user_code,
-        "verification_uri": uri,
-        "verification_uri_complete": format!("{uri}?user_code={}", d.user_code),
-        "expires_in": d.expires_in,
-        "interval": d.interval,
-    });
-    Ok(no_store(axum::Json(body).into_response()))
+    let answer = DeviceAuthorizationAnswer {
+        device_code: d.device_code.expose(),
+        user_code: &d.user_code,
+        verification_uri: &uri,
+        verification_uri_complete: format!("{uri}?user_code={}", d.user_code),
+        expires_in: d.expires_in,
+        interval: d.interval,
+    };
+    Ok(no_store(axum::Json(answer).into_response()))
 }
 
 /// Where a person approves a device for `tenant`.

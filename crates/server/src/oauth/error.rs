@@ -2,8 +2,15 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
 use tessera_core::{Error, ErrorKind};
+
+/// RFC 6749 section 5.2.
+#[derive(Debug, Serialize)]
+pub struct ErrorBody<'a> {
+    pub error: &'static str,
+    pub error_description: &'a str,
+}
 
 #[derive(Debug)]
 pub struct OAuthError(pub Error);
@@ -35,7 +42,7 @@ impl IntoResponse for OAuthError {
         if kind == ErrorKind::Internal {
             tracing::error!(%description, "internal error");
         }
-        let body = json!({ "error": kind.code(), "error_description": description });
+        let body = ErrorBody { error: kind.code(), error_description: &description };
         let mut res = (status, axum::Json(body)).into_response();
         let h = res.headers_mut();
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
