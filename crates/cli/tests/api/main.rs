@@ -17,6 +17,7 @@ mod keys;
 mod metrics;
 mod mfa;
 mod nodes;
+mod outage;
 mod persistence;
 mod refresh;
 mod selftest;

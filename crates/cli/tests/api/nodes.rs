@@ -6,15 +6,15 @@ use base64::Engine;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-const PG: &str = "postgres://postgres@127.0.0.1:5432/test";
+pub const PG: &str = "postgres://postgres@127.0.0.1:5432/test";
 
-struct Schema {
-    name: String,
-    url: String,
+pub struct Schema {
+    pub name: String,
+    pub url: String,
 }
 
 impl Schema {
-    fn new(tag: &str) -> Schema {
+    pub fn new(tag: &str) -> Schema {
         let name = format!("tessera_n_{tag}_{}_{}", std::process::id(), now() % 100_000);
         psql(&format!("CREATE SCHEMA \"{name}\""));
         let url = format!("{PG}?options=-csearch_path%3D{name}");
