@@ -40,7 +40,7 @@ impl Authority {
             Some(c) => c,
             None => {
                 let ts = self.tenant(tenant).map_err(|_| token::Invalid::WrongTenant)?;
-                let c = Arc::new(token::verify(token, &ts.ring, &ts.issuer, &ts.tenant.name, now, ts.access_ttl)?);
+                let c = Arc::new(token::verify(token, &ts.ring, &ts.issuer, &ts.tenant.name, now, ts.key_ttl)?);
                 if let Ok(mut m) = self.verified.write() {
                     if m.len() >= VERIFIED_CACHE_MAX {
                         m.retain(|_, v| v.exp > now);

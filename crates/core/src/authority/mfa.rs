@@ -21,7 +21,8 @@ pub struct TotpEnrolment {
 #[derive(Debug, Clone, Default)]
 pub struct Session {
     pub audience: Option<String>,
-    /// Seconds; the tenant's access lifetime when absent.
+    /// Seconds: the front's own lifetime, a maximum; never longer than the tenant's access
+    /// lifetime (also the lifetime when absent).
     pub ttl: Option<i64>,
     pub scope: Option<String>,
     /// The front's own claims.
@@ -215,7 +216,7 @@ impl Authority {
     pub fn issue_session(&self, user: &User, s: Session) -> Result<IssuedTokens> {
         let ts = self.tenant(&user.tenant)?;
         let now = self.now();
-        let ttl = s.ttl.unwrap_or(ts.access_ttl);
+        let ttl = s.ttl.map_or(ts.access_ttl, |t| t.min(ts.access_ttl));
         let mint = Mint {
             sub: &user.username,
             username: Some(&user.username),

@@ -17,7 +17,7 @@ use tessera_core::secret::{Secret, prefix};
 use tessera_core::{Error, ErrorKind};
 
 const PATH: &str = "/api/2.0/security/oauth2/token";
-/// DocSpace's identity tokens live five minutes.
+/// DocSpace's identity tokens live five minutes, or the tenant's access lifetime if shorter.
 const TOKEN_TTL: i64 = 5 * 60;
 
 pub fn routes() -> Router<AppState> {
