@@ -9,6 +9,7 @@ mod cli;
 mod connections;
 mod discovery;
 mod errors;
+mod fronts_policy;
 mod grants;
 mod introspection;
 mod keys;
