@@ -6,7 +6,7 @@ use anyhow::{Result, anyhow, bail};
 use clap::Subcommand;
 use serde_json::json;
 use std::io::BufRead;
-use tessera_core::authority::NewClient;
+use tessera_core::authority::{NewClient, TenantPolicy};
 use tessera_core::keys::Alg;
 use tessera_core::principal::{GrantType, Profile, parse_scope};
 use tessera_core::secret::Secret;
@@ -48,6 +48,20 @@ pub enum TenantCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Change a tenant's policy; options not given stay as they are.
+    Policy {
+        name: String,
+        /// Access token lifetime in seconds.
+        #[arg(long)]
+        access_ttl: Option<i64>,
+        /// Refresh token lifetime in seconds.
+        #[arg(long)]
+        refresh_ttl: Option<i64>,
+        /// How many clients a user who is not an administrator may create and own through
+        /// the Tapis clients API (default 0: administrators only).
+        #[arg(long)]
+        max_user_clients: Option<i64>,
+    },
 }
 
 fn parse_alg(s: &str) -> Result<Alg, String> {
@@ -65,6 +79,18 @@ pub async fn tenant(config: &Config, cmd: TenantCmd) -> Result<()> {
             } else {
                 println!("created tenant {} ({}, issuer {issuer})", t.name, t.alg);
             }
+        }
+        TenantCmd::Policy { name, access_ttl, refresh_ttl, max_user_clients } => {
+            let policy = TenantPolicy { access_ttl, refresh_ttl, allowed_grants: None, max_user_clients };
+            let t = auth.update_tenant_policy(&name, policy).await.map_err(core_err)?;
+            let ts = auth.tenant(&t.name).map_err(core_err)?;
+            println!(
+                "tenant {}: access_ttl {}, refresh_ttl {}, max_user_clients {}",
+                t.name,
+                ts.access_ttl,
+                ts.refresh_ttl,
+                t.max_user_clients.unwrap_or(tessera_core::tenant::DEFAULT_MAX_USER_CLIENTS)
+            );
         }
         TenantCmd::List { json } => {
             let list = auth.list_tenants().await.map_err(core_err)?;

@@ -235,7 +235,8 @@ pub async fn serve(config: Config) -> Result<()> {
     let notified = backend.listen().map(|wake| sync_on_notify(auth.clone(), wake));
     let metrics = tessera_server::metrics_layer::install();
     let upkeep = metrics.clone().map(tessera_server::metrics_layer::spawn_upkeep);
-    let state = AppState::new(auth, metrics);
+    let access = tessera_server::MetricsAccess::new(addr, config.metrics_token.as_deref());
+    let state = AppState::new(auth, metrics, access);
     tessera_server::run(listener, state, config.limits(), shutdown).await?;
     background.abort();
     if let Some(u) = upkeep {

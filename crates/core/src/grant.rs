@@ -18,12 +18,9 @@ pub enum ClientAuth {
     Basic { client_id: String, secret: Secret },
     /// In the request body (`client_secret_post`).
     Post { client_id: String, secret: Secret },
-    /// A public client naming itself (`none`).
+    /// A client naming itself without a secret (`none`): accepted for public clients only,
+    /// whatever the grant (a confidential client always authenticates, device flow included).
     None { client_id: String },
-    /// A client named but not authenticated, where the API defines no client secret for
-    /// the call (Tapis device codes). Accepted only for the device flow, whose security
-    /// is the device code plus the user's approval.
-    Identified { client_id: String },
     /// No client identification at all.
     Absent,
 }
@@ -33,8 +30,7 @@ impl ClientAuth {
         match self {
             ClientAuth::Basic { client_id, .. }
             | ClientAuth::Post { client_id, .. }
-            | ClientAuth::None { client_id }
-            | ClientAuth::Identified { client_id } => Some(client_id),
+            | ClientAuth::None { client_id } => Some(client_id),
             ClientAuth::Absent => None,
         }
     }

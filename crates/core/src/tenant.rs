@@ -35,7 +35,18 @@ pub struct Tenant {
     /// The grants this tenant allows; `None` means every supported grant.
     pub allowed_grants: Option<Vec<GrantType>>,
     pub created_at: i64,
+    /// How many clients a user who is not an administrator may own, made through a front's
+    /// client API (Tapis); [`DEFAULT_MAX_USER_CLIENTS`] when absent. The operator (CLI) and
+    /// the tenant's administrators are not limited.
+    pub max_user_clients: Option<i64>,
+    /// The longest access-token lifetime this tenant has had (recorded when it is lowered,
+    /// and at start when the deployment default it follows changed): a replaced signing key
+    /// stays published this long, so that no token it signed stops verifying early.
+    pub longest_access_ttl: Option<i64>,
 }
+
+/// By default only administrators create clients through a front's API.
+pub const DEFAULT_MAX_USER_CLIENTS: i64 = 0;
 
 impl Tenant {
     pub fn allows(&self, g: GrantType) -> bool {

@@ -54,6 +54,10 @@ pub struct Config {
     /// Body and handling of a request must finish within this many milliseconds, or the
     /// answer is 503.
     pub request_timeout_ms: u64,
+    /// When set, `/metrics` answers only requests with `Authorization: Bearer <this>` (at
+    /// least 16 characters). When not set, `/metrics` is open if the server listens on a
+    /// loopback address, and answers only loopback peers otherwise.
+    pub metrics_token: Option<String>,
 }
 
 impl Default for Config {
@@ -80,6 +84,7 @@ impl Default for Config {
             login_window: 300,
             header_timeout_ms: 30_000,
             request_timeout_ms: 30_000,
+            metrics_token: None,
         }
     }
 }
@@ -108,6 +113,7 @@ impl Config {
         "login_window",
         "header_timeout_ms",
         "request_timeout_ms",
+        "metrics_token",
     ];
 
     pub fn validate(&self) -> Result<(), String> {
@@ -143,6 +149,11 @@ impl Config {
             if v == 0 {
                 return Err(format!("{name} must be positive"));
             }
+        }
+        if let Some(t) = &self.metrics_token
+            && (t.len() < 16 || t.len() > 256 || !t.bytes().all(|b| b.is_ascii_graphic()))
+        {
+            return Err("metrics_token must be 16-256 printable characters without spaces".into());
         }
         if !matches!(self.log_format.as_str(), "text" | "json") {
             return Err("log_format must be `text` or `json`".into());
@@ -188,6 +199,9 @@ impl std::fmt::Debug for Config {
         if let Some(url) = self.database_url.as_deref() {
             v["database_url"] = redact_url(url).into();
         }
+        if self.metrics_token.is_some() {
+            v["metrics_token"] = "***".into();
+        }
         write!(f, "Config {v}")
     }
 }
@@ -211,6 +225,8 @@ mod tests {
         assert_eq!(super::redact_url("postgres://u:pw@h:5432/db"), "postgres://u:***@h:5432/db");
         assert_eq!(super::redact_url("postgres://u@h/db"), "postgres://u@h/db");
         let c = super::Config { database_url: Some("postgres://u:hunter2@h/db".into()), ..Default::default() };
+        assert!(!format!("{c:?}").contains("hunter2"));
+        let c = super::Config { metrics_token: Some("metrics-token-hunter2".into()), ..Default::default() };
         assert!(!format!("{c:?}").contains("hunter2"));
     }
 }

@@ -36,14 +36,60 @@ pub struct AppState(&'static Shared);
 pub struct Shared {
     pub auth: Arc<Authority>,
     pub metrics: Option<PrometheusHandle>,
+    pub metrics_access: MetricsAccess,
 }
 
 impl AppState {
     /// The state of one server. It is never freed (a server runs once per process): the
     /// authority's store is closed by the process's exit, and every write was awaited before
     /// its request was answered, so nothing is pending then.
-    pub fn new(auth: Arc<Authority>, metrics: Option<PrometheusHandle>) -> Self {
-        AppState(Box::leak(Box::new(Shared { auth, metrics })))
+    pub fn new(auth: Arc<Authority>, metrics: Option<PrometheusHandle>, metrics_access: MetricsAccess) -> Self {
+        AppState(Box::leak(Box::new(Shared { auth, metrics, metrics_access })))
+    }
+}
+
+/// Who may read `/metrics` (request counts, token counts by grant, revocations: not secret,
+/// but not for everyone on a public address).
+#[derive(Debug, Clone)]
+pub enum MetricsAccess {
+    /// Anyone who can connect: the server listens on a loopback address only.
+    Open,
+    /// Peers on the loopback interface only: the default on any other listen address.
+    Loopback,
+    /// Callers presenting `Authorization: Bearer <metrics_token>`, from anywhere.
+    Token(tessera_core::secret::Secret),
+}
+
+impl MetricsAccess {
+    /// The rule for a server listening on `listen` with `metrics_token` configured or not.
+    pub fn new(listen: std::net::SocketAddr, metrics_token: Option<&str>) -> Self {
+        match metrics_token {
+            Some(t) => MetricsAccess::Token(tessera_core::secret::Secret::new(t)),
+            None if listen.ip().is_loopback() => MetricsAccess::Open,
+            None => MetricsAccess::Loopback,
+        }
+    }
+
+    /// `None` if the request may read the metrics, else the refusal.
+    fn refusal(&self, headers: &axum::http::HeaderMap, peer: Option<std::net::IpAddr>) -> Option<Response> {
+        match self {
+            MetricsAccess::Open => None,
+            MetricsAccess::Loopback if peer.is_some_and(|p| p.to_canonical().is_loopback()) => None,
+            MetricsAccess::Loopback => Some(
+                (StatusCode::FORBIDDEN, "metrics are served to loopback peers only (or set metrics_token)\n")
+                    .into_response(),
+            ),
+            MetricsAccess::Token(want) => {
+                let given = extract::bearer_token(headers).unwrap_or("");
+                if tessera_core::secret::ct_eq(given.as_bytes(), want.expose().as_bytes()) {
+                    return None;
+                }
+                let mut res = (StatusCode::UNAUTHORIZED, "a bearer token is required for metrics\n").into_response();
+                res.headers_mut()
+                    .insert(axum::http::header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Bearer"));
+                Some(res)
+            }
+        }
     }
 }
 
@@ -86,7 +132,14 @@ async fn readyz_get(State(state): State<AppState>) -> Response {
     }
 }
 
-async fn metrics_get(State(state): State<AppState>) -> Response {
+async fn metrics_get(
+    State(state): State<AppState>,
+    extract::Origin(peer): extract::Origin,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    if let Some(refused) = state.metrics_access.refusal(&headers, peer) {
+        return refused;
+    }
     match &state.metrics {
         Some(h) => {
             metrics::gauge!("tessera_revocations_live").set(state.auth.revoked_count() as f64);

@@ -318,6 +318,8 @@ fn tenant_from_row(r: &PgRow) -> StoreResult<Tenant> {
         hosts: parse_list(&get::<String>(r, "hosts")?)?,
         allowed_grants: get::<Option<String>>(r, "allowed_grants")?.map(|s| parse_grants(&s)).transpose()?,
         created_at: get(r, "created_at")?,
+        max_user_clients: get(r, "max_user_clients")?,
+        longest_access_ttl: get(r, "longest_access_ttl")?,
     })
 }
 
@@ -548,8 +550,8 @@ impl Store for PgStore {
         self.bounded(async {
             let mut tx = self.pool.begin().await.map_err(db_err)?;
             sqlx::query(
-                "INSERT INTO tenants (name, alg, issuer, access_ttl, refresh_ttl, hosts, allowed_grants, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                "INSERT INTO tenants (name, alg, issuer, access_ttl, refresh_ttl, hosts, allowed_grants, created_at, \
+                 max_user_clients, longest_access_ttl) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             )
             .bind(&t.name)
             .bind(t.alg.as_str())
@@ -559,6 +561,8 @@ impl Store for PgStore {
             .bind(json_list(&t.hosts))
             .bind(t.allowed_grants.as_deref().map(grants_json))
             .bind(t.created_at)
+            .bind(t.max_user_clients)
+            .bind(t.longest_access_ttl)
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
@@ -594,14 +598,16 @@ impl Store for PgStore {
         self.bounded(async {
             let mut tx = self.pool.begin().await.map_err(db_err)?;
             let n = sqlx::query(
-                "UPDATE tenants SET issuer = $1, access_ttl = $2, refresh_ttl = $3, hosts = $4, allowed_grants = $5 \
-                 WHERE name = $6",
+                "UPDATE tenants SET issuer = $1, access_ttl = $2, refresh_ttl = $3, hosts = $4, allowed_grants = $5, \
+                 max_user_clients = $6, longest_access_ttl = $7 WHERE name = $8",
             )
             .bind(&t.issuer)
             .bind(t.access_ttl)
             .bind(t.refresh_ttl)
             .bind(json_list(&t.hosts))
             .bind(t.allowed_grants.as_deref().map(grants_json))
+            .bind(t.max_user_clients)
+            .bind(t.longest_access_ttl)
             .bind(&t.name)
             .execute(&mut *tx)
             .await

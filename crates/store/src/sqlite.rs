@@ -101,6 +101,8 @@ fn tenant_from_row(r: &SqliteRow) -> StoreResult<Tenant> {
             .map(|s| parse_grants(&s))
             .transpose()?,
         created_at: r.try_get("created_at").map_err(db_err)?,
+        max_user_clients: r.try_get("max_user_clients").map_err(db_err)?,
+        longest_access_ttl: r.try_get("longest_access_ttl").map_err(db_err)?,
     })
 }
 
@@ -298,8 +300,8 @@ impl Store for SqliteStore {
     async fn tenant_insert(&self, t: &Tenant, first_key: &KeyRecord) -> StoreResult<()> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
         sqlx::query(
-            "INSERT INTO tenants (name, alg, issuer, access_ttl, refresh_ttl, hosts, allowed_grants, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO tenants (name, alg, issuer, access_ttl, refresh_ttl, hosts, allowed_grants, created_at, \
+             max_user_clients, longest_access_ttl) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&t.name)
         .bind(t.alg.as_str())
@@ -309,6 +311,8 @@ impl Store for SqliteStore {
         .bind(json_list(&t.hosts))
         .bind(t.allowed_grants.as_deref().map(grants_json))
         .bind(t.created_at)
+        .bind(t.max_user_clients)
+        .bind(t.longest_access_ttl)
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
@@ -334,13 +338,16 @@ impl Store for SqliteStore {
     async fn tenant_update(&self, t: &Tenant) -> StoreResult<()> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
         let n = sqlx::query(
-            "UPDATE tenants SET issuer = ?, access_ttl = ?, refresh_ttl = ?, hosts = ?, allowed_grants = ? WHERE name = ?",
+            "UPDATE tenants SET issuer = ?, access_ttl = ?, refresh_ttl = ?, hosts = ?, allowed_grants = ?, \
+             max_user_clients = ?, longest_access_ttl = ? WHERE name = ?",
         )
         .bind(&t.issuer)
         .bind(t.access_ttl)
         .bind(t.refresh_ttl)
         .bind(json_list(&t.hosts))
         .bind(t.allowed_grants.as_deref().map(grants_json))
+        .bind(t.max_user_clients)
+        .bind(t.longest_access_ttl)
         .bind(&t.name)
         .execute(&mut *tx)
         .await

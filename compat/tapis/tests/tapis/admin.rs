@@ -10,6 +10,7 @@ async fn admin(s: &Server) -> TapisAuthenticator {
 #[tokio::test]
 async fn admin_config_get_and_ttls() {
     let s = Server::start();
+    allow_user_clients(&s);
     user(&s, "alice");
     let a = admin(&s).await;
     let cfg = *ok(a.admin.get_config().await, "get_config").result.expect("result");
@@ -53,6 +54,7 @@ async fn admin_config_get_and_ttls() {
 #[tokio::test]
 async fn admin_config_restricts_grants() {
     let s = Server::start();
+    allow_user_clients(&s);
     user(&s, "alice");
     let a = admin(&s).await;
     let alice = s.tapis(Some(&s.access_token("alice", PW).await));

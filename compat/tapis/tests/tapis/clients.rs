@@ -10,6 +10,7 @@ fn ids(list: &[Client]) -> Vec<String> {
 #[tokio::test]
 async fn client_lifecycle() {
     let s = Server::start();
+    allow_user_clients(&s);
     let (_jwt, eve) = user_with_token(&s, "eve").await;
     let new = NewClient {
         client_id: Some("eve-app".into()),
@@ -84,6 +85,7 @@ async fn client_lifecycle() {
 #[tokio::test]
 async fn client_with_generated_id_and_key() {
     let s = Server::start();
+    allow_user_clients(&s);
     let (_jwt, eve) = user_with_token(&s, "eve").await;
     let c = *ok(eve.clients.create_client(NewClient::default()).await, "create_client {}").result.unwrap();
     let id = c.client_id.clone().filter(|s| !s.is_empty()).expect("generated client_id");
@@ -98,6 +100,7 @@ async fn client_with_generated_id_and_key() {
 #[tokio::test]
 async fn client_errors() {
     let s = Server::start();
+    allow_user_clients(&s);
     let (_jwt, eve) = user_with_token(&s, "eve").await;
     let short =
         NewClient { client_id: Some("short-key".into()), client_key: Some("too-short".into()), ..Default::default() };
@@ -123,6 +126,7 @@ async fn client_errors() {
 #[tokio::test]
 async fn clients_are_private_to_their_owner() {
     let s = Server::start();
+    allow_user_clients(&s);
     let (_jwt, eve) = user_with_token(&s, "eve").await;
     let (_jwt, frank) = user_with_token(&s, "frank").await;
     let admin_jwt = s.access_token("admin", &s.admin_password).await;

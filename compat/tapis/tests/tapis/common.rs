@@ -183,3 +183,9 @@ pub fn introspector(s: &Server, tenant: &str) -> (String, String) {
     let (id, secret) = s.cli_client(tenant, "introspector", "client_credentials", false);
     (id, secret.expect("confidential client has a secret"))
 }
+
+/// Lets users who are not administrators create up to 10 clients through the clients API
+/// (the default is none: `tessera tenant policy default --max-user-clients N`).
+pub fn allow_user_clients(s: &Server) {
+    s.cli_ok(&["tenant", "policy", "default", "--max-user-clients", "10"]);
+}

@@ -5,6 +5,14 @@
 use crate::common::*;
 use tessera_compat_tapis::tapis_authenticator::models::DeviceCodeResponse;
 
+/// The crate's device flow sends a `client_id` alone: that of a public client (made with the
+/// CLI's `--public`; a confidential client must send its key, see
+/// `confidential_client_must_authenticate_for_device_flow`).
+fn public_device_client(s: &Server) -> String {
+    let grants = "password,refresh_token,urn:ietf:params:oauth:grant-type:device_code";
+    s.cli_client("default", "tv-app", grants, true).0
+}
+
 async fn device_code(s: &Server, client: &TapisAuthenticator, client_id: &str) -> DeviceCodeResponse {
     let r = ok(
         client.tokens.generate_device_code(NewDeviceCode { client_id: client_id.into() }).await,
@@ -33,8 +41,8 @@ fn pending_message(v: &Value, word: &str, what: &str) {
 #[tokio::test]
 async fn device_flow_approved_by_cli() {
     let s = Server::start();
-    let (_jwt, authed) = user_with_token(&s, "bob").await;
-    let (id, _key) = tapis_client(&authed).await;
+    user(&s, "bob");
+    let id = public_device_client(&s);
     let anon = s.tapis(None);
     let d = device_code(&s, &anon, &id).await;
     // Default lifetime 600 s: expires_in is the expiry instant.
@@ -62,8 +70,7 @@ async fn device_flow_approved_by_cli() {
 async fn device_flow_denied_with_cli_client() {
     let s = Server::start();
     user(&s, "bob");
-    let (id, _secret) =
-        s.cli_client("default", "tv-app", "password,refresh_token,urn:ietf:params:oauth:grant-type:device_code", false);
+    let id = public_device_client(&s);
     let anon = s.tapis(None);
     let d = device_code(&s, &anon, &id).await;
     s.cli_ok(&["device", "deny", &d.user_code, "--tenant", "default", "--username", "bob"]);
@@ -77,8 +84,8 @@ async fn device_flow_approve_with_bare_user_code() {
     // Approving with the code exactly as shown is covered above; here the code is typed
     // without its separator, as users do.
     let s = Server::start();
-    let (_jwt, authed) = user_with_token(&s, "bob").await;
-    let (id, _key) = tapis_client(&authed).await;
+    user(&s, "bob");
+    let id = public_device_client(&s);
     let anon = s.tapis(None);
     let d = device_code(&s, &anon, &id).await;
     let bare: String = d.user_code.chars().filter(|c| *c != '-').collect();
@@ -91,8 +98,8 @@ async fn device_flow_approve_with_bare_user_code() {
 #[tokio::test]
 async fn device_flow_slow_down() {
     let s = Server::start();
-    let (_jwt, authed) = user_with_token(&s, "bob").await;
-    let (id, _key) = tapis_client(&authed).await;
+    user(&s, "bob");
+    let id = public_device_client(&s);
     let anon = s.tapis(None);
     let d = device_code(&s, &anon, &id).await;
     sleep(1.2).await;
@@ -105,8 +112,8 @@ async fn device_flow_slow_down() {
 #[tokio::test]
 async fn device_flow_expired() {
     let s = Server::start_with_env(&[("TESSERA_DEVICE_TTL", "2")]);
-    let (_jwt, authed) = user_with_token(&s, "bob").await;
-    let (id, _key) = tapis_client(&authed).await;
+    user(&s, "bob");
+    let id = public_device_client(&s);
     let anon = s.tapis(None);
     let d = device_code(&s, &anon, &id).await;
     assert!((d.expires_in.timestamp() - (now() + 2)).abs() <= 5, "expires_in {} should be ~now+2", d.expires_in);
@@ -118,9 +125,9 @@ async fn device_flow_expired() {
 #[tokio::test]
 async fn device_code_failures() {
     let s = Server::start();
-    let (jwt, authed) = user_with_token(&s, "bob").await;
-    let (id, _key) = tapis_client(&authed).await;
-    let (other_id, _other_key) = tapis_client(&authed).await;
+    let (jwt, _authed) = user_with_token(&s, "bob").await;
+    let id = public_device_client(&s);
+    let other_id = public_device_client(&s);
 
     // X-Tapis-Token may be present and is ignored (valid or not).
     device_code(&s, &s.tapis(Some(&jwt)), &id).await;
@@ -160,4 +167,58 @@ async fn device_code_failures() {
     let out = s.cli(&["device", "approve", "BCDF-GHJK", "--tenant", "default", "--username", "bob"]);
     assert!(!out.status.success(), "approving an unknown code should fail: {}", out.stdout);
     assert!(out.stderr.starts_with("error: "), "stderr: {}", out.stderr);
+}
+
+/// `POST /v3/oauth2/device/code` over raw HTTP (the crate's `NewDeviceCode` has no key):
+/// (status, body).
+async fn device_code_raw(s: &Server, body: Value, basic: Option<(&str, &str)>) -> (u16, Value) {
+    let url = format!("{}/v3/oauth2/device/code", s.base);
+    let mut req = s.http.post(&url).json(&body);
+    if let Some((id, key)) = basic {
+        req = req.basic_auth(id, Some(key));
+    }
+    let r = req.send().await.unwrap_or_else(|e| panic!("POST {url}: {e}"));
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or_else(|e| panic!("device/code: not JSON ({e}): {text}")))
+}
+
+#[tokio::test]
+async fn confidential_client_must_authenticate_for_device_flow() {
+    let s = Server::start();
+    user(&s, "bob");
+    let grants = "password,refresh_token,urn:ietf:params:oauth:grant-type:device_code";
+    let (id, key) = s.cli_client("default", "tv-conf", grants, false);
+    let key = key.expect("a confidential client has a key");
+    let anon = s.tapis(None);
+
+    // The client_id alone (what the crate sends) does not start a device flow for it.
+    let v = err(
+        anon.tokens.generate_device_code(NewDeviceCode { client_id: id.clone() }).await,
+        400,
+        "device code, confidential client_id alone",
+    );
+    pending_message(&v, "invalid_client", "device code, confidential client_id alone");
+    let (status, v) =
+        device_code_raw(&s, json!({"client_id": id, "client_key": "a-wrong-key-of-enough-length"}), None).await;
+    assert_eq!((status, v["status"].as_str()), (400, Some("error")), "device code, wrong key: {v}");
+    pending_message(&v, "invalid_client", "device code, wrong key");
+
+    // With its key, in the body or as Basic, it does.
+    let (status, v) = device_code_raw(&s, json!({"client_id": id}), Some((&id, &key))).await;
+    assert_eq!((status, v["status"].as_str()), (200, Some("success")), "device code, Basic: {v}");
+    let (status, v) = device_code_raw(&s, json!({"client_id": id, "client_key": key}), None).await;
+    assert_eq!((status, v["status"].as_str()), (200, Some("success")), "device code, client_key: {v}");
+    let code = v["result"]["device_code"].as_str().expect("device_code").to_owned();
+    let user_code = v["result"]["user_code"].as_str().expect("user_code").to_owned();
+    s.cli_ok(&["device", "approve", &user_code, "--tenant", "default", "--username", "bob"]);
+    sleep(1.2).await;
+
+    // Approved, but polled with the client_id alone: refused (and the code stays unused).
+    let v = err(anon.tokens.create_token(device_grant(&id, &code)).await, 400, "poll, confidential client_id alone");
+    pending_message(&v, "invalid_client", "poll, confidential client_id alone");
+    let with_key = NewToken { client_key: Some(key.clone()), ..device_grant(&id, &code) };
+    let t = token_ok(anon.tokens.create_token(with_key).await, "poll with the client's key");
+    check_access(&s, &t, "default", "bob", Some(&id), "device_code").await;
+    check_refresh(&t);
 }

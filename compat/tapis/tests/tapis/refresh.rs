@@ -5,6 +5,7 @@ use crate::common::*;
 #[tokio::test]
 async fn refresh_grant_rotates_and_counts() {
     let s = Server::start();
+    allow_user_clients(&s);
     let (_jwt, authed) = user_with_token(&s, "alice").await;
     let (id, key) = tapis_client(&authed).await;
     let anon = s.tapis(None);
@@ -45,6 +46,7 @@ async fn c1_grant(s: &Server, t: &TokenResponse) -> String {
 #[tokio::test]
 async fn refresh_reuse_kills_the_family() {
     let s = Server::start();
+    allow_user_clients(&s);
     let (_jwt, authed) = user_with_token(&s, "alice").await;
     let (id, key) = tapis_client(&authed).await;
     let anon = s.tapis(None);
@@ -60,6 +62,7 @@ async fn refresh_reuse_kills_the_family() {
 #[tokio::test]
 async fn refresh_grant_needs_its_client() {
     let s = Server::start();
+    allow_user_clients(&s);
     let (_jwt, authed) = user_with_token(&s, "alice").await;
     let (id, key) = tapis_client(&authed).await;
     let (other_id, other_key) = tapis_client(&authed).await;

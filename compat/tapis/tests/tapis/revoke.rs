@@ -29,6 +29,7 @@ async fn revoke_access_token() {
 #[tokio::test]
 async fn revoke_refresh_token() {
     let s = Server::start();
+    allow_user_clients(&s);
     let (_jwt, authed) = user_with_token(&s, "alice").await;
     let (id, key) = tapis_client(&authed).await;
     let (iid, isecret) = introspector(&s, "default");

@@ -77,6 +77,7 @@ async fn password_grant_failures_are_400_envelopes() {
 #[tokio::test]
 async fn password_grant_with_tapis_client_gives_refresh_token() {
     let s = Server::start();
+    allow_user_clients(&s);
     let (_jwt, authed) = user_with_token(&s, "alice").await;
     let (id, key) = tapis_client(&authed).await;
     let t =
@@ -124,6 +125,7 @@ async fn password_grant_with_cli_client() {
 #[tokio::test]
 async fn raw_wire_basic_auth_status_and_content_type() {
     let s = Server::start();
+    allow_user_clients(&s);
     let (_jwt, authed) = user_with_token(&s, "alice").await;
     let (id, key) = tapis_client(&authed).await;
     let url = format!("{}/v3/oauth2/tokens", s.base);

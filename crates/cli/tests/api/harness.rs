@@ -207,10 +207,15 @@ impl TestServer {
     }
 
     pub async fn start_with_env(env: &[(&str, &str)]) -> TestServer {
+        Self::start_on("127.0.0.1:0", env).await
+    }
+
+    /// Starts a server listening on `listen` (e.g. `0.0.0.0:0`).
+    pub async fn start_on(listen: &str, env: &[(&str, &str)]) -> TestServer {
         let root = unique_dir("srv");
         let data_dir = root.join("data");
         let log = root.join("server.log");
-        let sp = spawn_server(&data_dir, "127.0.0.1:0", &log, env);
+        let sp = spawn_server(&data_dir, listen, &log, env);
         let port = port_of(&sp.base);
         let admin_password = sp.lines.iter().find_map(|l| parse_bootstrap(l));
         TestServer {

@@ -11,6 +11,7 @@ mod cli;
 mod connections;
 mod discovery;
 mod errors;
+mod fronts_policy;
 mod grants;
 mod introspection;
 mod keys;

@@ -16,6 +16,8 @@ pub struct TenantPolicy {
     pub access_ttl: Option<i64>,
     pub refresh_ttl: Option<i64>,
     pub allowed_grants: Option<Vec<GrantType>>,
+    /// How many clients a user who is not an administrator may own ([`Tenant::max_user_clients`]).
+    pub max_user_clients: Option<i64>,
 }
 
 /// A client to register.
@@ -30,6 +32,8 @@ pub struct NewClient {
     /// Chosen by the caller where an API allows it; generated otherwise.
     pub client_id: Option<String>,
     /// Chosen by the caller where an API allows it (at least 24 characters); generated otherwise.
+    /// A chosen secret may be weak, so it is stored as an Argon2id hash (salted, slow); a
+    /// generated one has 256 bits of entropy and is stored as SHA-256 (fast to check).
     pub secret: Option<Secret>,
     pub callback_url: Option<String>,
     pub description: Option<String>,
@@ -130,6 +134,8 @@ impl Authority {
             hosts,
             allowed_grants: None,
             created_at: now,
+            max_user_clients: None,
+            longest_access_ttl: None,
         };
         let (_, record) = SigningKey::generate(self.rng.as_ref(), &self.master, name, alg, now, now)?;
         self.store.tenant_insert(&t, &record).await.map_err(conflict_as(format!("tenant `{name}` already exists")))?;
@@ -150,13 +156,23 @@ impl Authority {
             .collect())
     }
 
-    /// Change a tenant's token lifetimes and allowed grants.
+    /// Change a tenant's token lifetimes, allowed grants and client policy. The longest
+    /// access lifetime the tenant has had is kept, for key retirement ([`TenantState::key_ttl`]).
     pub async fn update_tenant_policy(&self, tenant: &str, policy: TenantPolicy) -> Result<Tenant> {
-        let mut t = self.tenant(tenant)?.tenant.clone();
+        let ts = self.tenant(tenant)?;
+        let mut t = ts.tenant.clone();
         check_ttl(policy.access_ttl)?;
         check_ttl(policy.refresh_ttl)?;
         if let Some(a) = policy.access_ttl {
             t.access_ttl = Some(a);
+            // Tokens issued under the lifetime in force until now outlive a lowered one.
+            t.longest_access_ttl = Some(ts.key_ttl.max(a));
+        }
+        if let Some(n) = policy.max_user_clients {
+            if !(0..=10_000).contains(&n) {
+                return Err(Error::invalid_request("max_user_clients must be 0-10000"));
+            }
+            t.max_user_clients = Some(n);
         }
         if let Some(r) = policy.refresh_ttl {
             t.refresh_ttl = Some(r);
@@ -199,7 +215,7 @@ impl Authority {
             .map(|(i, k)| KeyInfo {
                 kid: k.kid.clone(),
                 alg: k.alg.to_string(),
-                status: ts.ring.status(i, now, ts.access_ttl).as_str(),
+                status: ts.ring.status(i, now, ts.key_ttl).as_str(),
                 created_at: k.created_at,
                 activates_at: k.activates_at,
             })
@@ -217,7 +233,7 @@ impl Authority {
     pub fn jwks_json(&self, tenant: &str) -> Result<Arc<[u8]>> {
         let ts = self.tenant(tenant)?;
         let now = self.now();
-        let published = ts.ring.published(now, ts.access_ttl).count();
+        let published = ts.ring.published(now, ts.key_ttl).count();
         if let Some((n, doc)) = ts.jwks.read().map_err(lock_poisoned)?.as_ref()
             && *n == published
         {
@@ -304,13 +320,21 @@ impl Authority {
         {
             return Err(Error::invalid_request("client_id must be 1-128 of letters, digits, - _ ."));
         }
-        let secret = match (spec.public, spec.secret) {
-            (true, _) => None,
-            (false, Some(s)) if s.expose().len() < 24 => {
+        let (secret, secret_hash) = match (spec.public, spec.secret) {
+            (true, _) => (None, None),
+            (false, Some(s)) if s.expose().chars().count() < 24 => {
                 return Err(Error::invalid_request("a chosen client secret must be at least 24 characters"));
             }
-            (false, Some(s)) => Some(s),
-            (false, None) => Some(secret::generate_secret(self.rng.as_ref(), prefix::CLIENT_SECRET)),
+            (false, Some(s)) => {
+                secret::check_password_policy(s.expose())?;
+                let hash = self.hasher.hash(s.clone()).await?;
+                (Some(s), Some(hash))
+            }
+            (false, None) => {
+                let s = secret::generate_secret(self.rng.as_ref(), prefix::CLIENT_SECRET);
+                let hash = secret::sha256_b64(s.expose());
+                (Some(s), Some(hash))
+            }
         };
         let scopes = parse_scope(&spec.scopes.join(" ")).map_err(|e| Error::invalid_request(e.description))?;
         let now = self.now();
@@ -318,7 +342,7 @@ impl Authority {
             tenant: tenant.to_owned(),
             client_id: spec.client_id.unwrap_or_else(|| secret::random_b64(self.rng.as_ref(), 16)),
             name: spec.name,
-            secret_hash: secret.as_ref().map(|s| secret::sha256_b64(s.expose())),
+            secret_hash,
             grants: spec.grants,
             scopes,
             owner: spec.owner,
@@ -332,6 +356,41 @@ impl Authority {
             .await
             .map_err(conflict_as(format!("client `{}` already exists", client.client_id)))?;
         Ok((client, secret))
+    }
+
+    /// Register a client for `username`, who asks through a front's client API and owns it.
+    /// A tenant administrator may always; another user only while they own fewer clients than
+    /// the tenant allows ([`Tenant::max_user_clients`], default none): `forbidden` otherwise.
+    pub async fn create_client_for_user(
+        &self,
+        username: &str,
+        mut spec: NewClient,
+    ) -> Result<(Client, Option<Secret>)> {
+        let tenant = spec.tenant.clone();
+        // From the store, not the cache: a policy just changed on another node counts at once.
+        let t = self
+            .store
+            .tenant_get(&tenant)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("tenant `{tenant}` not found")))?;
+        let user = self.get_user(&tenant, username).await?;
+        if user.disabled {
+            return Err(Error::forbidden(format!("user `{username}` is disabled")));
+        }
+        if !user.is_admin() {
+            let limit = t.max_user_clients.unwrap_or(crate::tenant::DEFAULT_MAX_USER_CLIENTS);
+            let owned =
+                self.store.client_list(&tenant).await?.iter().filter(|c| c.owner.as_deref() == Some(username)).count();
+            if i64::try_from(owned).unwrap_or(i64::MAX) >= limit {
+                return Err(Error::forbidden(if limit == 0 {
+                    "only tenant administrators may create clients here".to_owned()
+                } else {
+                    format!("a user may own at most {limit} clients in this tenant")
+                }));
+            }
+        }
+        spec.owner = Some(user.username);
+        self.create_client(spec).await
     }
 
     pub async fn list_clients(&self, tenant: &str) -> Result<Vec<Client>> {
@@ -414,6 +473,6 @@ impl Authority {
 
 /// The tenant's published keys as a JWK Set, and how many it lists.
 fn jwk_set(ts: &TenantState, now: i64) -> (usize, Value) {
-    let keys: Vec<&Value> = ts.ring.published(now, ts.access_ttl).map(|k| k.jwk()).collect();
+    let keys: Vec<&Value> = ts.ring.published(now, ts.key_ttl).map(|k| k.jwk()).collect();
     (keys.len(), json!({ "keys": keys }))
 }

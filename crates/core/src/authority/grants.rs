@@ -33,13 +33,10 @@ struct Holder<'a> {
 }
 
 impl Authority {
-    /// Authenticate the calling client (RFC 6749 section 2.3). `ClientAuth::Identified` is
-    /// refused here: only the device flow accepts it.
+    /// Authenticate the calling client (RFC 6749 section 2.3): a confidential client by its
+    /// secret, on every call and for every grant (the device flow included); a public client
+    /// by naming itself.
     pub async fn authenticate_client(&self, tenant: &str, auth: &ClientAuth) -> Result<Arc<Client>> {
-        self.check_client(tenant, auth, false).await
-    }
-
-    async fn check_client(&self, tenant: &str, auth: &ClientAuth, identified_ok: bool) -> Result<Arc<Client>> {
         let Some(id) = auth.client_id() else {
             return Err(Error::invalid_client("client authentication is required"));
         };
@@ -47,20 +44,25 @@ impl Authority {
         let client = self.client(tenant, id).await?;
         match (auth, client) {
             (ClientAuth::Basic { secret, .. } | ClientAuth::Post { secret, .. }, Some(c)) => match &c.secret_hash {
+                // A secret the client's maker chose: Argon2id (see `NewClient::secret`).
+                Some(h) if h.starts_with("$argon2") => {
+                    if self.hasher.verify(h.clone(), secret.clone()).await {
+                        Ok(c)
+                    } else {
+                        Err(bad())
+                    }
+                }
                 Some(h) if secret::verify_sha256(secret.expose(), h) => Ok(c),
                 _ => Err(bad()),
             },
             (ClientAuth::None { .. }, Some(c)) if c.is_public() => Ok(c),
-            (ClientAuth::Identified { .. }, Some(c)) if identified_ok => Ok(c),
-            (ClientAuth::None { .. } | ClientAuth::Identified { .. }, Some(_)) => {
-                Err(Error::invalid_client("client authentication is required"))
-            }
+            (ClientAuth::None { .. }, Some(_)) => Err(Error::invalid_client("client authentication is required")),
             (ClientAuth::Basic { secret, .. } | ClientAuth::Post { secret, .. }, None) => {
                 // Same work as a real check, so that unknown ids do not answer faster.
                 let _ = secret::verify_sha256(secret.expose(), "");
                 Err(bad())
             }
-            (ClientAuth::Absent, _) | (ClientAuth::None { .. } | ClientAuth::Identified { .. }, None) => Err(bad()),
+            (ClientAuth::Absent, _) | (ClientAuth::None { .. }, None) => Err(bad()),
         }
     }
 
@@ -116,7 +118,7 @@ impl Authority {
             Grant::TokenExchange { .. } => GrantType::TokenExchange,
         };
         Self::check_tenant_allows(&ts, grant_type)?;
-        let client = self.check_client(tenant, auth, grant_type == GrantType::DeviceCode).await?;
+        let client = self.authenticate_client(tenant, auth).await?;
         if !client.allows(grant_type) {
             return Err(Error::unauthorized_client(format!(
                 "this client is not allowed to use the {grant_type} grant"
@@ -404,7 +406,7 @@ impl Authority {
     ) -> Result<DeviceAuthorization> {
         let ts = self.tenant(tenant)?;
         Self::check_tenant_allows(&ts, GrantType::DeviceCode)?;
-        let client = self.check_client(tenant, auth, true).await?;
+        let client = self.authenticate_client(tenant, auth).await?;
         if !client.allows(GrantType::DeviceCode) {
             return Err(Error::unauthorized_client("this client is not allowed to use the device flow"));
         }

@@ -30,9 +30,10 @@ impl Authority {
     }
 
     /// Until when a revoked session or API key must stay on the revocation list: the
-    /// longest a token of it may still live (no token of it is minted after).
+    /// longest a token of it may still live (no token of it is minted after), which is at
+    /// most the longest access lifetime the tenant has had.
     pub(super) fn session_horizon(&self, ts: &TenantState, now: i64) -> i64 {
-        now + ts.access_ttl.max(self.settings.access_ttl)
+        now + ts.key_ttl.max(self.settings.access_ttl)
     }
 
     /// Verify an access token issued by `tenant`: signature with the key named by `kid`
@@ -48,7 +49,7 @@ impl Authority {
             Some(c) => c,
             None => {
                 let ts = self.tenant(tenant).map_err(|_| token::Invalid::WrongTenant)?;
-                let c = Arc::new(token::verify(token, &ts.ring, &ts.issuer, &ts.tenant.name, now, ts.access_ttl)?);
+                let c = Arc::new(token::verify(token, &ts.ring, &ts.issuer, &ts.tenant.name, now, ts.key_ttl)?);
                 if let Ok(mut m) = self.verified.write() {
                     if m.len() >= VERIFIED_CACHE_MAX {
                         m.retain(|_, v| v.exp > now);

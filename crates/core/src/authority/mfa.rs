@@ -22,7 +22,8 @@ pub struct TotpEnrolment {
 #[derive(Debug, Clone, Default)]
 pub struct Session {
     pub audience: Option<String>,
-    /// Seconds, at most the tenant's access lifetime (which is the default).
+    /// Seconds: the front's own lifetime, a maximum; never longer than the tenant's access
+    /// lifetime (also the lifetime when absent).
     pub ttl: Option<i64>,
     pub scope: Option<String>,
     /// The front's own claims.

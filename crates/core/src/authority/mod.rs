@@ -77,6 +77,10 @@ pub struct TenantState {
     pub ring: KeyRing,
     pub access_ttl: i64,
     pub refresh_ttl: i64,
+    /// How long a replaced key stays published and verifies, after its successor starts
+    /// signing: the longest access lifetime the tenant has had (no token lives longer: the
+    /// fronts' own lifetimes are capped by the access lifetime).
+    pub key_ttl: i64,
     /// The JWK Set as served, and how many keys it lists. A tenant whose keys change gets a
     /// new state; within one, time only retires keys, so the published sets are nested and
     /// the count says whether the cached document is still the right one.
@@ -261,10 +265,12 @@ impl Authority {
         for r in self.store.key_list(Some(name)).await? {
             keys.push(Arc::new(SigningKey::from_record(&self.master, &r)?));
         }
+        let access_ttl = t.access_ttl.unwrap_or(self.settings.access_ttl);
         let state = TenantState {
             issuer: self.issuer_for(&t),
             ring: KeyRing::new(keys),
-            access_ttl: t.access_ttl.unwrap_or(self.settings.access_ttl),
+            key_ttl: access_ttl.max(t.longest_access_ttl.unwrap_or(0)),
+            access_ttl,
             refresh_ttl: t.refresh_ttl.unwrap_or(self.settings.refresh_ttl),
             tenant: t,
             jwks: RwLock::default(),

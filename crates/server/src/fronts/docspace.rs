@@ -19,7 +19,7 @@ use tessera_core::token::Provenance;
 use tessera_core::{Error, ErrorKind};
 
 const PATH: &str = "/api/2.0/security/oauth2/token";
-/// DocSpace's identity tokens live five minutes.
+/// DocSpace's identity tokens live five minutes, or the tenant's access lifetime if shorter.
 const TOKEN_TTL: i64 = 5 * 60;
 /// The audience of DocSpace's tokens. The real portal writes its root URL (= `iss`); no
 /// client reads it, and a value of its own keeps these tokens out of the other fronts.

@@ -18,7 +18,7 @@ use tessera_core::secret::Secret;
 use tessera_core::token::Invalid;
 use tessera_core::{Error, ErrorKind};
 
-/// SFTPGo's token lifetime: 20 minutes.
+/// SFTPGo's token lifetime: 20 minutes, or the tenant's access lifetime if shorter (the core caps it).
 const TOKEN_TTL: i64 = 20 * 60;
 const ADMIN_AUDIENCE: &str = "API";
 const USER_AUDIENCE: &str = "APIUser";

@@ -186,6 +186,24 @@ struct NewToken {
     refresh_token: Option<String>,
 }
 
+/// The calling client as Tapis sends it: `Authorization: Basic` (the real service's way), or
+/// `client_id` with `client_key` in the body (the crate's `NewToken`), or a `client_id`
+/// alone, which only a public client may send (the core decides).
+fn tapis_client_auth(headers: &HeaderMap, id: Option<String>, key: Option<String>) -> Result<ClientAuth, Error> {
+    let id = id.filter(|s| !s.is_empty());
+    let key = key.filter(|s| !s.is_empty());
+    Ok(match (basic_credentials(headers)?, id, key) {
+        (Some((basic_id, _)), Some(body_id), _) if body_id != basic_id => {
+            return Err(Error::invalid_request("client_id in the body differs from the authenticated client"));
+        }
+        (Some((id, secret)), _, _) => ClientAuth::Basic { client_id: id, secret },
+        (None, Some(id), Some(key)) => ClientAuth::Post { client_id: id, secret: Secret::new(key) },
+        (None, Some(id), None) => ClientAuth::None { client_id: id },
+        (None, None, Some(_)) => return Err(Error::invalid_request("client_key given without client_id")),
+        (None, None, None) => ClientAuth::Absent,
+    })
+}
+
 fn need(v: Option<String>, name: &str) -> Result<String, Error> {
     v.filter(|s| !s.is_empty()).ok_or_else(|| Error::invalid_request(format!("missing the required {name} parameter")))
 }
@@ -223,13 +241,7 @@ async fn tokens_post(
 ) -> TapisResult {
     let nt: NewToken = body(&headers, &bytes)?;
     let grant_type = need(nt.grant_type, "grant_type")?;
-    let auth = match (basic_credentials(&headers)?, nt.client_id, nt.client_key) {
-        (Some((id, secret)), _, _) => ClientAuth::Basic { client_id: id, secret },
-        (None, Some(id), Some(key)) => ClientAuth::Post { client_id: id, secret: Secret::new(key) },
-        (None, Some(id), None) if grant_type == "device_code" => ClientAuth::Identified { client_id: id },
-        (None, Some(id), None) => ClientAuth::None { client_id: id },
-        (None, None, _) => ClientAuth::Absent,
-    };
+    let auth = tapis_client_auth(&headers, nt.client_id, nt.client_key)?;
     let grant = match grant_type.as_str() {
         "password" => {
             let username = need(nt.username, "username")?;
@@ -285,9 +297,12 @@ async fn revoke_post(
     Ok(envelope(StatusCode::OK, &message, json!("")))
 }
 
+/// The crate sends `client_id` only (a public client); a confidential client adds its key,
+/// in `client_key` or as `Authorization: Basic`.
 #[derive(Deserialize)]
 struct DeviceCodeBody {
     client_id: Option<String>,
+    client_key: Option<String>,
 }
 
 async fn device_code_post(
@@ -297,8 +312,10 @@ async fn device_code_post(
     TapisBody(bytes): TapisBody,
 ) -> TapisResult {
     let b: DeviceCodeBody = body(&headers, &bytes)?;
-    let client_id = need(b.client_id, "client_id")?;
-    let auth = ClientAuth::Identified { client_id };
+    let auth = match tapis_client_auth(&headers, b.client_id, b.client_key)? {
+        ClientAuth::Absent => return Err(Error::invalid_request("missing the required client_id parameter").into()),
+        auth => auth,
+    };
     let d = state.auth.device_authorize(&tenant, &auth, None, ClaimSet::Tapis).await?;
     let uri = crate::oauth::device_verification_uri(&state, &tenant);
     let result = json!({
@@ -430,12 +447,12 @@ async fn clients_create_post(
         &name,
         vec![GrantType::Password, GrantType::RefreshToken, GrantType::DeviceCode, GrantType::AuthorizationCode],
     );
-    spec.owner = Some(me.username.clone());
     spec.client_id = b.client_id.filter(|s| !s.is_empty());
     spec.secret = b.client_key.filter(|s| !s.is_empty()).map(Secret::new);
     spec.callback_url = b.callback_url.filter(|s| !s.is_empty());
     spec.description = b.description;
-    let (client, key) = state.auth.create_client(spec).await?;
+    // The core decides whether this user may make (another) client, and owns it to them.
+    let (client, key) = state.auth.create_client_for_user(&me.username, spec).await?;
     Ok(envelope(StatusCode::OK, "Client created successfully.", client_json(&client, key.as_ref())))
 }
 
@@ -576,6 +593,7 @@ async fn config_put(
         access_ttl: b.default_access_token_ttl,
         refresh_ttl: b.default_refresh_token_ttl,
         allowed_grants,
+        max_user_clients: None,
     };
     state.auth.update_tenant_policy(&tenant, policy).await?;
     Ok(envelope(StatusCode::OK, "Tenant config updated successfully.", config_json(&state, &tenant)?))

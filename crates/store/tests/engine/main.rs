@@ -348,8 +348,12 @@ async fn tenant_policy_limits_grants_and_lifetimes(kind: Kind) {
     let env = Env::new(kind, "policy").await;
     let auth = env.engine(settings()).await.unwrap();
     let client = setup(&auth).await;
-    let policy =
-        TenantPolicy { access_ttl: Some(120), refresh_ttl: None, allowed_grants: Some(vec![GrantType::RefreshToken]) };
+    let policy = TenantPolicy {
+        access_ttl: Some(120),
+        refresh_ttl: None,
+        allowed_grants: Some(vec![GrantType::RefreshToken]),
+        ..Default::default()
+    };
     auth.update_tenant_policy("t", policy).await.unwrap();
     let e = auth.token("t", &client, password()).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::UnsupportedGrantType);
