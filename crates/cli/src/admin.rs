@@ -6,6 +6,7 @@ use anyhow::{Result, anyhow, bail};
 use clap::Subcommand;
 use serde_json::json;
 use std::io::BufRead;
+use tessera_core::authority::Actor;
 use tessera_core::authority::{NewClient, TenantPolicy};
 use tessera_core::keys::Alg;
 use tessera_core::principal::{GrantType, Profile, parse_scope};
@@ -72,7 +73,10 @@ pub async fn tenant(config: &Config, cmd: TenantCmd) -> Result<()> {
     let auth = open_admin(config).await?;
     match cmd {
         TenantCmd::Create { name, alg, issuer, access_ttl, refresh_ttl, hosts, json } => {
-            let t = auth.create_tenant(&name, alg, issuer, access_ttl, refresh_ttl, hosts).await.map_err(core_err)?;
+            let t = auth
+                .create_tenant(&Actor::Operator, &name, alg, issuer, access_ttl, refresh_ttl, hosts)
+                .await
+                .map_err(core_err)?;
             let issuer = auth.tenant(&t.name).map_err(core_err)?.issuer.clone();
             if json {
                 print_json(&json!({"name": t.name, "alg": t.alg.as_str(), "issuer": issuer, "hosts": t.hosts}));
@@ -82,7 +86,7 @@ pub async fn tenant(config: &Config, cmd: TenantCmd) -> Result<()> {
         }
         TenantCmd::Policy { name, access_ttl, refresh_ttl, max_user_clients } => {
             let policy = TenantPolicy { access_ttl, refresh_ttl, allowed_grants: None, max_user_clients };
-            let t = auth.update_tenant_policy(&name, policy).await.map_err(core_err)?;
+            let t = auth.update_tenant_policy(&Actor::Operator, &name, policy).await.map_err(core_err)?;
             let ts = auth.tenant(&t.name).map_err(core_err)?;
             println!(
                 "tenant {}: access_ttl {}, refresh_ttl {}, max_user_clients {}",
@@ -93,7 +97,7 @@ pub async fn tenant(config: &Config, cmd: TenantCmd) -> Result<()> {
             );
         }
         TenantCmd::List { json } => {
-            let list = auth.list_tenants().await.map_err(core_err)?;
+            let list = auth.list_tenants(&Actor::Operator).await.map_err(core_err)?;
             if json {
                 let v: Vec<_> = list
                     .iter()
@@ -199,7 +203,7 @@ async fn totp(config: &Config, cmd: TotpCmd) -> Result<()> {
     let auth = open_admin(config).await?;
     match cmd {
         TotpCmd::Enable { tenant, username, json } => {
-            let e = auth.totp_enroll(&tenant, &username).await.map_err(core_err)?;
+            let e = auth.totp_enroll(&Actor::Operator, &tenant, &username).await.map_err(core_err)?;
             if json {
                 print_json(&json!({"otpauth_uri": e.otpauth_uri, "secret": e.secret_base32}));
             } else {
@@ -214,7 +218,7 @@ async fn totp(config: &Config, cmd: TotpCmd) -> Result<()> {
             }
         }
         TotpCmd::Confirm { tenant, username, code, json } => {
-            let codes = auth.totp_confirm(&tenant, &username, &code).await.map_err(core_err)?;
+            let codes = auth.totp_confirm(&Actor::Operator, &tenant, &username, &code).await.map_err(core_err)?;
             if json {
                 print_json(&json!({"recovery_codes": codes}));
             } else {
@@ -227,7 +231,7 @@ async fn totp(config: &Config, cmd: TotpCmd) -> Result<()> {
             }
         }
         TotpCmd::Disable { tenant, username } => {
-            auth.totp_disable(&tenant, &username).await.map_err(core_err)?;
+            auth.totp_disable(&Actor::Operator, &tenant, &username).await.map_err(core_err)?;
             println!("two-factor authentication is off for {username}");
         }
     }
@@ -251,12 +255,15 @@ pub async fn user(config: &Config, cmd: UserCmd) -> Result<()> {
             let password = read_password_line()?;
             let auth = open_admin(config).await?;
             let profile = Profile { email, given_name, last_name };
-            let u = auth.create_user(&tenant, &username, password, role, profile).await.map_err(core_err)?;
+            let u = auth
+                .create_user(&Actor::Operator, &tenant, &username, password, role, profile)
+                .await
+                .map_err(core_err)?;
             println!("created user {} in tenant {}", u.username, u.tenant);
         }
         UserCmd::List { tenant, json } => {
             let auth = open_admin(config).await?;
-            let users = auth.list_users(&tenant).await.map_err(core_err)?;
+            let users = auth.list_users(&Actor::Operator, &tenant).await.map_err(core_err)?;
             if json {
                 let v: Vec<_> = users
                     .iter()
@@ -272,7 +279,7 @@ pub async fn user(config: &Config, cmd: UserCmd) -> Result<()> {
         }
         UserCmd::Disable { tenant, username } => {
             let auth = open_admin(config).await?;
-            auth.set_user_disabled(&tenant, &username, true).await.map_err(core_err)?;
+            auth.set_user_disabled(&Actor::Operator, &tenant, &username, true).await.map_err(core_err)?;
             println!("disabled user {username} in tenant {tenant}");
         }
         UserCmd::Totp(cmd) => totp(config, cmd).await?,
@@ -329,7 +336,7 @@ pub async fn client(config: &Config, cmd: ClientCmd) -> Result<()> {
             let mut spec = NewClient::new(&tenant, &name, grant);
             spec.scopes = parse_scope(&scope).map_err(core_err)?;
             spec.public = public;
-            let (c, secret) = auth.create_client(spec).await.map_err(core_err)?;
+            let (c, secret) = auth.create_client(&Actor::Operator, spec).await.map_err(core_err)?;
             let secret = secret.as_ref().map(|s| s.expose().to_owned());
             if json {
                 print_json(&json!({"client_id": c.client_id, "client_secret": secret}));
@@ -342,7 +349,7 @@ pub async fn client(config: &Config, cmd: ClientCmd) -> Result<()> {
             }
         }
         ClientCmd::List { tenant, json } => {
-            let list = auth.list_clients(&tenant).await.map_err(core_err)?;
+            let list = auth.list_clients(&Actor::Operator, &tenant).await.map_err(core_err)?;
             if json {
                 let v: Vec<_> = list
                     .iter()
@@ -361,7 +368,7 @@ pub async fn client(config: &Config, cmd: ClientCmd) -> Result<()> {
             }
         }
         ClientCmd::Delete { tenant, client_id } => {
-            auth.delete_client(&tenant, &client_id).await.map_err(core_err)?;
+            auth.delete_client(&Actor::Operator, &tenant, &client_id).await.map_err(core_err)?;
             println!("deleted client {client_id}");
         }
     }
@@ -390,7 +397,7 @@ pub async fn key(config: &Config, cmd: KeyCmd) -> Result<()> {
     let auth = open_admin(config).await?;
     match cmd {
         KeyCmd::Rotate { tenant, json } => {
-            let k = auth.rotate_key(&tenant).await.map_err(core_err)?;
+            let k = auth.rotate_key(&Actor::Operator, &tenant).await.map_err(core_err)?;
             if json {
                 print_json(&serde_json::to_value(&k)?);
             } else {
@@ -398,7 +405,7 @@ pub async fn key(config: &Config, cmd: KeyCmd) -> Result<()> {
             }
         }
         KeyCmd::List { tenant, json } => {
-            let keys = auth.list_keys(&tenant).map_err(core_err)?;
+            let keys = auth.list_keys(&Actor::Operator, &tenant).await.map_err(core_err)?;
             if json {
                 print_json(&serde_json::to_value(&keys)?);
             } else {
@@ -524,7 +531,10 @@ pub async fn apikey(config: &Config, cmd: ApiKeyCmd) -> Result<()> {
     match cmd {
         ApiKeyCmd::Create { tenant, username, name, expires, scope, json } => {
             let scopes = parse_scope(&scope).map_err(core_err)?;
-            let (k, key) = auth.create_api_key(&tenant, &username, &name, expires, scopes).await.map_err(core_err)?;
+            let (k, key) = auth
+                .create_api_key(&Actor::Operator, &tenant, &username, &name, expires, scopes)
+                .await
+                .map_err(core_err)?;
             if json {
                 print_json(&json!({"id": k.id, "key": key.expose(), "expires_at": k.expires_at}));
             } else {
@@ -533,7 +543,7 @@ pub async fn apikey(config: &Config, cmd: ApiKeyCmd) -> Result<()> {
             }
         }
         ApiKeyCmd::List { tenant, username, json } => {
-            let keys = auth.list_api_keys(&tenant, username.as_deref()).await.map_err(core_err)?;
+            let keys = auth.list_api_keys(&Actor::Operator, &tenant, username.as_deref()).await.map_err(core_err)?;
             if json {
                 let v: Vec<_> = keys
                     .iter()
@@ -553,7 +563,7 @@ pub async fn apikey(config: &Config, cmd: ApiKeyCmd) -> Result<()> {
             }
         }
         ApiKeyCmd::Revoke { tenant, id } => {
-            auth.revoke_api_key(&tenant, &id).await.map_err(core_err)?;
+            auth.revoke_api_key(&Actor::Operator, &tenant, &id).await.map_err(core_err)?;
             println!("revoked API key {id}");
         }
     }

@@ -143,7 +143,7 @@ async fn a_disabled_users_tokens_mint_nothing() {
     let body = json!({"access_token": tapis}).to_string();
     let headers = [("x-tapis-token", tapis.as_str()), ("content-type", "application/json")];
     let r = s.call("POST", "/v3/oauth2/v2/token", &headers, Some(&body)).await;
-    assert_eq!(r.status, 400, "Tapis v2 token of a disabled user: {}", r.text);
+    assert_eq!(r.status, 401, "Tapis v2 token of a disabled user: {}", r.text);
     let r = ica(&s, &[("authorization", &bearer(&standard))]).await;
     assert_eq!(r.status, 401, "ICA from a disabled user's token: {}", r.text);
     let r = docspace(&s, &[("authorization", &bearer(&standard))]).await;

@@ -1,5 +1,6 @@
 //! Administration: tenants and their policy, signing keys, users, clients.
 
+use super::access::{Action, Actor};
 use super::{Authority, DEFAULT_TENANT, KeyInfo, TenantState, lock_poisoned};
 use crate::error::{Error, Result};
 use crate::keys::{Alg, KeyStatus, SigningKey};
@@ -86,7 +87,7 @@ impl Authority {
         if !self.store.tenant_list().await?.is_empty() {
             return Ok(None);
         }
-        match self.create_tenant(DEFAULT_TENANT, Alg::EdDSA, None, None, None, vec![]).await {
+        match self.create_tenant(&Actor::Operator, DEFAULT_TENANT, Alg::EdDSA, None, None, None, vec![]).await {
             Ok(_) => {}
             // Another node bootstrapped the same database a moment ago: take its state.
             Err(e) if e.kind == crate::ErrorKind::Conflict => {
@@ -96,14 +97,18 @@ impl Authority {
             Err(e) => return Err(e),
         }
         let password = Secret::new(secret::random_b64(self.rng.as_ref(), 18));
-        self.create_user(DEFAULT_TENANT, "admin", password.clone(), vec!["admin".into()], Profile::default()).await?;
+        let admin = vec!["admin".into()];
+        self.create_user(&Actor::Operator, DEFAULT_TENANT, "admin", password.clone(), admin, Profile::default())
+            .await?;
         Ok(Some(password))
     }
 
     // ----- tenants and keys -------------------------------------------------------------
 
+    #[allow(clippy::too_many_arguments)]
     pub async fn create_tenant(
         &self,
+        actor: &Actor<'_>,
         name: &str,
         alg: Alg,
         issuer: Option<String>,
@@ -111,6 +116,7 @@ impl Authority {
         refresh_ttl: Option<i64>,
         hosts: Vec<String>,
     ) -> Result<Tenant> {
+        self.authorize(actor, name, Action::ManageTenants).await?;
         validate_tenant_name(name)?;
         check_url("issuer", &issuer)?;
         check_ttl(access_ttl)?;
@@ -143,7 +149,8 @@ impl Authority {
         Ok(t)
     }
 
-    pub async fn list_tenants(&self) -> Result<Vec<(Tenant, String)>> {
+    pub async fn list_tenants(&self, actor: &Actor<'_>) -> Result<Vec<(Tenant, String)>> {
+        self.authorize(actor, DEFAULT_TENANT, Action::ManageTenants).await?;
         Ok(self
             .store
             .tenant_list()
@@ -156,9 +163,16 @@ impl Authority {
             .collect())
     }
 
+    /// A tenant's settings, for an actor who may read them.
+    pub async fn tenant_settings(&self, actor: &Actor<'_>, tenant: &str) -> Result<Arc<TenantState>> {
+        self.authorize(actor, tenant, Action::ReadTenant).await?;
+        self.tenant(tenant)
+    }
+
     /// Change a tenant's token lifetimes, allowed grants and client policy. The longest
     /// access lifetime the tenant has had is kept, for key retirement ([`TenantState::key_ttl`]).
-    pub async fn update_tenant_policy(&self, tenant: &str, policy: TenantPolicy) -> Result<Tenant> {
+    pub async fn update_tenant_policy(&self, actor: &Actor<'_>, tenant: &str, policy: TenantPolicy) -> Result<Tenant> {
+        self.authorize(actor, tenant, Action::ConfigureTenant).await?;
         let ts = self.tenant(tenant)?;
         let mut t = ts.tenant.clone();
         check_ttl(policy.access_ttl)?;
@@ -187,7 +201,8 @@ impl Authority {
 
     /// Add a new signing key; it is published at once and signs after the
     /// pre-publication delay.
-    pub async fn rotate_key(&self, tenant: &str) -> Result<KeyInfo> {
+    pub async fn rotate_key(&self, actor: &Actor<'_>, tenant: &str) -> Result<KeyInfo> {
+        self.authorize(actor, tenant, Action::ConfigureTenant).await?;
         let ts = self.tenant(tenant)?;
         let now = self.now();
         let activates = now + self.settings.key_prepublish;
@@ -204,7 +219,8 @@ impl Authority {
         })
     }
 
-    pub fn list_keys(&self, tenant: &str) -> Result<Vec<KeyInfo>> {
+    pub async fn list_keys(&self, actor: &Actor<'_>, tenant: &str) -> Result<Vec<KeyInfo>> {
+        self.authorize(actor, tenant, Action::ReadTenant).await?;
         let ts = self.tenant(tenant)?;
         let now = self.now();
         Ok(ts
@@ -250,12 +266,14 @@ impl Authority {
 
     pub async fn create_user(
         &self,
+        actor: &Actor<'_>,
         tenant: &str,
         username: &str,
         password: Secret,
         roles: Vec<String>,
         profile: Profile,
     ) -> Result<User> {
+        self.authorize(actor, tenant, Action::ManageUsers).await?;
         self.tenant(tenant)?;
         validate_username(username)?;
         secret::check_password_policy(password.expose())?;
@@ -277,7 +295,14 @@ impl Authority {
         Ok(user)
     }
 
-    pub async fn get_user(&self, tenant: &str, username: &str) -> Result<User> {
+    /// A user's record, for an actor who may read users.
+    pub async fn get_user(&self, actor: &Actor<'_>, tenant: &str, username: &str) -> Result<User> {
+        self.authorize(actor, tenant, Action::ReadUsers).await?;
+        self.user_named(tenant, username).await
+    }
+
+    /// A user of the tenant, or `not_found` (no access decision: for the engine itself).
+    pub(super) async fn user_named(&self, tenant: &str, username: &str) -> Result<User> {
         self.tenant(tenant)?;
         self.store
             .user_get(tenant, username)
@@ -285,12 +310,20 @@ impl Authority {
             .ok_or_else(|| Error::not_found(format!("user `{username}` not found")))
     }
 
-    pub async fn list_users(&self, tenant: &str) -> Result<Vec<User>> {
+    pub async fn list_users(&self, actor: &Actor<'_>, tenant: &str) -> Result<Vec<User>> {
+        self.authorize(actor, tenant, Action::ReadUsers).await?;
         self.tenant(tenant)?;
         Ok(self.store.user_list(tenant).await?)
     }
 
-    pub async fn set_user_disabled(&self, tenant: &str, username: &str, disabled: bool) -> Result<()> {
+    pub async fn set_user_disabled(
+        &self,
+        actor: &Actor<'_>,
+        tenant: &str,
+        username: &str,
+        disabled: bool,
+    ) -> Result<()> {
+        self.authorize(actor, tenant, Action::ManageUsers).await?;
         self.tenant(tenant)?;
         if self.store.user_set_disabled(tenant, username, disabled).await? {
             Ok(())
@@ -301,8 +334,15 @@ impl Authority {
 
     // ----- clients ----------------------------------------------------------------------
 
-    /// Register a client. A confidential client gets a secret, returned once.
-    pub async fn create_client(&self, spec: NewClient) -> Result<(Client, Option<Secret>)> {
+    /// Register a client. A confidential client gets a secret, returned once. A user who
+    /// asks (through a front's client API) owns it; a tenant administrator may always, another
+    /// user only while they own fewer clients than the tenant allows
+    /// ([`Tenant::max_user_clients`], default none).
+    pub async fn create_client(&self, actor: &Actor<'_>, mut spec: NewClient) -> Result<(Client, Option<Secret>)> {
+        self.authorize(actor, &spec.tenant, Action::CreateClient).await?;
+        if let Actor::User(u) = actor {
+            spec.owner = Some(u.username.clone());
+        }
         let tenant = spec.tenant.as_str();
         self.tenant(tenant)?;
         if spec.name.trim().is_empty() || spec.name.len() > 200 {
@@ -358,64 +398,43 @@ impl Authority {
         Ok((client, secret))
     }
 
-    /// Register a client for `username`, who asks through a front's client API and owns it.
-    /// A tenant administrator may always; another user only while they own fewer clients than
-    /// the tenant allows ([`Tenant::max_user_clients`], default none): `forbidden` otherwise.
-    pub async fn create_client_for_user(
-        &self,
-        username: &str,
-        mut spec: NewClient,
-    ) -> Result<(Client, Option<Secret>)> {
-        let tenant = spec.tenant.clone();
-        // From the store, not the cache: a policy just changed on another node counts at once.
-        let t = self
-            .store
-            .tenant_get(&tenant)
-            .await?
-            .ok_or_else(|| Error::not_found(format!("tenant `{tenant}` not found")))?;
-        let user = self.get_user(&tenant, username).await?;
-        if user.disabled {
-            return Err(Error::forbidden(format!("user `{username}` is disabled")));
-        }
-        if !user.is_admin() {
-            let limit = t.max_user_clients.unwrap_or(crate::tenant::DEFAULT_MAX_USER_CLIENTS);
-            let owned =
-                self.store.client_list(&tenant).await?.iter().filter(|c| c.owner.as_deref() == Some(username)).count();
-            if i64::try_from(owned).unwrap_or(i64::MAX) >= limit {
-                return Err(Error::forbidden(if limit == 0 {
-                    "only tenant administrators may create clients here".to_owned()
-                } else {
-                    format!("a user may own at most {limit} clients in this tenant")
-                }));
+    /// The clients `actor` may manage: all of them for an administrator, a user's own else.
+    pub async fn list_clients(&self, actor: &Actor<'_>, tenant: &str) -> Result<Vec<Client>> {
+        self.tenant(tenant)?;
+        let mut mine = Vec::new();
+        for c in self.store.client_list(tenant).await? {
+            match self.authorize(actor, tenant, Action::ManageClient(&c)).await {
+                Ok(()) => mine.push(c),
+                Err(e) if e.kind == crate::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
             }
         }
-        spec.owner = Some(user.username);
-        self.create_client(spec).await
+        Ok(mine)
     }
 
-    pub async fn list_clients(&self, tenant: &str) -> Result<Vec<Client>> {
+    /// A client `actor` may manage; someone else's is `not_found`, like a missing one.
+    pub async fn get_client(&self, actor: &Actor<'_>, tenant: &str, client_id: &str) -> Result<Client> {
         self.tenant(tenant)?;
-        Ok(self.store.client_list(tenant).await?)
-    }
-
-    pub async fn get_client(&self, tenant: &str, client_id: &str) -> Result<Client> {
-        self.tenant(tenant)?;
-        self.store
+        let c = self
+            .store
             .client_get(tenant, client_id)
             .await?
-            .ok_or_else(|| Error::not_found(format!("client `{client_id}` not found")))
+            .ok_or_else(|| Error::not_found(format!("client `{client_id}` not found")))?;
+        self.authorize(actor, tenant, Action::ManageClient(&c)).await?;
+        Ok(c)
     }
 
     /// Change a client's display name, callback URL or description (`None`: unchanged).
     pub async fn update_client(
         &self,
+        actor: &Actor<'_>,
         tenant: &str,
         client_id: &str,
         name: Option<String>,
         callback_url: Option<String>,
         description: Option<String>,
     ) -> Result<Client> {
-        let mut c = self.get_client(tenant, client_id).await?;
+        let mut c = self.get_client(actor, tenant, client_id).await?;
         if let Some(n) = name {
             if n.trim().is_empty() || n.len() > 200 {
                 return Err(Error::invalid_request("client name must be 1-200 characters"));
@@ -438,8 +457,8 @@ impl Authority {
     }
 
     /// Delete a client (its refresh families die with it); returns what was deleted.
-    pub async fn delete_client(&self, tenant: &str, client_id: &str) -> Result<Client> {
-        let c = self.get_client(tenant, client_id).await?;
+    pub async fn delete_client(&self, actor: &Actor<'_>, tenant: &str, client_id: &str) -> Result<Client> {
+        let c = self.get_client(actor, tenant, client_id).await?;
         let found = self.store.client_delete(tenant, client_id, self.now()).await?;
         self.forget_client(tenant, client_id)?;
         if found {

@@ -1,5 +1,6 @@
 //! Two-factor authentication (TOTP, recovery codes) and API keys.
 
+use super::access::{Action, Actor};
 use super::{Audience, Authority, Mint};
 use crate::error::{Error, ErrorKind, Result};
 use crate::grant::IssuedTokens;
@@ -41,8 +42,9 @@ impl Authority {
     // ----- TOTP ---------------------------------------------------------------------------
 
     /// Start enrolment: a new secret, stored sealed but not yet enforced.
-    pub async fn totp_enroll(&self, tenant: &str, username: &str) -> Result<TotpEnrolment> {
-        let user = self.get_user(tenant, username).await?;
+    pub async fn totp_enroll(&self, actor: &Actor<'_>, tenant: &str, username: &str) -> Result<TotpEnrolment> {
+        self.authorize(actor, tenant, Action::ManageCredentials { username }).await?;
+        let user = self.user_named(tenant, username).await?;
         if user.totp.enabled {
             return Err(Error::conflict("two-factor authentication is already enabled; disable it first"));
         }
@@ -56,8 +58,15 @@ impl Authority {
 
     /// Confirm enrolment with a first code; from now on the code is required. Returns the
     /// ten recovery codes, shown once.
-    pub async fn totp_confirm(&self, tenant: &str, username: &str, code: &str) -> Result<Vec<String>> {
-        let user = self.get_user(tenant, username).await?;
+    pub async fn totp_confirm(
+        &self,
+        actor: &Actor<'_>,
+        tenant: &str,
+        username: &str,
+        code: &str,
+    ) -> Result<Vec<String>> {
+        self.authorize(actor, tenant, Action::ManageCredentials { username }).await?;
+        let user = self.user_named(tenant, username).await?;
         if user.totp.enabled {
             return Err(Error::conflict("two-factor authentication is already enabled"));
         }
@@ -74,8 +83,9 @@ impl Authority {
     }
 
     /// Turn two-factor authentication off and forget the secret and recovery codes.
-    pub async fn totp_disable(&self, tenant: &str, username: &str) -> Result<()> {
-        self.get_user(tenant, username).await?;
+    pub async fn totp_disable(&self, actor: &Actor<'_>, tenant: &str, username: &str) -> Result<()> {
+        self.authorize(actor, tenant, Action::ManageCredentials { username }).await?;
+        self.user_named(tenant, username).await?;
         self.store.user_totp_set(tenant, username, None, false).await?;
         self.store.recovery_codes_set(tenant, username, &[]).await?;
         Ok(())
@@ -148,13 +158,15 @@ impl Authority {
     /// A new API key for a user, shown once (`tsk_...`).
     pub async fn create_api_key(
         &self,
+        actor: &Actor<'_>,
         tenant: &str,
         username: &str,
         name: &str,
         expires_in: Option<i64>,
         scopes: Vec<String>,
     ) -> Result<(ApiKey, Secret)> {
-        let user = self.get_user(tenant, username).await?;
+        self.authorize(actor, tenant, Action::ManageCredentials { username }).await?;
+        let user = self.user_named(tenant, username).await?;
         if user.disabled {
             return Err(Error::invalid_request(format!("user `{username}` is disabled")));
         }
@@ -179,14 +191,21 @@ impl Authority {
         Ok((record, key))
     }
 
-    pub async fn list_api_keys(&self, tenant: &str, username: Option<&str>) -> Result<Vec<ApiKey>> {
+    /// API keys of one user, or (for administrators) of every user.
+    pub async fn list_api_keys(&self, actor: &Actor<'_>, tenant: &str, username: Option<&str>) -> Result<Vec<ApiKey>> {
+        let action = username.map_or(Action::ManageUsers, |username| Action::ManageCredentials { username });
+        self.authorize(actor, tenant, action).await?;
         self.tenant(tenant)?;
         Ok(self.store.api_key_list(tenant, username).await?)
     }
 
     /// Revoke an API key, and every token minted from it (or from those).
-    pub async fn revoke_api_key(&self, tenant: &str, id: &str) -> Result<()> {
+    pub async fn revoke_api_key(&self, actor: &Actor<'_>, tenant: &str, id: &str) -> Result<()> {
         let ts = self.tenant(tenant)?;
+        let missing = || Error::not_found(format!("no live API key `{id}` in tenant `{tenant}`"));
+        let keys = self.store.api_key_list(tenant, None).await?;
+        let key = keys.iter().find(|k| k.id == id).ok_or_else(missing)?;
+        self.authorize(actor, tenant, Action::ManageCredentials { username: &key.username }).await?;
         if self.store.api_key_revoke(tenant, id, self.now()).await? {
             self.end_api_key(&ts, id).await
         } else {

@@ -4,11 +4,13 @@
 //! Split by concern: `admin` (tenants, keys, users, clients), `grants` (the token endpoint
 //! and the device flow), `inspect` (verification, introspection, revocation).
 
+mod access;
 mod admin;
 mod grants;
 mod inspect;
 mod mfa;
 
+pub use access::{Action, Actor, Caller};
 pub use admin::{NewClient, TenantPolicy};
 pub use mfa::{Session, TotpEnrolment};
 

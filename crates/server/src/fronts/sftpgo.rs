@@ -13,7 +13,7 @@ use axum::routing::get;
 use serde::Serialize;
 use serde_json::{Map, json};
 use std::net::IpAddr;
-use tessera_core::authority::{Audience, Session};
+use tessera_core::authority::{Action, Actor, Audience, Session};
 use tessera_core::secret::Secret;
 use tessera_core::token::Invalid;
 use tessera_core::{Error, ErrorKind};
@@ -92,8 +92,9 @@ async fn token(state: &AppState, tenant: &str, origin: Option<IpAddr>, headers: 
         Ok(u) => u,
         Err(e) => return failure(e),
     };
-    if admin && !user.is_admin() {
-        // Admins and users are separate accounts in SFTPGo: a user is no admin at all.
+    // Admins and users are separate accounts in SFTPGo: to an admin sign-in, a user who may
+    // not administer the tenant is no account at all.
+    if admin && state.auth.authorize(&Actor::User(&user), tenant, Action::Administer).await.is_err() {
         return unauthorized(Some("invalid credentials"));
     }
     let mut extra = Map::new();

@@ -12,15 +12,14 @@ use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use tessera_core::authority::{Audience, NewClient, TenantPolicy};
+use tessera_core::authority::{Audience, Caller, NewClient, TenantPolicy};
 use tessera_core::grant::{ClientAuth, Grant, IssuedTokens, TokenRequest};
 use tessera_core::principal::{Client, GrantType, User};
 use tessera_core::secret::Secret;
-use tessera_core::token::{AccessClaims, ClaimSet};
+use tessera_core::token::ClaimSet;
 use tessera_core::{Error, ErrorKind};
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -48,17 +47,126 @@ pub fn routes() -> Router<AppState> {
         })
 }
 
-// ----- the envelope ------------------------------------------------------------------------
+// ----- the envelope and the answers -------------------------------------------------------
 
-fn envelope(status: StatusCode, message: &str, result: Value) -> Response {
-    let body = json!({
-        "result": result,
-        "status": "success",
-        "message": message,
-        "version": VERSION,
-        "metadata": {},
-    });
+/// Every Tapis answer: `result` in the envelope (`status` is `success`, or `error` with a
+/// null `result` on 4xx/5xx).
+#[derive(Debug, Serialize)]
+pub struct Envelope<'a, T> {
+    pub result: T,
+    pub status: &'static str,
+    pub message: &'a str,
+    pub version: &'static str,
+    pub metadata: Metadata,
+}
+
+/// Always `{}`.
+#[derive(Debug, Default, Serialize)]
+pub struct Metadata {}
+
+fn envelope<T: Serialize>(status: StatusCode, message: &str, result: T) -> Response {
+    let body = Envelope { result, status: "success", message, version: VERSION, metadata: Metadata {} };
     (status, axum::Json(body)).into_response()
+}
+
+/// `TokenResponse`.
+#[derive(Debug, Serialize)]
+pub struct TokenResponse<'a> {
+    pub access_token: AccessTokenPart<'a>,
+    pub refresh_token: Option<RefreshTokenPart<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AccessTokenPart<'a> {
+    pub access_token: &'a str,
+    pub expires_in: i64,
+    pub expires_at: String,
+    pub jti: &'a str,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RefreshTokenPart<'a> {
+    pub refresh_token: &'a str,
+    pub expires_in: i64,
+    pub expires_at: String,
+    pub jti: String,
+}
+
+/// `DeviceCodeResponse`: `expires_in` is an RFC 3339 time with offset (the crate's type).
+#[derive(Debug, Serialize)]
+pub struct DeviceCodeResponse<'a> {
+    pub device_code: &'a str,
+    pub user_code: &'a str,
+    pub client_id: &'a str,
+    pub verification_uri: String,
+    pub expires_in: String,
+}
+
+/// `V2TokenResponse`.
+#[derive(Debug, Serialize)]
+pub struct V2TokenResponse<'a> {
+    pub access_token: &'a str,
+    pub expires_in: i64,
+    pub refresh_token: Option<&'a str>,
+}
+
+/// `Profile`.
+#[derive(Debug, Serialize)]
+pub struct Profile<'a> {
+    pub username: &'a str,
+    pub given_name: Option<&'a str>,
+    pub last_name: Option<&'a str>,
+    pub email: Option<&'a str>,
+    pub create_time: String,
+    pub dn: Option<&'a str>,
+    pub phone: Option<&'a str>,
+    pub mobile_phone: Option<&'a str>,
+    pub uid: Option<&'a str>,
+}
+
+/// `Client`; `client_key` only in the answer that creates it.
+#[derive(Debug, Serialize)]
+pub struct ClientAnswer<'a> {
+    pub client_id: &'a str,
+    pub client_key: Option<&'a str>,
+    pub owner: Option<&'a str>,
+    pub tenant_id: &'a str,
+    pub callback_url: Option<&'a str>,
+    pub create_time: String,
+    pub last_update_time: String,
+    pub display_name: &'a str,
+    pub description: Option<&'a str>,
+    pub active: bool,
+}
+
+/// `TenantConfig` (lifetimes as i32, which the crate's model is).
+#[derive(Debug, Serialize)]
+pub struct TenantConfig {
+    pub allowable_grant_types: Vec<&'static str>,
+    pub use_ldap: bool,
+    pub use_token_webapp: bool,
+    pub mfa_config: Metadata,
+    pub default_access_token_ttl: i64,
+    pub default_refresh_token_ttl: i64,
+    pub max_access_token_ttl: i64,
+    pub max_refresh_token_ttl: i64,
+    pub custom_idp_configuration: Metadata,
+    pub token_url: String,
+    pub impers_oauth_client_id: Option<String>,
+    pub impers_oauth_client_secret: Option<String>,
+    pub impersadmin_username: Option<String>,
+    pub impersadmin_password: Option<String>,
+}
+
+/// `OAuth2Metadata`.
+#[derive(Debug, Serialize)]
+pub struct OAuth2Metadata<'a> {
+    pub issuer: &'a str,
+    pub authorization_endpoint: Option<&'a str>,
+    pub token_endpoint: String,
+    pub jwks_uri: String,
+    pub registration_endpoint: String,
+    pub grant_types_supported: &'static [&'static str],
 }
 
 pub struct TapisError(pub Error);
@@ -85,13 +193,8 @@ impl IntoResponse for TapisError {
         if kind == ErrorKind::Internal {
             tracing::error!(%description, "internal error");
         }
-        let body = json!({
-            "result": null,
-            "status": "error",
-            "message": format!("{}: {description}", kind.code()),
-            "version": VERSION,
-            "metadata": {},
-        });
+        let message = format!("{}: {description}", kind.code());
+        let body = Envelope { result: (), status: "error", message: &message, version: VERSION, metadata: Metadata {} };
         let mut res = (status, axum::Json(body)).into_response();
         if let Some(v) = retry {
             res.headers_mut().insert(header::RETRY_AFTER, v);
@@ -146,17 +249,9 @@ fn tapis_token(headers: &HeaderMap) -> Result<&str, Error> {
         .ok_or_else(|| Error::invalid_token("the X-Tapis-Token header is required"))
 }
 
-/// The caller named by `X-Tapis-Token`.
-fn caller(state: &AppState, tenant: &str, headers: &HeaderMap) -> Result<std::sync::Arc<AccessClaims>, Error> {
-    state.auth.bearer(tenant, tapis_token(headers)?, ACCEPTS)
-}
-
-/// The user behind the caller's token (machine tokens cannot use user APIs).
-async fn caller_user(state: &AppState, tenant: &str, headers: &HeaderMap) -> Result<User, Error> {
-    if caller(state, tenant, headers)?.user().is_none() {
-        return Err(Error::forbidden("this API needs a user's token"));
-    }
-    Ok(state.auth.bearer_user(tenant, tapis_token(headers)?, ACCEPTS).await?.0)
+/// Who calls, by `X-Tapis-Token`: an active user of the tenant, or a client.
+async fn caller(state: &AppState, tenant: &str, headers: &HeaderMap) -> Result<Caller, Error> {
+    state.auth.bearer_caller(tenant, tapis_token(headers)?, ACCEPTS).await
 }
 
 #[derive(Deserialize, Default)]
@@ -208,28 +303,23 @@ fn need(v: Option<String>, name: &str) -> Result<String, Error> {
     v.filter(|s| !s.is_empty()).ok_or_else(|| Error::invalid_request(format!("missing the required {name} parameter")))
 }
 
-fn token_result(t: &IssuedTokens) -> Value {
+fn token_result(t: &IssuedTokens) -> TokenResponse<'_> {
     let refresh = t.refresh_token.as_ref().map(|rt| {
         let ttl = t.refresh_expires_in.unwrap_or(0);
         // Refresh tokens are opaque: their id is derived from the stored hash, which names
         // the token without revealing it.
         let jti: String = tessera_core::secret::sha256_b64(rt.expose()).chars().take(22).collect();
-        json!({
-            "refresh_token": rt.expose(),
-            "expires_in": ttl,
-            "expires_at": rfc3339(t.issued_at + ttl),
-            "jti": jti,
-        })
+        RefreshTokenPart { refresh_token: rt.expose(), expires_in: ttl, expires_at: rfc3339(t.issued_at + ttl), jti }
     });
-    json!({
-        "access_token": {
-            "access_token": t.access_token,
-            "expires_in": t.expires_in,
-            "expires_at": rfc3339(t.expires_at),
-            "jti": t.jti,
+    TokenResponse {
+        access_token: AccessTokenPart {
+            access_token: &t.access_token,
+            expires_in: t.expires_in,
+            expires_at: rfc3339(t.expires_at),
+            jti: &t.jti,
         },
-        "refresh_token": refresh,
-    })
+        refresh_token: refresh,
+    }
 }
 
 async fn tokens_post(
@@ -294,7 +384,7 @@ async fn revoke_post(
         Some(id) => format!("Token {id} has been revoked."),
         None => "Token has been revoked.".to_owned(),
     };
-    Ok(envelope(StatusCode::OK, &message, json!("")))
+    Ok(envelope(StatusCode::OK, &message, ""))
 }
 
 /// The crate sends `client_id` only (a public client); a confidential client adds its key,
@@ -318,14 +408,14 @@ async fn device_code_post(
     };
     let d = state.auth.device_authorize(&tenant, &auth, None, ClaimSet::Tapis).await?;
     let uri = crate::oauth::device_verification_uri(&state, &tenant);
-    let result = json!({
-        "device_code": d.device_code.expose(),
-        "user_code": d.user_code,
-        "client_id": d.client_id,
-        "verification_uri": uri,
+    let result = DeviceCodeResponse {
+        device_code: d.device_code.expose(),
+        user_code: &d.user_code,
+        client_id: &d.client_id,
+        verification_uri: uri,
         // The crate parses this as an RFC 3339 timestamp with offset (CONTRACTS.md 4).
-        "expires_in": rfc3339(d.expires_at),
-    });
+        expires_in: rfc3339(d.expires_at),
+    };
     Ok(envelope(StatusCode::OK, "Device code generated successfully.", result))
 }
 
@@ -340,28 +430,29 @@ async fn v2_token_post(
     headers: HeaderMap,
     TapisBody(bytes): TapisBody,
 ) -> TapisResult {
-    let me = caller(&state, &tenant, &headers)?;
+    let me = caller(&state, &tenant, &headers).await?;
     let b: V2Body = body(&headers, &bytes)?;
     let subject = need(b.access_token, "access_token")?;
-    let issued = state.auth.exchange_for_legacy(&tenant, &me, &subject).await?;
-    let result = json!({"access_token": issued.access_token, "expires_in": issued.expires_in, "refresh_token": null});
+    let issued = state.auth.exchange_for_legacy(&tenant, me.claims(), &subject).await?;
+    let result =
+        V2TokenResponse { access_token: &issued.access_token, expires_in: issued.expires_in, refresh_token: None };
     Ok(envelope(StatusCode::OK, "V2 token generated successfully.", result))
 }
 
 // ----- profiles ----------------------------------------------------------------------------
 
-fn profile(u: &User) -> Value {
-    json!({
-        "username": u.username,
-        "given_name": u.profile.given_name,
-        "last_name": u.profile.last_name,
-        "email": u.profile.email,
-        "create_time": rfc3339(u.created_at),
-        "dn": null,
-        "phone": null,
-        "mobile_phone": null,
-        "uid": null,
-    })
+fn profile(u: &User) -> Profile<'_> {
+    Profile {
+        username: &u.username,
+        given_name: u.profile.given_name.as_deref(),
+        last_name: u.profile.last_name.as_deref(),
+        email: u.profile.email.as_deref(),
+        create_time: rfc3339(u.created_at),
+        dn: None,
+        phone: None,
+        mobile_phone: None,
+        uid: None,
+    }
 }
 
 async fn userinfo_get(
@@ -369,8 +460,8 @@ async fn userinfo_get(
     TenantName(tenant): TenantName,
     headers: HeaderMap,
 ) -> TapisResult {
-    let me = caller_user(&state, &tenant, &headers).await?;
-    Ok(envelope(StatusCode::OK, "User profile retrieved successfully.", profile(&me)))
+    let me = caller(&state, &tenant, &headers).await?;
+    Ok(envelope(StatusCode::OK, "User profile retrieved successfully.", profile(me.actor().user()?)))
 }
 
 async fn profile_get(
@@ -379,8 +470,8 @@ async fn profile_get(
     Path(username): Path<String>,
     headers: HeaderMap,
 ) -> TapisResult {
-    caller_user(&state, &tenant, &headers).await?;
-    let u = state.auth.get_user(&tenant, &username).await?;
+    let me = caller(&state, &tenant, &headers).await?;
+    let u = state.auth.get_user(&me.actor(), &tenant, &username).await?;
     Ok(envelope(StatusCode::OK, "User profile retrieved successfully.", profile(&u)))
 }
 
@@ -390,37 +481,26 @@ async fn profiles_list_get(
     Query(page): Query<Page>,
     headers: HeaderMap,
 ) -> TapisResult {
-    caller_user(&state, &tenant, &headers).await?;
-    let users = page.apply(state.auth.list_users(&tenant).await?);
-    let list: Vec<Value> = users.iter().map(profile).collect();
-    Ok(envelope(StatusCode::OK, "Profiles retrieved successfully.", Value::Array(list)))
+    let me = caller(&state, &tenant, &headers).await?;
+    let users = page.apply(state.auth.list_users(&me.actor(), &tenant).await?);
+    let list: Vec<Profile<'_>> = users.iter().map(profile).collect();
+    Ok(envelope(StatusCode::OK, "Profiles retrieved successfully.", list))
 }
 
 // ----- clients -----------------------------------------------------------------------------
 
-fn client_json(c: &Client, key: Option<&Secret>) -> Value {
-    json!({
-        "client_id": c.client_id,
-        "client_key": key.map(|k| k.expose()),
-        "owner": c.owner,
-        "tenant_id": c.tenant,
-        "callback_url": c.callback_url,
-        "create_time": rfc3339(c.created_at),
-        "last_update_time": rfc3339(c.updated_at),
-        "display_name": c.name,
-        "description": c.description,
-        "active": true,
-    })
-}
-
-/// The client, if the caller may manage it: its owner, or an admin of the tenant.
-async fn owned_client(state: &AppState, tenant: &str, me: &User, client_id: &str) -> Result<Client, Error> {
-    let c = state.auth.get_client(tenant, client_id).await?;
-    if me.is_admin() || c.owner.as_deref() == Some(me.username.as_str()) {
-        Ok(c)
-    } else {
-        // Someone else's client is indistinguishable from a missing one.
-        Err(Error::not_found(format!("client `{client_id}` not found")))
+fn client_json<'a>(c: &'a Client, key: Option<&'a Secret>) -> ClientAnswer<'a> {
+    ClientAnswer {
+        client_id: &c.client_id,
+        client_key: key.map(|k| k.expose()),
+        owner: c.owner.as_deref(),
+        tenant_id: &c.tenant,
+        callback_url: c.callback_url.as_deref(),
+        create_time: rfc3339(c.created_at),
+        last_update_time: rfc3339(c.updated_at),
+        display_name: &c.name,
+        description: c.description.as_deref(),
+        active: true,
     }
 }
 
@@ -439,7 +519,7 @@ async fn clients_create_post(
     headers: HeaderMap,
     TapisBody(bytes): TapisBody,
 ) -> TapisResult {
-    let me = caller_user(&state, &tenant, &headers).await?;
+    let me = caller(&state, &tenant, &headers).await?;
     let b: NewClientBody = body(&headers, &bytes)?;
     let name = b.display_name.clone().or_else(|| b.client_id.clone()).unwrap_or_else(|| "Tapis client".to_owned());
     let mut spec = NewClient::new(
@@ -451,8 +531,8 @@ async fn clients_create_post(
     spec.secret = b.client_key.filter(|s| !s.is_empty()).map(Secret::new);
     spec.callback_url = b.callback_url.filter(|s| !s.is_empty());
     spec.description = b.description;
-    // The core decides whether this user may make (another) client, and owns it to them.
-    let (client, key) = state.auth.create_client_for_user(&me.username, spec).await?;
+    // The core decides whether this caller may make (another) client, and owns it to them.
+    let (client, key) = state.auth.create_client(&me.actor(), spec).await?;
     Ok(envelope(StatusCode::OK, "Client created successfully.", client_json(&client, key.as_ref())))
 }
 
@@ -462,16 +542,10 @@ async fn clients_list_get(
     Query(page): Query<Page>,
     headers: HeaderMap,
 ) -> TapisResult {
-    let me = caller_user(&state, &tenant, &headers).await?;
-    let mine: Vec<Client> = state
-        .auth
-        .list_clients(&tenant)
-        .await?
-        .into_iter()
-        .filter(|c| me.is_admin() || c.owner.as_deref() == Some(me.username.as_str()))
-        .collect();
-    let list: Vec<Value> = page.apply(mine).iter().map(|c| client_json(c, None)).collect();
-    Ok(envelope(StatusCode::OK, "Clients retrieved successfully.", Value::Array(list)))
+    let me = caller(&state, &tenant, &headers).await?;
+    let mine = page.apply(state.auth.list_clients(&me.actor(), &tenant).await?);
+    let list: Vec<ClientAnswer<'_>> = mine.iter().map(|c| client_json(c, None)).collect();
+    Ok(envelope(StatusCode::OK, "Clients retrieved successfully.", list))
 }
 
 async fn client_get(
@@ -480,8 +554,8 @@ async fn client_get(
     Path(client_id): Path<String>,
     headers: HeaderMap,
 ) -> TapisResult {
-    let me = caller_user(&state, &tenant, &headers).await?;
-    let c = owned_client(&state, &tenant, &me, &client_id).await?;
+    let me = caller(&state, &tenant, &headers).await?;
+    let c = state.auth.get_client(&me.actor(), &tenant, &client_id).await?;
     Ok(envelope(StatusCode::OK, "Client object retrieved successfully.", client_json(&c, None)))
 }
 
@@ -498,10 +572,9 @@ async fn client_put(
     headers: HeaderMap,
     TapisBody(bytes): TapisBody,
 ) -> TapisResult {
-    let me = caller_user(&state, &tenant, &headers).await?;
-    owned_client(&state, &tenant, &me, &client_id).await?;
+    let me = caller(&state, &tenant, &headers).await?;
     let b: UpdateClientBody = body(&headers, &bytes)?;
-    let c = state.auth.update_client(&tenant, &client_id, b.display_name, b.callback_url, None).await?;
+    let c = state.auth.update_client(&me.actor(), &tenant, &client_id, b.display_name, b.callback_url, None).await?;
     Ok(envelope(StatusCode::OK, "Client updated successfully.", client_json(&c, None)))
 }
 
@@ -511,9 +584,8 @@ async fn client_delete(
     Path(client_id): Path<String>,
     headers: HeaderMap,
 ) -> TapisResult {
-    let me = caller_user(&state, &tenant, &headers).await?;
-    owned_client(&state, &tenant, &me, &client_id).await?;
-    let c = state.auth.delete_client(&tenant, &client_id).await?;
+    let me = caller(&state, &tenant, &headers).await?;
+    let c = state.auth.delete_client(&me.actor(), &tenant, &client_id).await?;
     // The crate parses `result` of a delete as a Client: answer the deleted object.
     Ok(envelope(StatusCode::OK, "Client deleted successfully.", client_json(&c, None)))
 }
@@ -528,39 +600,34 @@ fn tapis_grant_name(g: GrantType) -> &'static str {
     }
 }
 
-fn config_json(state: &AppState, tenant: &str) -> Result<Value, Error> {
-    let ts = state.auth.tenant(tenant)?;
+fn config_json(state: &AppState, ts: &tessera_core::authority::TenantState) -> TenantConfig {
     let grants: Vec<&str> = match &ts.tenant.allowed_grants {
         Some(list) => list.iter().map(|g| tapis_grant_name(*g)).collect(),
         None => GrantType::SUPPORTED.iter().map(|g| tapis_grant_name(*g)).collect(),
     };
     let clamp = |v: i64| v.min(i64::from(i32::MAX));
-    Ok(json!({
-        "allowable_grant_types": grants,
-        "use_ldap": false,
-        "use_token_webapp": true,
-        "mfa_config": {},
-        "default_access_token_ttl": clamp(ts.access_ttl),
-        "default_refresh_token_ttl": clamp(ts.refresh_ttl),
-        "max_access_token_ttl": clamp(ts.access_ttl),
-        "max_refresh_token_ttl": clamp(ts.refresh_ttl),
-        "custom_idp_configuration": {},
-        "token_url": format!("{}/v3/oauth2/tokens", state.auth.settings().public_url.trim_end_matches('/')),
-        "impers_oauth_client_id": null,
-        "impers_oauth_client_secret": null,
-        "impersadmin_username": null,
-        "impersadmin_password": null,
-    }))
-}
-
-async fn admin_only(state: &AppState, tenant: &str, headers: &HeaderMap) -> Result<User, Error> {
-    let me = caller_user(state, tenant, headers).await?;
-    if me.is_admin() { Ok(me) } else { Err(Error::forbidden("only tenant administrators may do this")) }
+    TenantConfig {
+        allowable_grant_types: grants,
+        use_ldap: false,
+        use_token_webapp: true,
+        mfa_config: Metadata {},
+        default_access_token_ttl: clamp(ts.access_ttl),
+        default_refresh_token_ttl: clamp(ts.refresh_ttl),
+        max_access_token_ttl: clamp(ts.access_ttl),
+        max_refresh_token_ttl: clamp(ts.refresh_ttl),
+        custom_idp_configuration: Metadata {},
+        token_url: format!("{}/v3/oauth2/tokens", state.auth.settings().public_url.trim_end_matches('/')),
+        impers_oauth_client_id: None,
+        impers_oauth_client_secret: None,
+        impersadmin_username: None,
+        impersadmin_password: None,
+    }
 }
 
 async fn config_get(State(state): State<AppState>, TenantName(tenant): TenantName, headers: HeaderMap) -> TapisResult {
-    admin_only(&state, &tenant, &headers).await?;
-    Ok(envelope(StatusCode::OK, "Tenant config retrieved successfully.", config_json(&state, &tenant)?))
+    let me = caller(&state, &tenant, &headers).await?;
+    let ts = state.auth.tenant_settings(&me.actor(), &tenant).await?;
+    Ok(envelope(StatusCode::OK, "Tenant config retrieved successfully.", config_json(&state, &ts)))
 }
 
 #[derive(Deserialize, Default)]
@@ -576,7 +643,7 @@ async fn config_put(
     headers: HeaderMap,
     TapisBody(bytes): TapisBody,
 ) -> TapisResult {
-    admin_only(&state, &tenant, &headers).await?;
+    let me = caller(&state, &tenant, &headers).await?;
     let b: NewTenantConfig = body(&headers, &bytes)?;
     let allowed_grants = b
         .allowable_grant_types
@@ -595,8 +662,9 @@ async fn config_put(
         allowed_grants,
         max_user_clients: None,
     };
-    state.auth.update_tenant_policy(&tenant, policy).await?;
-    Ok(envelope(StatusCode::OK, "Tenant config updated successfully.", config_json(&state, &tenant)?))
+    state.auth.update_tenant_policy(&me.actor(), &tenant, policy).await?;
+    let ts = state.auth.tenant(&tenant)?;
+    Ok(envelope(StatusCode::OK, "Tenant config updated successfully.", config_json(&state, &ts)))
 }
 
 // ----- metadata and health -----------------------------------------------------------------
@@ -605,24 +673,24 @@ async fn metadata_get(State(state): State<AppState>, TenantName(tenant): TenantN
     let ts = state.auth.tenant(&tenant)?;
     let public = state.auth.settings().public_url.trim_end_matches('/').to_owned();
     let base = endpoint_base(&public, &tenant);
-    let result = json!({
-        "issuer": ts.issuer,
-        "authorization_endpoint": null,
-        "token_endpoint": format!("{public}/v3/oauth2/tokens"),
-        "jwks_uri": format!("{base}/.well-known/jwks.json"),
-        "registration_endpoint": format!("{public}/v3/oauth2/clients"),
-        "grant_types_supported": ["password", "refresh_token", "device_code"],
-    });
+    let result = OAuth2Metadata {
+        issuer: &ts.issuer,
+        authorization_endpoint: None,
+        token_endpoint: format!("{public}/v3/oauth2/tokens"),
+        jwks_uri: format!("{base}/.well-known/jwks.json"),
+        registration_endpoint: format!("{public}/v3/oauth2/clients"),
+        grant_types_supported: &["password", "refresh_token", "device_code"],
+    };
     Ok(envelope(StatusCode::OK, "OAuth2 server metadata retrieved successfully.", result))
 }
 
 async fn hello_get() -> Response {
-    envelope(StatusCode::OK, "Hello from the Tapis Authenticator API (Tessera).", json!("hello"))
+    envelope(StatusCode::OK, "Hello from the Tapis Authenticator API (Tessera).", "hello")
 }
 
 async fn ready_get(State(state): State<AppState>) -> TapisResult {
     state.auth.ready().await?;
-    Ok(envelope(StatusCode::OK, "Ready.", json!("ready")))
+    Ok(envelope(StatusCode::OK, "Ready.", "ready"))
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ mod mfa;
 mod pg_nodes;
 
 use mfa::*;
+use tessera_core::authority::Actor;
 
 use env::{Env, Kind};
 use std::sync::Arc;
@@ -71,11 +72,13 @@ pub(crate) fn settings() -> Settings {
 
 /// A tenant `t`, a user `alice`, and a confidential client allowed password + refresh.
 pub(crate) async fn setup(auth: &Authority) -> ClientAuth {
-    auth.create_tenant("t", Alg::EdDSA, None, None, None, vec![]).await.unwrap();
-    auth.create_user("t", "alice", Secret::new("correct horse battery"), vec![], Profile::default()).await.unwrap();
+    auth.create_tenant(&Actor::Operator, "t", Alg::EdDSA, None, None, None, vec![]).await.unwrap();
+    auth.create_user(&Actor::Operator, "t", "alice", Secret::new("correct horse battery"), vec![], Profile::default())
+        .await
+        .unwrap();
     let mut spec = NewClient::new("t", "app", vec![GrantType::Password, GrantType::RefreshToken]);
     spec.scopes = vec!["read".into()];
-    let (c, s) = auth.create_client(spec).await.unwrap();
+    let (c, s) = auth.create_client(&Actor::Operator, spec).await.unwrap();
     ClientAuth::Basic { client_id: c.client_id, secret: s.unwrap() }
 }
 
@@ -164,7 +167,7 @@ async fn rotated_key_is_published_before_it_signs_and_the_old_one_retires(kind: 
     let served = |auth: &Authority| serde_json::from_slice::<serde_json::Value>(&auth.jwks_json("t").unwrap()).unwrap();
     assert_eq!(served(&auth), auth.jwks("t").unwrap());
     let old = auth.token("t", &client, password()).await.unwrap().access_token;
-    let new_kid = auth.rotate_key("t").await.unwrap().kid;
+    let new_kid = auth.rotate_key(&Actor::Operator, "t").await.unwrap().kid;
     let jwks = auth.jwks("t").unwrap();
     assert_eq!(jwks["keys"].as_array().unwrap().len(), 2, "published at once");
     assert_eq!(served(&auth), jwks, "the served set follows a rotation");
@@ -194,13 +197,13 @@ async fn a_second_engine_on_the_same_database_follows_changes(kind: Kind) {
     assert_eq!(b.verify_access("t", &issued.access_token).unwrap_err(), Invalid::Revoked);
     // A client deleted through A stops working at B (which had it cached).
     b.authenticate_client("t", &client).await.unwrap();
-    a.delete_client("t", client.client_id().unwrap()).await.unwrap();
+    a.delete_client(&Actor::Operator, "t", client.client_id().unwrap()).await.unwrap();
     b.sync().await.unwrap();
     assert_eq!(b.authenticate_client("t", &client).await.unwrap_err().kind, ErrorKind::InvalidClient);
     // A key rotated through A is published by B, in the served (cached) document too.
     let served = |e: &Authority| serde_json::from_slice::<serde_json::Value>(&e.jwks_json("t").unwrap()).unwrap();
     assert_eq!(served(&b)["keys"].as_array().unwrap().len(), 1);
-    a.rotate_key("t").await.unwrap();
+    a.rotate_key(&Actor::Operator, "t").await.unwrap();
     b.sync().await.unwrap();
     assert_eq!(b.jwks("t").unwrap()["keys"].as_array().unwrap().len(), 2);
     assert_eq!(served(&b), b.jwks("t").unwrap());
@@ -209,7 +212,7 @@ async fn a_second_engine_on_the_same_database_follows_changes(kind: Kind) {
 async fn a_wrong_master_key_refuses_to_open(kind: Kind) {
     let env = Env::new(kind, "master").await;
     let a = env.engine(settings()).await.unwrap();
-    a.create_tenant("t", Alg::RS256, None, None, None, vec![]).await.unwrap();
+    a.create_tenant(&Actor::Operator, "t", Alg::RS256, None, None, None, vec![]).await.unwrap();
     drop(a);
     let other = MasterKey::generate(&SystemRng).to_base64().to_string();
     let err = env.engine_with_key(settings(), &other).await.err().expect("must refuse");
@@ -240,12 +243,12 @@ async fn wrong_password_unknown_user_and_disabled_user_are_invalid_grant(kind: K
         Grant::Password { username: "nobody".into(), password: Secret::new("correct horse battery"), otp: None };
     assert_eq!(auth.token("t", &client, req).await.unwrap_err().kind, ErrorKind::InvalidGrant);
     let rt = auth.token("t", &client, password()).await.unwrap().refresh_token.unwrap();
-    auth.set_user_disabled("t", "alice", true).await.unwrap();
+    auth.set_user_disabled(&Actor::Operator, "t", "alice", true).await.unwrap();
     let e = auth.token("t", &client, password()).await.unwrap_err();
     assert_eq!((e.kind, e.description.contains("disabled")), (ErrorKind::InvalidGrant, true));
     assert_eq!(auth.token("t", &client, refresh(&rt)).await.unwrap_err().kind, ErrorKind::InvalidGrant);
     assert_eq!(
-        auth.create_user("t", "alice", Secret::new("another password"), vec![], Profile::default())
+        auth.create_user(&Actor::Operator, "t", "alice", Secret::new("another password"), vec![], Profile::default())
             .await
             .unwrap_err()
             .kind,
@@ -255,10 +258,12 @@ async fn wrong_password_unknown_user_and_disabled_user_are_invalid_grant(kind: K
 
 /// A tenant `t`, user `alice`, and a confidential client allowed the device flow.
 pub(crate) async fn device_setup(auth: &Authority) -> ClientAuth {
-    auth.create_tenant("t", Alg::EdDSA, None, None, None, vec![]).await.unwrap();
-    auth.create_user("t", "alice", Secret::new("correct horse battery"), vec![], Profile::default()).await.unwrap();
+    auth.create_tenant(&Actor::Operator, "t", Alg::EdDSA, None, None, None, vec![]).await.unwrap();
+    auth.create_user(&Actor::Operator, "t", "alice", Secret::new("correct horse battery"), vec![], Profile::default())
+        .await
+        .unwrap();
     let spec = NewClient::new("t", "tv", vec![GrantType::DeviceCode, GrantType::RefreshToken]);
-    let (c, s) = auth.create_client(spec).await.unwrap();
+    let (c, s) = auth.create_client(&Actor::Operator, spec).await.unwrap();
     ClientAuth::Basic { client_id: c.client_id, secret: s.unwrap() }
 }
 
@@ -305,7 +310,10 @@ async fn device_flow_denied_expired_and_foreign_client(kind: Kind) {
     assert_eq!(kind(auth.token("t", &client, poll(&late.device_code)).await), ErrorKind::ExpiredToken);
     assert!(auth.device_decide("t", &late.user_code, "alice", true).await.is_err(), "expired");
     // A client that is not allowed the device flow cannot start one.
-    let (c, s) = auth.create_client(NewClient::new("t", "other", vec![GrantType::ClientCredentials])).await.unwrap();
+    let (c, s) = auth
+        .create_client(&Actor::Operator, NewClient::new("t", "other", vec![GrantType::ClientCredentials]))
+        .await
+        .unwrap();
     let other = ClientAuth::Basic { client_id: c.client_id, secret: s.unwrap() };
     let refused = auth.device_authorize("t", &other, None, ClaimSet::Standard).await.unwrap_err();
     assert_eq!(refused.kind, ErrorKind::UnauthorizedClient);
@@ -315,7 +323,8 @@ async fn token_exchange_to_access_and_legacy_tokens(kind: Kind) {
     let env = Env::new(kind, "exchange").await;
     let auth = env.engine(settings()).await.unwrap();
     let client = setup(&auth).await;
-    let (c, s) = auth.create_client(NewClient::new("t", "svc", vec![GrantType::TokenExchange])).await.unwrap();
+    let (c, s) =
+        auth.create_client(&Actor::Operator, NewClient::new("t", "svc", vec![GrantType::TokenExchange])).await.unwrap();
     let exchanger = ClientAuth::Basic { client_id: c.client_id, secret: s.unwrap() };
     let subject = auth.token("t", &client, password()).await.unwrap();
     let exchange = |requested: Option<&str>| {
@@ -354,10 +363,11 @@ async fn tenant_policy_limits_grants_and_lifetimes(kind: Kind) {
         allowed_grants: Some(vec![GrantType::RefreshToken]),
         ..Default::default()
     };
-    auth.update_tenant_policy("t", policy).await.unwrap();
+    auth.update_tenant_policy(&Actor::Operator, "t", policy).await.unwrap();
     let e = auth.token("t", &client, password()).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::UnsupportedGrantType);
     auth.update_tenant_policy(
+        &Actor::Operator,
         "t",
         TenantPolicy { allowed_grants: Some(vec![GrantType::Password]), ..Default::default() },
     )

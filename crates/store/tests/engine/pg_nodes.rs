@@ -7,6 +7,7 @@ use crate::{device_setup, password, poll, refresh, settings, setup};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tessera_core::authority::Actor;
 use tessera_core::authority::Authority;
 use tessera_core::principal::Profile;
 use tessera_core::secret::Secret;
@@ -94,7 +95,7 @@ async fn a_key_rotated_at_one_node_is_published_and_used_by_the_other() {
     let a = env.engine(s.clone()).await.unwrap();
     let client = setup(&a).await;
     let b = env.engine(s).await.unwrap();
-    let new_kid = a.rotate_key("t").await.unwrap().kid;
+    let new_kid = a.rotate_key(&Actor::Operator, "t").await.unwrap().kid;
     b.sync().await.unwrap();
     assert_eq!(a.jwks("t").unwrap(), b.jwks("t").unwrap(), "both nodes publish the same keys");
     assert_eq!(b.jwks("t").unwrap()["keys"].as_array().unwrap().len(), 2);
@@ -136,8 +137,10 @@ async fn a_device_code_is_exchanged_once_across_nodes() {
 async fn a_totp_step_is_accepted_once_across_nodes() {
     let env = Env::new(Kind::Pg, "totp").await;
     let a = env.engine(settings()).await.unwrap();
-    a.create_tenant("t", tessera_core::keys::Alg::EdDSA, None, None, None, vec![]).await.unwrap();
-    a.create_user("t", "alice", Secret::new("correct horse battery"), vec![], Profile::default()).await.unwrap();
+    a.create_tenant(&Actor::Operator, "t", tessera_core::keys::Alg::EdDSA, None, None, None, vec![]).await.unwrap();
+    a.create_user(&Actor::Operator, "t", "alice", Secret::new("correct horse battery"), vec![], Profile::default())
+        .await
+        .unwrap();
     let nodes = [env.backend().await.store(), env.backend().await.store()];
     let mut tasks = Vec::new();
     for i in 0..20 {
