@@ -12,6 +12,7 @@ mod errors;
 mod grants;
 mod introspection;
 mod keys;
+mod limits;
 mod metrics;
 mod mfa;
 mod nodes;
