@@ -280,9 +280,10 @@ pub trait Store: Send + Sync {
     /// cap; then nothing is counted and the answer is the seconds until the last such window
     /// ends. `None`: reserved.
     async fn attempt_reserve(&self, counters: &[Counter], now: i64, window: i64) -> StoreResult<Option<i64>>;
-    /// Settle reserved attempts that did not fail: give one back to each key of `release`,
-    /// and forget every attempt of each key of `clear` (a successful sign-in clears the user's).
-    async fn attempt_release(&self, release: &[&str], clear: &[&str]) -> StoreResult<()>;
+    /// Settle attempts reserved at `reserved_at` that did not fail: give one back to each key
+    /// of `release` (unless its window has ended since: a new window owes nothing), and forget
+    /// every attempt of each key of `clear` (a successful sign-in clears the user's).
+    async fn attempt_release(&self, release: &[&str], clear: &[&str], reserved_at: i64) -> StoreResult<()>;
 
     /// Changes with a sequence number above `after`, ascending.
     async fn changes_since(&self, after: i64) -> StoreResult<Vec<(i64, Change)>>;

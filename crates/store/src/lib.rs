@@ -22,16 +22,19 @@ const ATTEMPT_COUNT_SQL: &str = "INSERT INTO login_failures (key, window_start, 
      failures = CASE WHEN login_failures.window_start <= $3 THEN 1 ELSE login_failures.failures + 1 END, \
      window_start = CASE WHEN login_failures.window_start <= $3 THEN $2 ELSE login_failures.window_start END \
      RETURNING failures, window_start";
-/// Give back one reserved attempt of key $1.
-const ATTEMPT_RELEASE_SQL: &str = "UPDATE login_failures SET failures = failures - 1 WHERE key = $1 AND failures > 0";
+/// Give back one attempt of key $1 reserved at $2, if its window is still the one it was
+/// reserved in (a later window starts after $2).
+const ATTEMPT_RELEASE_SQL: &str =
+    "UPDATE login_failures SET failures = failures - 1 WHERE key = $1 AND window_start <= $2 AND failures > 0";
 /// Forget key $1's attempts.
 const ATTEMPT_CLEAR_SQL: &str = "DELETE FROM login_failures WHERE key = $1";
 
-/// The statements that settle attempts (see `Store::attempt_release`), each with its key, in
-/// key order: the order in which every transaction on these rows locks them.
-fn attempt_release_plan<'a>(release: &[&'a str], clear: &[&'a str]) -> Vec<(&'a str, &'static str)> {
-    let mut plan: Vec<(&str, &str)> = release.iter().map(|k| (*k, ATTEMPT_RELEASE_SQL)).collect();
-    plan.extend(clear.iter().map(|k| (*k, ATTEMPT_CLEAR_SQL)));
+/// The keys that settle attempts (see `Store::attempt_release`), each with whether it is
+/// released (else cleared), in key order: the order in which every transaction on these
+/// rows locks them.
+fn attempt_release_plan<'a>(release: &[&'a str], clear: &[&'a str]) -> Vec<(&'a str, bool)> {
+    let mut plan: Vec<(&str, bool)> = release.iter().map(|k| (*k, true)).collect();
+    plan.extend(clear.iter().map(|k| (*k, false)));
     plan.sort_unstable();
     plan
 }

@@ -5,7 +5,7 @@
 //! sequence numbers become visible in commit order (readers follow them with a cursor and
 //! must never see 7 before 6). Those transactions also `NOTIFY` the other nodes.
 
-use crate::{ATTEMPT_COUNT_SQL, attempt_release_plan};
+use crate::{ATTEMPT_CLEAR_SQL, ATTEMPT_COUNT_SQL, ATTEMPT_RELEASE_SQL, attempt_release_plan};
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions, PgRow};
 use sqlx::{PgConnection, PgPool, Postgres, Row};
@@ -1187,11 +1187,15 @@ impl Store for PgStore {
         .await
     }
 
-    async fn attempt_release(&self, release: &[&str], clear: &[&str]) -> StoreResult<()> {
+    async fn attempt_release(&self, release: &[&str], clear: &[&str], reserved_at: i64) -> StoreResult<()> {
         self.bounded(async {
             let mut tx = self.pool.begin().await.map_err(db_err)?;
-            for (key, sql) in attempt_release_plan(release, clear) {
-                sqlx::query(sql).bind(key).execute(&mut *tx).await.map_err(db_err)?;
+            for (key, released) in attempt_release_plan(release, clear) {
+                let q = match released {
+                    true => sqlx::query(ATTEMPT_RELEASE_SQL).bind(key).bind(reserved_at),
+                    false => sqlx::query(ATTEMPT_CLEAR_SQL).bind(key),
+                };
+                q.execute(&mut *tx).await.map_err(db_err)?;
             }
             tx.commit().await.map_err(db_err)
         })

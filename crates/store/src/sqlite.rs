@@ -2,7 +2,7 @@
 //! server can use it at the same time, `synchronous = FULL` so that an acknowledged write
 //! (a revocation, a rotation) survives a crash.
 
-use crate::{ATTEMPT_COUNT_SQL, attempt_release_plan};
+use crate::{ATTEMPT_CLEAR_SQL, ATTEMPT_COUNT_SQL, ATTEMPT_RELEASE_SQL, attempt_release_plan};
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
@@ -986,10 +986,14 @@ impl Store for SqliteStore {
         Ok(wait)
     }
 
-    async fn attempt_release(&self, release: &[&str], clear: &[&str]) -> StoreResult<()> {
+    async fn attempt_release(&self, release: &[&str], clear: &[&str], reserved_at: i64) -> StoreResult<()> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
-        for (key, sql) in attempt_release_plan(release, clear) {
-            sqlx::query(sql).bind(key).execute(&mut *tx).await.map_err(db_err)?;
+        for (key, released) in attempt_release_plan(release, clear) {
+            let q = match released {
+                true => sqlx::query(ATTEMPT_RELEASE_SQL).bind(key).bind(reserved_at),
+                false => sqlx::query(ATTEMPT_CLEAR_SQL).bind(key),
+            };
+            q.execute(&mut *tx).await.map_err(db_err)?;
         }
         tx.commit().await.map_err(db_err)
     }

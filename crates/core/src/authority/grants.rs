@@ -223,9 +223,11 @@ impl Authority {
 
     /// Count one attempt against `counters` in the store before it is checked (so that
     /// concurrent attempts, at any node, cannot all pass a limit); `rate_limited` past one.
-    pub(super) async fn reserve_attempt(&self, counters: &[throttle::Counter]) -> Result<()> {
-        match self.store.attempt_reserve(counters, self.now(), self.limits.window).await? {
-            None => Ok(()),
+    /// Returns when it was reserved, for [`Self::settle_attempt`].
+    pub(super) async fn reserve_attempt(&self, counters: &[throttle::Counter]) -> Result<i64> {
+        let now = self.now();
+        match self.store.attempt_reserve(counters, now, self.limits.window).await? {
+            None => Ok(now),
             Some(wait) => Err(Error::rate_limited(wait)),
         }
     }
@@ -236,6 +238,7 @@ impl Authority {
     pub(super) async fn settle_attempt(
         &self,
         counters: &[throttle::Counter],
+        reserved_at: i64,
         failed: bool,
         clear_first: bool,
     ) -> Result<()> {
@@ -244,7 +247,7 @@ impl Authority {
         }
         let keys: Vec<&str> = counters.iter().map(|c| c.key.as_str()).collect();
         let (clear, release) = if clear_first { keys.split_at(1) } else { keys.split_at(0) };
-        Ok(self.store.attempt_release(release, clear).await?)
+        Ok(self.store.attempt_release(release, clear, reserved_at).await?)
     }
 
     async fn issue_for_user(&self, ts: &TenantState, h: Holder<'_>, now: i64) -> Result<IssuedTokens> {
@@ -451,10 +454,10 @@ impl Authority {
     ) -> Result<(DeviceRecord, Arc<Client>)> {
         self.tenant(tenant)?;
         let counters = self.limits.device_lookup(tenant, origin);
-        self.reserve_attempt(&counters).await?;
+        let reserved_at = self.reserve_attempt(&counters).await?;
         let found = self.device_pending(tenant, typed_code).await;
         let failed = matches!(&found, Err(e) if e.kind == ErrorKind::NotFound);
-        self.settle_attempt(&counters, failed, false).await?;
+        self.settle_attempt(&counters, reserved_at, failed, false).await?;
         found
     }
 

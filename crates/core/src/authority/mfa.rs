@@ -124,13 +124,13 @@ impl Authority {
         origin: Option<IpAddr>,
     ) -> Result<User> {
         let counters = self.limits.login(tenant, username, origin);
-        self.reserve_attempt(&counters).await?;
+        let reserved_at = self.reserve_attempt(&counters).await?;
         let checked = match self.password_matches(tenant, username, password).await {
             Ok(user) => self.check_second_factor(&user, otp).await.map(|()| user),
             Err(e) => Err(e),
         };
         let failed = matches!(&checked, Err(e) if e.kind == ErrorKind::InvalidGrant);
-        self.settle_attempt(&counters, failed, checked.is_ok()).await?;
+        self.settle_attempt(&counters, reserved_at, failed, checked.is_ok()).await?;
         checked
     }
 

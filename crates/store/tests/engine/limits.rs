@@ -47,15 +47,23 @@ pub(crate) async fn concurrent_reservations_pass_a_cap_exactly_as_often_as_it_al
     }
     assert_eq!(stores[1].attempt_reserve(&other_user, T0 + 10, 60).await.unwrap(), Some(50), "address full");
     // Give one back: one more gets through, then none.
-    stores[1].attempt_release(&["u:t:alice", "a:192.0.2.7"], &[]).await.unwrap();
+    stores[1].attempt_release(&["u:t:alice", "a:192.0.2.7"], &[], T0).await.unwrap();
     assert_eq!(stores[0].attempt_reserve(&counters, T0 + 1, 60).await.unwrap(), None);
     assert!(stores[0].attempt_reserve(&counters, T0 + 1, 60).await.unwrap().is_some());
     // Clearing forgets every attempt of a key.
-    stores[0].attempt_release(&[], &["u:t:alice"]).await.unwrap();
+    stores[0].attempt_release(&[], &["u:t:alice"], T0 + 1).await.unwrap();
     assert_eq!(stores[0].attempt_reserve(&[counters[0].clone()], T0 + 2, 60).await.unwrap(), None);
     // Reservations nobody settled (a crashed request) hold until their window ends, no longer.
-    assert!(stores[1].attempt_reserve(&counters, T0 + 59, 60).await.unwrap().is_some());
-    assert_eq!(stores[1].attempt_reserve(&counters, T0 + 60, 60).await.unwrap(), None);
+    let carol = [Counter { key: "u:t:carol".into(), cap: 2 }];
+    for _ in 0..2 {
+        assert_eq!(stores[0].attempt_reserve(&carol, T0 + 10, 60).await.unwrap(), None);
+    }
+    assert_eq!(stores[1].attempt_reserve(&carol, T0 + 69, 60).await.unwrap(), Some(1));
+    assert_eq!(stores[1].attempt_reserve(&carol, T0 + 70, 60).await.unwrap(), None, "a new window");
+    // Giving back an attempt reserved in the window that ended owes the new one nothing.
+    stores[0].attempt_release(&["u:t:carol"], &[], T0 + 10).await.unwrap();
+    assert_eq!(stores[0].attempt_reserve(&carol, T0 + 71, 60).await.unwrap(), None);
+    assert_eq!(stores[0].attempt_reserve(&carol, T0 + 71, 60).await.unwrap(), Some(59), "full at 2");
 }
 
 /// The engine: 40 concurrent wrong passwords for one user, limit 10: at most 10 are checked.
