@@ -4,6 +4,7 @@ use crate::error::Error;
 use crate::keys::KeyRecord;
 use crate::principal::{ApiKey, Client, User};
 use crate::tenant::Tenant;
+use crate::throttle::Counter;
 use crate::token::ClaimSet;
 
 /// Storage failures, as the engine sees them.
@@ -286,14 +287,18 @@ pub trait Store: Send + Sync {
     async fn legacy_insert(&self, r: &LegacyRecord) -> StoreResult<()>;
     async fn legacy_get(&self, token_hash: &str) -> StoreResult<Option<LegacyRecord>>;
 
-    /// Failed sign-in counters (brute-force limits), shared by every node: for each key, the
-    /// failures in its current window and when that window started, or `(0, now)` when it
-    /// has none or its window (of `window` seconds) is over.
-    async fn login_failures(&self, keys: &[String], now: i64, window: i64) -> StoreResult<Vec<(i64, i64)>>;
-    /// Count one more failure for each key (a new window if the old one is over).
-    async fn login_failed(&self, keys: &[String], now: i64, window: i64) -> StoreResult<()>;
-    /// Forget a key's failures (after a successful sign-in).
-    async fn login_succeeded(&self, key: &str) -> StoreResult<()>;
+    /// Brute-force counters (see [`crate::throttle`]), shared by every node: reserve one
+    /// attempt against every counter at once, before the attempt is checked. Atomically (of
+    /// concurrent reservations at any node, no more than a counter's cap get through in one
+    /// window): each counter's count in its current window (a new window of `window` seconds
+    /// from `now` if the old one is over) goes up by one, unless a counter is already at its
+    /// cap; then nothing is counted and the answer is the seconds until the last such window
+    /// ends. `None`: reserved.
+    async fn attempt_reserve(&self, counters: &[Counter], now: i64, window: i64) -> StoreResult<Option<i64>>;
+    /// Settle attempts reserved at `reserved_at` that did not fail: give one back to each key
+    /// of `release` (unless its window has ended since: a new window owes nothing), and forget
+    /// every attempt of each key of `clear` (a successful sign-in clears the user's).
+    async fn attempt_release(&self, release: &[&str], clear: &[&str], reserved_at: i64) -> StoreResult<()>;
 
     /// Changes with a sequence number above `after`, ascending.
     async fn changes_since(&self, after: i64) -> StoreResult<Vec<(i64, Change)>>;

@@ -1,6 +1,12 @@
-//! Brute-force protection: failed credential checks are counted per (tenant, username) and
-//! per client address in fixed windows; past the limit, checks are refused until the window
-//! ends. The counters live in the store, so the limits hold across nodes.
+//! Brute-force protection: attempts at a credential check are counted per (tenant, username)
+//! and per client address, and failed device user-code look-ups per client address and per
+//! tenant, in fixed windows; past a limit, attempts are refused until the window ends. The
+//! counters live in the store, so the limits hold across nodes.
+//!
+//! An attempt is counted (reserved) atomically in the store BEFORE it is checked, so that
+//! concurrent attempts cannot all pass a limit while each is being checked; an attempt that
+//! turns out not to be a failure gives its reservation back. A request that dies between
+//! the two leaves its attempt counted, at worst until its window ends.
 
 use std::net::IpAddr;
 
@@ -12,32 +18,43 @@ pub struct Limits {
     pub per_origin: u32,
     /// Window length, seconds.
     pub window: i64,
+    /// Failed device user-code look-ups allowed per client address in one window.
+    pub device_per_origin: u32,
+    /// Failed device user-code look-ups allowed per tenant in one window.
+    pub device_per_tenant: u32,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { per_user: 10, per_origin: 100, window: 300 }
+        Limits { per_user: 10, per_origin: 100, window: 300, device_per_origin: 10, device_per_tenant: 100 }
     }
 }
 
-/// The store keys of one attempt: the user's, then the address's (if known).
-pub fn keys(tenant: &str, username: &str, origin: Option<IpAddr>) -> Vec<String> {
-    let mut k = vec![format!("u:{tenant}:{username}")];
-    if let Some(o) = origin {
-        k.push(format!("a:{o}"));
-    }
-    k
+/// One brute-force counter: its store key and how many attempts a window allows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Counter {
+    pub key: String,
+    pub cap: i64,
 }
 
-/// Seconds to wait, given the counts the store returned for [`keys`], or `None`.
-pub fn blocked(limits: &Limits, counts: &[(i64, i64)], now: i64) -> Option<i64> {
-    let caps = [i64::from(limits.per_user), i64::from(limits.per_origin)];
-    counts
-        .iter()
-        .zip(caps)
-        .filter(|((failures, _), cap)| failures >= cap)
-        .map(|((_, start), _)| (start + limits.window - now).max(1))
-        .max()
+impl Limits {
+    /// The counters of one sign-in: the user's first, then the address's (if known).
+    pub fn login(&self, tenant: &str, username: &str, origin: Option<IpAddr>) -> Vec<Counter> {
+        let mut c = vec![Counter { key: format!("u:{tenant}:{username}"), cap: i64::from(self.per_user) }];
+        if let Some(o) = origin {
+            c.push(Counter { key: format!("a:{o}"), cap: i64::from(self.per_origin) });
+        }
+        c
+    }
+
+    /// The counters of one device user-code look-up: the tenant's, then the address's.
+    pub fn device_lookup(&self, tenant: &str, origin: Option<IpAddr>) -> Vec<Counter> {
+        let mut c = vec![Counter { key: format!("d:t:{tenant}"), cap: i64::from(self.device_per_tenant) }];
+        if let Some(o) = origin {
+            c.push(Counter { key: format!("d:a:{o}"), cap: i64::from(self.device_per_origin) });
+        }
+        c
+    }
 }
 
 #[cfg(test)]
@@ -45,12 +62,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keys_and_decision() {
+    fn counters_of_sign_ins_and_look_ups_are_distinct() {
         let ip: IpAddr = "192.0.2.7".parse().unwrap();
-        assert_eq!(keys("t", "u", Some(ip)), vec!["u:t:u".to_owned(), "a:192.0.2.7".to_owned()]);
-        let l = Limits { per_user: 3, per_origin: 5, window: 60 };
-        assert_eq!(blocked(&l, &[(2, 100), (4, 100)], 110), None);
-        assert_eq!(blocked(&l, &[(3, 100), (0, 110)], 110), Some(50));
-        assert_eq!(blocked(&l, &[(0, 110), (5, 90)], 110), Some(40));
+        let l = Limits { per_user: 3, per_origin: 5, window: 60, device_per_origin: 2, device_per_tenant: 9 };
+        assert_eq!(
+            l.login("t", "u", Some(ip)),
+            vec![Counter { key: "u:t:u".into(), cap: 3 }, Counter { key: "a:192.0.2.7".into(), cap: 5 }]
+        );
+        assert_eq!(l.login("t", "u", None).len(), 1);
+        assert_eq!(
+            l.device_lookup("t", Some(ip)),
+            vec![Counter { key: "d:t:t".into(), cap: 9 }, Counter { key: "d:a:192.0.2.7".into(), cap: 2 }]
+        );
     }
 }

@@ -47,6 +47,11 @@ pub struct Config {
     pub login_failures_per_address: u32,
     /// The brute-force window, seconds.
     pub login_window: i64,
+    /// Failed device user-code look-ups (at the verification page) allowed per client address
+    /// per login window.
+    pub device_lookup_failures_per_address: u32,
+    /// Failed device user-code look-ups allowed per tenant per login window.
+    pub device_lookup_failures_per_tenant: u32,
     /// A connection with no request in flight must send a request's headers within this many
     /// milliseconds, or it is closed, after 1 to 1.25 times it (slow senders; idle keep-alive
     /// connections).
@@ -82,6 +87,8 @@ impl Default for Config {
             login_failures_per_user: 10,
             login_failures_per_address: 100,
             login_window: 300,
+            device_lookup_failures_per_address: 10,
+            device_lookup_failures_per_tenant: 100,
             header_timeout_ms: 30_000,
             request_timeout_ms: 30_000,
             metrics_token: None,
@@ -111,6 +118,8 @@ impl Config {
         "login_failures_per_user",
         "login_failures_per_address",
         "login_window",
+        "device_lookup_failures_per_address",
+        "device_lookup_failures_per_tenant",
         "header_timeout_ms",
         "request_timeout_ms",
         "metrics_token",
@@ -187,6 +196,8 @@ impl Config {
                 per_user: self.login_failures_per_user.max(1),
                 per_origin: self.login_failures_per_address.max(1),
                 window: self.login_window,
+                device_per_origin: self.device_lookup_failures_per_address.max(1),
+                device_per_tenant: self.device_lookup_failures_per_tenant.max(1),
             },
         }
     }

@@ -5,6 +5,7 @@
 //! sequence numbers become visible in commit order (readers follow them with a cursor and
 //! must never see 7 before 6). Those transactions also `NOTIFY` the other nodes.
 
+use crate::{ATTEMPT_CLEAR_SQL, ATTEMPT_COUNT_SQL, ATTEMPT_RELEASE_SQL, attempt_release_plan};
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions, PgRow};
 use sqlx::{PgConnection, PgPool, Postgres, Row};
@@ -17,6 +18,7 @@ use tessera_core::store::{
     Store, StoreError, StoreResult, join_words, split_words,
 };
 use tessera_core::tenant::Tenant;
+use tessera_core::throttle::Counter;
 use tessera_core::token::ClaimSet;
 use tokio::sync::Notify;
 
@@ -1169,55 +1171,47 @@ impl Store for PgStore {
         .await
     }
 
-    async fn login_failures(&self, keys: &[String], now: i64, window: i64) -> StoreResult<Vec<(i64, i64)>> {
+    async fn attempt_reserve(&self, counters: &[Counter], now: i64, window: i64) -> StoreResult<Option<i64>> {
+        // Each counted row stays locked until the transaction ends, so concurrent reservations
+        // of one key (at any node) take turns and each sees the others' counts. Rows are
+        // locked in key order, the same in every transaction: no deadlock.
+        let mut sorted: Vec<&Counter> = counters.iter().collect();
+        sorted.sort_by(|a, b| a.key.cmp(&b.key));
         self.bounded(async {
-            let rows: Vec<(String, i64, i64)> = sqlx::query_as(
-                "SELECT key, failures, window_start FROM login_failures WHERE key = ANY($1) AND window_start > $2",
-            )
-            .bind(keys)
-            .bind(now - window)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_err)?;
-            Ok(keys
-                .iter()
-                .map(|k| rows.iter().find(|(rk, _, _)| rk == k).map_or((0, now), |(_, f, s)| (*f, *s)))
-                .collect())
-        })
-        .await
-    }
-
-    async fn login_failed(&self, keys: &[String], now: i64, window: i64) -> StoreResult<()> {
-        self.bounded(async {
-            for k in keys {
-                sqlx::query(
-                    "INSERT INTO login_failures (key, window_start, failures) VALUES ($1, $2, 1) \
-                     ON CONFLICT (key) DO UPDATE SET \
-                     failures = CASE WHEN login_failures.window_start <= $3 THEN 1 \
-                                     ELSE login_failures.failures + 1 END, \
-                     window_start = CASE WHEN login_failures.window_start <= $3 THEN $2 \
-                                         ELSE login_failures.window_start END",
-                )
-                .bind(k)
-                .bind(now)
-                .bind(now - window)
-                .execute(&self.pool)
-                .await
-                .map_err(db_err)?;
+            let mut tx = self.pool.begin().await.map_err(db_err)?;
+            let mut wait = None;
+            for c in sorted {
+                let (count, start): (i64, i64) = sqlx::query_as(ATTEMPT_COUNT_SQL)
+                    .bind(&c.key)
+                    .bind(now)
+                    .bind(now - window)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+                if count > c.cap {
+                    wait = wait.max(Some((start + window - now).max(1)));
+                }
             }
-            Ok(())
+            match wait {
+                // Past a cap: nothing is counted.
+                Some(_) => release(tx, wait).await,
+                None => tx.commit().await.map(|()| None).map_err(db_err),
+            }
         })
         .await
     }
 
-    async fn login_succeeded(&self, key: &str) -> StoreResult<()> {
+    async fn attempt_release(&self, release: &[&str], clear: &[&str], reserved_at: i64) -> StoreResult<()> {
         self.bounded(async {
-            sqlx::query("DELETE FROM login_failures WHERE key = $1")
-                .bind(key)
-                .execute(&self.pool)
-                .await
-                .map_err(db_err)?;
-            Ok(())
+            let mut tx = self.pool.begin().await.map_err(db_err)?;
+            for (key, released) in attempt_release_plan(release, clear) {
+                let q = match released {
+                    true => sqlx::query(ATTEMPT_RELEASE_SQL).bind(key).bind(reserved_at),
+                    false => sqlx::query(ATTEMPT_CLEAR_SQL).bind(key),
+                };
+                q.execute(&mut *tx).await.map_err(db_err)?;
+            }
+            tx.commit().await.map_err(db_err)
         })
         .await
     }

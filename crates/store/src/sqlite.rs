@@ -2,6 +2,7 @@
 //! server can use it at the same time, `synchronous = FULL` so that an acknowledged write
 //! (a revocation, a rotation) survives a crash.
 
+use crate::{ATTEMPT_CLEAR_SQL, ATTEMPT_COUNT_SQL, ATTEMPT_RELEASE_SQL, attempt_release_plan};
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
@@ -14,6 +15,7 @@ use tessera_core::store::{
     Store, StoreError, StoreResult, join_words, split_words,
 };
 use tessera_core::tenant::Tenant;
+use tessera_core::throttle::Counter;
 use tessera_core::token::ClaimSet;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -240,12 +242,6 @@ fn legacy_from_row(r: &SqliteRow) -> StoreResult<LegacyRecord> {
         chain: split_words(r.try_get("chain").map_err(db_err)?),
     })
 }
-
-/// One more failure for key ?1 at ?2; a window that started at or before ?3 is over.
-const LOGIN_FAILED_SQLITE: &str = "INSERT INTO login_failures (key, window_start, failures) VALUES (?1, ?2, 1) \
-     ON CONFLICT (key) DO UPDATE SET \
-     failures = CASE WHEN login_failures.window_start <= ?3 THEN 1 ELSE login_failures.failures + 1 END, \
-     window_start = CASE WHEN login_failures.window_start <= ?3 THEN ?2 ELSE login_failures.window_start END";
 
 const REFRESH_SELECT: &str = "SELECT t.token_hash, t.family_id, t.tenant, t.client_id, t.subject, t.username, \
      t.scope, t.audience, t.issued_at, t.expires_at, t.used_at, t.access_jti, t.access_exp, t.claim_set, \
@@ -982,38 +978,40 @@ impl Store for SqliteStore {
         row.as_ref().map(legacy_from_row).transpose()
     }
 
-    async fn login_failures(&self, keys: &[String], now: i64, window: i64) -> StoreResult<Vec<(i64, i64)>> {
-        let mut out = Vec::with_capacity(keys.len());
-        for k in keys {
-            let row: Option<(i64, i64)> =
-                sqlx::query_as("SELECT failures, window_start FROM login_failures WHERE key = ? AND window_start > ?")
-                    .bind(k)
-                    .bind(now - window)
-                    .fetch_optional(&self.pool)
-                    .await
-                    .map_err(db_err)?;
-            out.push(row.unwrap_or((0, now)));
-        }
-        Ok(out)
-    }
-
-    async fn login_failed(&self, keys: &[String], now: i64, window: i64) -> StoreResult<()> {
+    async fn attempt_reserve(&self, counters: &[Counter], now: i64, window: i64) -> StoreResult<Option<i64>> {
+        // One writer at a time (BEGIN IMMEDIATE): the counts read are the counts written.
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
-        for k in keys {
-            sqlx::query(LOGIN_FAILED_SQLITE)
-                .bind(k)
+        let mut wait = None;
+        for c in counters {
+            let (count, start): (i64, i64) = sqlx::query_as(ATTEMPT_COUNT_SQL)
+                .bind(&c.key)
                 .bind(now)
                 .bind(now - window)
-                .execute(&mut *tx)
+                .fetch_one(&mut *tx)
                 .await
                 .map_err(db_err)?;
+            if count > c.cap {
+                wait = wait.max(Some((start + window - now).max(1)));
+            }
         }
-        tx.commit().await.map_err(db_err)
+        if wait.is_some() {
+            tx.rollback().await.map_err(db_err)?;
+        } else {
+            tx.commit().await.map_err(db_err)?;
+        }
+        Ok(wait)
     }
 
-    async fn login_succeeded(&self, key: &str) -> StoreResult<()> {
-        sqlx::query("DELETE FROM login_failures WHERE key = ?").bind(key).execute(&self.pool).await.map_err(db_err)?;
-        Ok(())
+    async fn attempt_release(&self, release: &[&str], clear: &[&str], reserved_at: i64) -> StoreResult<()> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
+        for (key, released) in attempt_release_plan(release, clear) {
+            let q = match released {
+                true => sqlx::query(ATTEMPT_RELEASE_SQL).bind(key).bind(reserved_at),
+                false => sqlx::query(ATTEMPT_CLEAR_SQL).bind(key),
+            };
+            q.execute(&mut *tx).await.map_err(db_err)?;
+        }
+        tx.commit().await.map_err(db_err)
     }
 
     async fn changes_since(&self, after: i64) -> StoreResult<Vec<(i64, Change)>> {

@@ -15,6 +15,7 @@ mod fronts_policy;
 mod grants;
 mod introspection;
 mod keys;
+mod limits;
 mod metrics;
 mod mfa;
 mod nodes;

@@ -36,6 +36,11 @@ fn psql(sql: &str) {
 /// Node A (which bootstraps the schema), then node B; one master key and one public URL
 /// (the load balancer's) for both, as a deployment has.
 async fn two_nodes(tag: &str) -> (Schema, TestServer, TestServer) {
+    two_nodes_with(tag, &[]).await
+}
+
+/// [`two_nodes`], with more settings for both.
+pub(crate) async fn two_nodes_with(tag: &str, more: &[(&str, &str)]) -> (Schema, TestServer, TestServer) {
     let schema = Schema::new(tag);
     let mut key = [0u8; 32];
     aws_lc_rs::rand::fill(&mut key).expect("random");
@@ -45,6 +50,7 @@ async fn two_nodes(tag: &str) -> (Schema, TestServer, TestServer) {
         ("TESSERA_MASTER_KEY", key.as_str()),
         ("TESSERA_PUBLIC_URL", "http://tessera.test"),
     ];
+    let env = [&env[..], more].concat();
     let a = TestServer::start_with_env(&env).await;
     let b = TestServer::start_with_env(&env).await;
     (schema, a, b)

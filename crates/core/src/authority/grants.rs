@@ -9,6 +9,8 @@ use crate::secret::{self, Secret, prefix};
 use crate::store::{DevicePoll, DeviceRecord, DeviceStatus, LegacyRecord, NewRefresh, RefreshRecord, Rotation};
 use crate::throttle;
 use crate::token::{self, AccessClaims, ClaimSet, NewClaims, Provenance, Subject};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -215,33 +217,11 @@ impl Authority {
         self.issue_for_user(&ts, holder, now).await
     }
 
-    /// Check a user's password; unknown user, wrong password and disabled account are all
-    /// `invalid_grant`, and take the same time. Failures count against the user and the
-    /// client address (`origin`); past the limits, `rate_limited` without checking.
-    pub async fn check_password(
-        &self,
-        tenant: &str,
-        username: &str,
-        password: Secret,
-        origin: Option<IpAddr>,
-    ) -> Result<User> {
-        self.check_password_counted(tenant, username, password, origin).await.map(|(u, _)| u)
-    }
-
-    /// [`Self::check_password`], also telling whether the user has failures on record.
-    pub(super) async fn check_password_counted(
-        &self,
-        tenant: &str,
-        username: &str,
-        password: Secret,
-        origin: Option<IpAddr>,
-    ) -> Result<(User, bool)> {
-        let now = self.now();
-        let keys = throttle::keys(tenant, username, origin);
-        let counts = self.store.login_failures(&keys, now, self.limits.window).await?;
-        if let Some(wait) = throttle::blocked(&self.limits, &counts, now) {
-            return Err(Error::rate_limited(wait));
-        }
+    /// The user, if `password` is theirs and their account is active. Unknown user, wrong
+    /// password and disabled account are all the same `invalid_grant`, by the same path and
+    /// after the same work (one Argon2id verification). Not counted: callers go through
+    /// [`Self::check_credentials`], which reserves the attempt first.
+    pub(super) async fn password_matches(&self, tenant: &str, username: &str, password: Secret) -> Result<User> {
         let user = if username.is_empty() || username.len() > 128 {
             None
         } else {
@@ -250,13 +230,38 @@ impl Authority {
         let phc = user.as_ref().map_or_else(|| self.dummy_hash.clone(), |u| u.password_hash.clone());
         let ok = self.hasher.verify(phc, password).await;
         match user {
-            Some(u) if ok && !u.disabled => Ok((u, counts.first().is_some_and(|(n, _)| *n > 0))),
-            Some(u) if ok && u.disabled => Err(Error::invalid_grant("the user account is disabled")),
-            _ => {
-                self.store.login_failed(&keys, now, self.limits.window).await?;
-                Err(Error::invalid_grant("invalid username or password"))
-            }
+            Some(u) if ok && !u.disabled => Ok(u),
+            _ => Err(Error::invalid_grant("invalid username or password")),
         }
+    }
+
+    /// Count one attempt against `counters` in the store before it is checked (so that
+    /// concurrent attempts, at any node, cannot all pass a limit); `rate_limited` past one.
+    /// Returns when it was reserved, for [`Self::settle_attempt`].
+    pub(super) async fn reserve_attempt(&self, counters: &[throttle::Counter]) -> Result<i64> {
+        let now = self.now();
+        match self.store.attempt_reserve(counters, now, self.limits.window).await? {
+            None => Ok(now),
+            Some(wait) => Err(Error::rate_limited(wait)),
+        }
+    }
+
+    /// Settle a reserved attempt by its outcome: a failure (`failed`) stays counted; anything
+    /// else gives its reservation back, and a success (`clear_first`) also forgets the first
+    /// counter's earlier failures.
+    pub(super) async fn settle_attempt(
+        &self,
+        counters: &[throttle::Counter],
+        reserved_at: i64,
+        failed: bool,
+        clear_first: bool,
+    ) -> Result<()> {
+        if failed {
+            return Ok(());
+        }
+        let keys: Vec<&str> = counters.iter().map(|c| c.key.as_str()).collect();
+        let (clear, release) = if clear_first { keys.split_at(1) } else { keys.split_at(0) };
+        Ok(self.store.attempt_release(release, clear, reserved_at).await?)
     }
 
     async fn issue_for_user(&self, ts: &TenantState, mut h: Holder<'_>, now: i64) -> Result<IssuedTokens> {
@@ -447,8 +452,9 @@ impl Authority {
         })
     }
 
-    /// A pending, unexpired device authorization by the code a person typed, with its client
-    /// (for the verification page to show who is asking).
+    /// A pending, unexpired device authorization by the code a person typed, with its client.
+    /// Not counted: for administrators (the CLI); the verification page uses
+    /// [`Self::device_lookup`].
     pub async fn device_pending(&self, tenant: &str, typed_code: &str) -> Result<(DeviceRecord, Arc<Client>)> {
         self.tenant(tenant)?;
         let unknown = || Error::not_found("unknown or expired code");
@@ -459,6 +465,26 @@ impl Authority {
         }
         let client = self.client(tenant, &rec.client_id).await?.ok_or_else(unknown)?;
         Ok((rec, client))
+    }
+
+    /// The verification page's look-up, made only once the person has signed in: the pending
+    /// authorization by the code they typed, with its client (to show who asks). Failed
+    /// look-ups count against the client address and the whole tenant (RFC 8628 section 5.1);
+    /// past either limit, `rate_limited`. The look-up is reserved before it is made, like a
+    /// sign-in attempt, so concurrent guesses cannot pass the limits.
+    pub async fn device_lookup(
+        &self,
+        tenant: &str,
+        typed_code: &str,
+        origin: Option<IpAddr>,
+    ) -> Result<(DeviceRecord, Arc<Client>)> {
+        self.tenant(tenant)?;
+        let counters = self.limits.device_lookup(tenant, origin);
+        let reserved_at = self.reserve_attempt(&counters).await?;
+        let found = self.device_pending(tenant, typed_code).await;
+        let failed = matches!(&found, Err(e) if e.kind == ErrorKind::NotFound);
+        self.settle_attempt(&counters, reserved_at, failed, false).await?;
+        found
     }
 
     /// Approve or deny a pending device authorization on behalf of `username` (who must be
@@ -474,6 +500,41 @@ impl Authority {
         } else {
             Err(Error::not_found("unknown or expired code"))
         }
+    }
+
+    /// For the verification page, after `username` signed in and [`Self::device_lookup`]
+    /// found `rec`: a proof, sealed with the master key, that lets them approve or deny this
+    /// authorization (and no other) until it expires, without signing in again.
+    pub fn device_ticket(&self, rec: &DeviceRecord, username: &str) -> String {
+        let plain = format!("{}\n{}\n{}", rec.expires_at, rec.user_code, username);
+        let sealed = self.master.seal(self.rng.as_ref(), &ticket_context(&rec.tenant), plain.as_bytes());
+        URL_SAFE_NO_PAD.encode(sealed)
+    }
+
+    /// Approve or deny with a ticket from [`Self::device_ticket`]; the user it names is
+    /// returned. `not_found` for a ticket that is not one, is of another code or has expired.
+    pub async fn device_decide_with_ticket(
+        &self,
+        tenant: &str,
+        typed_code: &str,
+        ticket: &str,
+        approve: bool,
+    ) -> Result<String> {
+        let unknown = || Error::not_found("unknown or expired code");
+        let code = device::normalize_user_code(typed_code).ok_or_else(unknown)?;
+        let sealed = URL_SAFE_NO_PAD.decode(ticket).map_err(|_| unknown())?;
+        let plain = self.master.open(&ticket_context(tenant), &sealed).map_err(|_| unknown())?;
+        let plain = std::str::from_utf8(&plain).map_err(|_| unknown())?;
+        let mut parts = plain.splitn(3, '\n');
+        let (Some(exp), Some(ticket_code), Some(username)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(unknown());
+        };
+        let exp: i64 = exp.parse().map_err(|_| unknown())?;
+        if exp <= self.now() || !secret::ct_eq(ticket_code.as_bytes(), code.as_bytes()) {
+            return Err(unknown());
+        }
+        self.device_decide(tenant, &code, username, approve).await?;
+        Ok(username.to_owned())
     }
 
     async fn device_poll(&self, ts: &TenantState, client: &Client, code: Secret, now: i64) -> Result<IssuedTokens> {
@@ -625,4 +686,9 @@ impl Authority {
         };
         self.exchange(&ts, None, subject_token, wanted, self.now()).await
     }
+}
+
+/// The associated data of device tickets: a ticket of one tenant opens at no other.
+fn ticket_context(tenant: &str) -> String {
+    format!("device-ticket:{tenant}")
 }

@@ -125,8 +125,11 @@ impl Authority {
         }
     }
 
-    /// Password, then the second factor when the user has one. Failures of either count
-    /// against the brute-force limits.
+    /// Password, then the second factor when the user has one. The attempt is counted
+    /// against the brute-force limits (per user, per client address `origin`) before anything
+    /// is checked; past a limit, `rate_limited` without checking. A failure of either factor
+    /// (a disabled account is one, answered as a wrong password) stays counted; a success
+    /// clears the user's failures.
     pub async fn check_credentials(
         &self,
         tenant: &str,
@@ -135,22 +138,15 @@ impl Authority {
         otp: Option<&Secret>,
         origin: Option<IpAddr>,
     ) -> Result<User> {
-        let (user, had_failures) = self.check_password_counted(tenant, username, password, origin).await?;
-        let keys = crate::throttle::keys(tenant, username, origin);
-        match self.check_second_factor(&user, otp).await {
-            Ok(()) => {
-                if had_failures {
-                    self.store.login_succeeded(&keys[0]).await?;
-                }
-                Ok(user)
-            }
-            Err(e) => {
-                if e.kind == ErrorKind::InvalidGrant {
-                    self.store.login_failed(&keys, self.now(), self.limits.window).await?;
-                }
-                Err(e)
-            }
-        }
+        let counters = self.limits.login(tenant, username, origin);
+        let reserved_at = self.reserve_attempt(&counters).await?;
+        let checked = match self.password_matches(tenant, username, password).await {
+            Ok(user) => self.check_second_factor(&user, otp).await.map(|()| user),
+            Err(e) => Err(e),
+        };
+        let failed = matches!(&checked, Err(e) if e.kind == ErrorKind::InvalidGrant);
+        self.settle_attempt(&counters, reserved_at, failed, checked.is_ok()).await?;
+        checked
     }
 
     // ----- API keys -----------------------------------------------------------------------

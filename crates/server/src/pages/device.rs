@@ -1,67 +1,109 @@
 //! The device verification page (RFC 8628 section 3.3): a person types the code shown on
-//! their device, sees which application asks, signs in, and approves or denies.
+//! their device, signs in, and only then sees which application asks and approves or denies.
+//! Before the sign-in, every well-formed code gets the same page (nothing is looked up), so
+//! the page tells a guesser nothing; after it, failed look-ups are limited per address and
+//! per tenant (section 5.1).
 
 use super::{esc, page};
 use crate::AppState;
-use crate::extract::{Origin, TenantName, parse_form, read_body};
+use crate::extract::{Origin, TenantName, parse_form, read_body, retry_after};
 use axum::extract::{Query, Request, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::Response;
 use std::collections::HashMap;
-use tessera_core::ErrorKind;
-use tessera_core::device::display_user_code;
+use tessera_core::device::{display_user_code, normalize_user_code};
 use tessera_core::secret::Secret;
+use tessera_core::store::DeviceRecord;
+use tessera_core::{Error, ErrorKind};
 
 const TITLE: &str = "Connect a device";
+const MALFORMED: &str = "That is not a valid code: it has 8 letters, as shown on your device (XXXX-XXXX).";
+const UNKNOWN: &str = "That code is unknown or has expired.";
+
+fn error_line(error: Option<&str>) -> String {
+    error.map(|e| format!("<p class=\"err\">{}</p>", esc(e))).unwrap_or_default()
+}
 
 fn code_form(error: Option<&str>) -> String {
-    let err = error.map(|e| format!("<p class=\"err\">{}</p>", esc(e))).unwrap_or_default();
     format!(
         "{err}<form method=\"get\"><label for=\"user_code\">Enter the code shown on your device</label>\
          <input id=\"user_code\" name=\"user_code\" autocomplete=\"off\" autofocus required>\
-         <button type=\"submit\">Continue</button></form>"
+         <button type=\"submit\">Continue</button></form>",
+        err = error_line(error),
     )
 }
 
-fn sign_in_form(code: &str, client_name: &str, scope: Option<&str>, error: Option<&str>) -> String {
-    let err = error.map(|e| format!("<p class=\"err\">{}</p>", esc(e))).unwrap_or_default();
-    let scope = scope.map(|s| format!("<p>It asks for: <b>{}</b></p>", esc(s))).unwrap_or_default();
+/// The sign-in step: the same for every well-formed code but for the code itself.
+fn sign_in_form(code: &str, error: Option<&str>) -> String {
     format!(
-        "{err}<p><b>{name}</b> wants to sign in as you on a device showing the code</p>\
-         <p class=\"code\">{code_shown}</p>{scope}\
+        "{err}<p>Sign in to see which application asks to sign in as you on the device showing the code</p>\
+         <p class=\"code\">{code_shown}</p><p>You can then Approve or Deny its request.</p>\
          <form method=\"post\"><input type=\"hidden\" name=\"user_code\" value=\"{code}\">\
          <label for=\"username\">Username</label><input id=\"username\" name=\"username\" autocomplete=\"username\" required>\
          <label for=\"password\">Password</label>\
          <input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
          <label for=\"otp\">One-time code (if you use two-factor authentication)</label>\
          <input id=\"otp\" name=\"otp\" inputmode=\"numeric\" autocomplete=\"one-time-code\">\
-         <button type=\"submit\" name=\"action\" value=\"approve\">Approve</button>\
-         <button type=\"submit\" name=\"action\" value=\"deny\">Deny</button></form>",
-        name = esc(client_name),
+         <button type=\"submit\">Continue</button></form>",
+        err = error_line(error),
         code_shown = esc(&display_user_code(code)),
         code = esc(code),
     )
 }
 
-pub async fn device_get(
-    State(state): State<AppState>,
-    TenantName(tenant): TenantName,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
-    let Some(code) = q.get("user_code").filter(|c| !c.is_empty()) else {
-        return page(StatusCode::OK, TITLE, &code_form(None));
-    };
-    match state.auth.device_pending(&tenant, code).await {
-        Ok((rec, client)) => {
-            page(StatusCode::OK, TITLE, &sign_in_form(&rec.user_code, &client.name, rec.scope.as_deref(), None))
-        }
-        Err(e) if e.kind == ErrorKind::Unavailable => {
-            page(StatusCode::SERVICE_UNAVAILABLE, TITLE, &code_form(Some(&e.description)))
-        }
-        Err(_) => page(StatusCode::NOT_FOUND, TITLE, &code_form(Some("That code is unknown or has expired."))),
+/// After the sign-in: who asks, for what, and the choice (the ticket stands for the sign-in).
+fn decision_form(rec: &DeviceRecord, client_name: &str, ticket: &str) -> String {
+    let scope = rec.scope.as_deref().map(|s| format!("<p>It asks for: <b>{}</b></p>", esc(s))).unwrap_or_default();
+    format!(
+        "<p><b>{name}</b> wants to sign in as you on a device showing the code</p>\
+         <p class=\"code\">{code_shown}</p>{scope}\
+         <form method=\"post\"><input type=\"hidden\" name=\"user_code\" value=\"{code}\">\
+         <input type=\"hidden\" name=\"ticket\" value=\"{ticket}\">\
+         <button type=\"submit\" name=\"action\" value=\"approve\">Approve</button>\
+         <button type=\"submit\" name=\"action\" value=\"deny\">Deny</button></form>",
+        name = esc(client_name),
+        code_shown = esc(&display_user_code(&rec.user_code)),
+        code = esc(&rec.user_code),
+        ticket = esc(ticket),
+    )
+}
+
+fn decided(approve: bool) -> Response {
+    if approve {
+        page(StatusCode::OK, "Device connected", "<p>You can return to your device now.</p>")
+    } else {
+        page(StatusCode::OK, "Request denied", "<p>The device will not be signed in.</p>")
     }
 }
 
+/// The page for an error of the engine: `rate_limited` (429) and `unavailable` (503) in the
+/// engine's words, with `Retry-After`; anything else as `otherwise` says.
+fn error_page(e: &Error, body: impl Fn(&str) -> String, otherwise: (StatusCode, &str)) -> Response {
+    let status = match e.kind {
+        ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        _ => return page(otherwise.0, TITLE, &body(otherwise.1)),
+    };
+    let mut res = page(status, TITLE, &body(&e.description));
+    if let Some(v) = retry_after(e) {
+        res.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    res
+}
+
+pub async fn device_get(TenantName(_): TenantName, Query(q): Query<HashMap<String, String>>) -> Response {
+    let Some(typed) = q.get("user_code").filter(|c| !c.is_empty()) else {
+        return page(StatusCode::OK, TITLE, &code_form(None));
+    };
+    // Nothing is looked up before the sign-in: a hit and a miss get the same page.
+    match normalize_user_code(typed) {
+        Some(code) => page(StatusCode::OK, TITLE, &sign_in_form(&code, None)),
+        None => page(StatusCode::BAD_REQUEST, TITLE, &code_form(Some(MALFORMED))),
+    }
+}
+
+/// The sign-in (then the decision page), or the decision with the ticket of a sign-in. A
+/// sign-in that names the action too decides at once (for scripts).
 pub async fn device_post(
     State(state): State<AppState>,
     TenantName(tenant): TenantName,
@@ -84,34 +126,50 @@ pub async fn device_post(
     let Ok(mut form) = parse_form(&headers, &body) else {
         return page(StatusCode::BAD_REQUEST, TITLE, &code_form(Some("The form could not be read.")));
     };
-    let code = form.remove("user_code").unwrap_or_default();
-    let (rec, client) = match state.auth.device_pending(&tenant, &code).await {
-        Ok(found) => found,
-        Err(_) => return page(StatusCode::NOT_FOUND, TITLE, &code_form(Some("That code is unknown or has expired."))),
+    let Some(code) = form.remove("user_code").as_deref().and_then(normalize_user_code) else {
+        return page(StatusCode::BAD_REQUEST, TITLE, &code_form(Some(MALFORMED)));
     };
+    let action = match form.remove("action").as_deref() {
+        None | Some("") => None,
+        Some("approve") => Some(true),
+        Some("deny") => Some(false),
+        Some(_) => return page(StatusCode::BAD_REQUEST, TITLE, &sign_in_form(&code, Some("Choose Approve or Deny."))),
+    };
+    let unknown = |m: &str| code_form(Some(m));
+    if let Some(ticket) = form.remove("ticket").filter(|t| !t.is_empty()) {
+        let Some(approve) = action else {
+            return page(StatusCode::BAD_REQUEST, TITLE, &sign_in_form(&code, Some("Choose Approve or Deny.")));
+        };
+        return match state.auth.device_decide_with_ticket(&tenant, &code, &ticket, approve).await {
+            Ok(_) => decided(approve),
+            Err(e) => error_page(&e, unknown, (StatusCode::NOT_FOUND, UNKNOWN)),
+        };
+    }
     let username = form.remove("username").unwrap_or_default();
     let password = Secret::new(form.remove("password").unwrap_or_default());
-    let approve = match form.remove("action").as_deref() {
-        Some("approve") => true,
-        Some("deny") => false,
-        _ => {
-            let f = sign_in_form(&rec.user_code, &client.name, rec.scope.as_deref(), Some("Choose Approve or Deny."));
-            return page(StatusCode::BAD_REQUEST, TITLE, &f);
+    let otp = form.remove("otp").filter(|o| !o.is_empty()).map(Secret::new);
+    let user = match state.auth.check_credentials(&tenant, &username, password, otp.as_ref(), origin).await {
+        Ok(user) => user,
+        Err(e) => {
+            let say = match e.kind {
+                ErrorKind::MfaRequired => "Enter the one-time code from your authenticator app too.",
+                _ => "Wrong username, password or code.",
+            };
+            return error_page(&e, |m| sign_in_form(&code, Some(m)), (StatusCode::UNAUTHORIZED, say));
         }
     };
-    let otp = form.remove("otp").filter(|o| !o.is_empty()).map(Secret::new);
-    if let Err(e) = state.auth.check_credentials(&tenant, &username, password, otp.as_ref(), origin).await {
-        let msg = match e.kind {
-            ErrorKind::Unavailable | ErrorKind::RateLimited => e.description,
-            ErrorKind::MfaRequired => "Enter the one-time code from your authenticator app too.".into(),
-            _ => "Wrong username, password or code.".into(),
-        };
-        let f = sign_in_form(&rec.user_code, &client.name, rec.scope.as_deref(), Some(&msg));
-        return page(StatusCode::UNAUTHORIZED, TITLE, &f);
-    }
-    match state.auth.device_decide(&tenant, &rec.user_code, &username, approve).await {
-        Ok(()) if approve => page(StatusCode::OK, "Device connected", "<p>You can return to your device now.</p>"),
-        Ok(()) => page(StatusCode::OK, "Request denied", "<p>The device will not be signed in.</p>"),
-        Err(_) => page(StatusCode::NOT_FOUND, TITLE, &code_form(Some("That code is unknown or has expired."))),
+    let (rec, client) = match state.auth.device_lookup(&tenant, &code, origin).await {
+        Ok(found) => found,
+        Err(e) => return error_page(&e, unknown, (StatusCode::NOT_FOUND, UNKNOWN)),
+    };
+    match action {
+        None => {
+            let ticket = state.auth.device_ticket(&rec, &user.username);
+            page(StatusCode::OK, TITLE, &decision_form(&rec, &client.name, &ticket))
+        }
+        Some(approve) => match state.auth.device_decide(&tenant, &rec.user_code, &user.username, approve).await {
+            Ok(()) => decided(approve),
+            Err(e) => error_page(&e, unknown, (StatusCode::NOT_FOUND, UNKNOWN)),
+        },
     }
 }

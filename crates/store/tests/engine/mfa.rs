@@ -130,7 +130,7 @@ pub(crate) async fn api_key_lifecycle(kind: Kind) {
 
 pub(crate) async fn failed_second_factors_count_towards_the_lockout(kind: Kind) {
     let env = Env::new(kind, "mfa-lockout").await;
-    let limits = tessera_core::throttle::Limits { per_user: 3, per_origin: 100, window: 60 };
+    let limits = tessera_core::throttle::Limits { per_user: 3, per_origin: 100, window: 60, ..Default::default() };
     let auth = env.engine(Settings { limits, ..settings() }).await.unwrap();
     let client = setup(&auth).await;
     enrol(&auth, &env).await;

@@ -274,7 +274,7 @@ async fn a_node_survives_an_outage_and_recovers_by_itself() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_sign_ins_at_one_node_lock_the_user_at_the_other() {
     let env = Env::new(Kind::Pg, "throttle").await;
-    let limits = tessera_core::throttle::Limits { per_user: 3, per_origin: 100, window: 300 };
+    let limits = tessera_core::throttle::Limits { per_user: 3, per_origin: 100, window: 300, ..Default::default() };
     let a = env.engine(Settings { limits, ..settings() }).await.unwrap();
     let client = setup(&a).await;
     let b = env.engine(Settings { limits, ..settings() }).await.unwrap();
