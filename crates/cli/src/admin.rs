@@ -117,12 +117,19 @@ pub async fn tenant(config: &Config, cmd: TenantCmd) -> Result<()> {
     Ok(())
 }
 
+/// `--tenant T`, shared by every command that acts in one tenant (default: `default`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct TenantArg {
+    #[arg(long = "tenant", default_value = tessera_core::DEFAULT_TENANT)]
+    pub tenant: String,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum UserCmd {
     /// Create a user; the password is read from standard input.
     Create {
-        #[arg(long, default_value = tessera_core::DEFAULT_TENANT)]
-        tenant: String,
+        #[command(flatten)]
+        tenant: TenantArg,
         #[arg(long)]
         username: String,
         /// Read the password from standard input (one line).
@@ -140,15 +147,15 @@ pub enum UserCmd {
     },
     /// List users.
     List {
-        #[arg(long, default_value = tessera_core::DEFAULT_TENANT)]
-        tenant: String,
+        #[command(flatten)]
+        tenant: TenantArg,
         #[arg(long)]
         json: bool,
     },
     /// Disable a user: no new tokens, refresh tokens stop working.
     Disable {
-        #[arg(long, default_value = tessera_core::DEFAULT_TENANT)]
-        tenant: String,
+        #[command(flatten)]
+        tenant: TenantArg,
         #[arg(long)]
         username: String,
     },
@@ -161,8 +168,8 @@ pub enum UserCmd {
 pub enum TotpCmd {
     /// Start enrolment: prints the otpauth:// URI, a QR code and the secret (once).
     Enable {
-        #[arg(long, default_value = tessera_core::DEFAULT_TENANT)]
-        tenant: String,
+        #[command(flatten)]
+        tenant: TenantArg,
         #[arg(long)]
         username: String,
         /// Print {"otpauth_uri", "secret"} as JSON instead of the QR code.
@@ -171,8 +178,8 @@ pub enum TotpCmd {
     },
     /// Confirm with a first code from the app; prints the ten recovery codes (once).
     Confirm {
-        #[arg(long, default_value = tessera_core::DEFAULT_TENANT)]
-        tenant: String,
+        #[command(flatten)]
+        tenant: TenantArg,
         #[arg(long)]
         username: String,
         #[arg(long)]
@@ -182,8 +189,8 @@ pub enum TotpCmd {
     },
     /// Turn two-factor authentication off.
     Disable {
-        #[arg(long, default_value = tessera_core::DEFAULT_TENANT)]
-        tenant: String,
+        #[command(flatten)]
+        tenant: TenantArg,
         #[arg(long)]
         username: String,
     },
@@ -202,7 +209,7 @@ fn qr_text(data: &str) -> Option<String> {
 async fn totp(config: &Config, cmd: TotpCmd) -> Result<()> {
     let auth = open_admin(config).await?;
     match cmd {
-        TotpCmd::Enable { tenant, username, json } => {
+        TotpCmd::Enable { tenant: TenantArg { tenant }, username, json } => {
             let e = auth.totp_enroll(&Actor::Operator, &tenant, &username).await.map_err(core_err)?;
             if json {
                 print_json(&json!({"otpauth_uri": e.otpauth_uri, "secret": e.secret_base32}));
@@ -217,7 +224,7 @@ async fn totp(config: &Config, cmd: TotpCmd) -> Result<()> {
                 );
             }
         }
-        TotpCmd::Confirm { tenant, username, code, json } => {
+        TotpCmd::Confirm { tenant: TenantArg { tenant }, username, code, json } => {
             let codes = auth.totp_confirm(&Actor::Operator, &tenant, &username, &code).await.map_err(core_err)?;
             if json {
                 print_json(&json!({"recovery_codes": codes}));
@@ -230,7 +237,7 @@ async fn totp(config: &Config, cmd: TotpCmd) -> Result<()> {
                 }
             }
         }
-        TotpCmd::Disable { tenant, username } => {
+        TotpCmd::Disable { tenant: TenantArg { tenant }, username } => {
             auth.totp_disable(&Actor::Operator, &tenant, &username).await.map_err(core_err)?;
             println!("two-factor authentication is off for {username}");
         }
@@ -251,7 +258,15 @@ fn read_password_line() -> Result<Secret> {
 
 pub async fn user(config: &Config, cmd: UserCmd) -> Result<()> {
     match cmd {
-        UserCmd::Create { tenant, username, password_stdin: _, role, email, given_name, last_name } => {
+        UserCmd::Create {
+            tenant: TenantArg { tenant },
+            username,
+            password_stdin: _,
+            role,
+            email,
+            given_name,
+            last_name,
+        } => {
             let password = read_password_line()?;
             let auth = open_admin(config).await?;
             let profile = Profile { email, given_name, last_name };
@@ -261,7 +276,7 @@ pub async fn user(config: &Config, cmd: UserCmd) -> Result<()> {
                 .map_err(core_err)?;
             println!("created user {} in tenant {}", u.username, u.tenant);
         }
-        UserCmd::List { tenant, json } => {
+        UserCmd::List { tenant: TenantArg { tenant }, json } => {
             let auth = open_admin(config).await?;
             let users = auth.list_users(&Actor::Operator, &tenant).await.map_err(core_err)?;
             if json {
@@ -277,7 +292,7 @@ pub async fn user(config: &Config, cmd: UserCmd) -> Result<()> {
                 }
             }
         }
-        UserCmd::Disable { tenant, username } => {
+        UserCmd::Disable { tenant: TenantArg { tenant }, username } => {
             let auth = open_admin(config).await?;
             auth.set_user_disabled(&Actor::Operator, &tenant, &username, true).await.map_err(core_err)?;
             println!("disabled user {username} in tenant {tenant}");
@@ -291,8 +306,8 @@ pub async fn user(config: &Config, cmd: UserCmd) -> Result<()> {
 pub enum ClientCmd {
     /// Register a client; a confidential client's secret is printed once.
     Create {
-        #[arg(long, default_value = tessera_core::DEFAULT_TENANT)]
-        tenant: String,
+        #[command(flatten)]
+        tenant: TenantArg,
         #[arg(long)]
         name: String,
         /// Allowed grants, comma-separated: client_credentials, password, refresh_token,
@@ -310,15 +325,15 @@ pub enum ClientCmd {
     },
     /// List clients.
     List {
-        #[arg(long, default_value = tessera_core::DEFAULT_TENANT)]
-        tenant: String,
+        #[command(flatten)]
+        tenant: TenantArg,
         #[arg(long)]
         json: bool,
     },
     /// Delete a client (its refresh tokens die with it).
     Delete {
-        #[arg(long, default_value = tessera_core::DEFAULT_TENANT)]
-        tenant: String,
+        #[command(flatten)]
+        tenant: TenantArg,
         /// Ids are base64url and may begin with `-`.
         #[arg(allow_hyphen_values = true)]
         client_id: String,
@@ -332,7 +347,7 @@ fn parse_grant(s: &str) -> Result<GrantType, String> {
 pub async fn client(config: &Config, cmd: ClientCmd) -> Result<()> {
     let auth = open_admin(config).await?;
     match cmd {
-        ClientCmd::Create { tenant, name, grant, scope, public, json } => {
+        ClientCmd::Create { tenant: TenantArg { tenant }, name, grant, scope, public, json } => {
             let mut spec = NewClient::new(&tenant, &name, grant);
             spec.scopes = parse_scope(&scope).map_err(core_err)?;
             spec.public = public;
@@ -348,7 +363,7 @@ pub async fn client(config: &Config, cmd: ClientCmd) -> Result<()> {
                 }
             }
         }
-        ClientCmd::List { tenant, json } => {
+        ClientCmd::List { tenant: TenantArg { tenant }, json } => {
             let list = auth.list_clients(&Actor::Operator, &tenant).await.map_err(core_err)?;
             if json {
                 let v: Vec<_> = list
@@ -367,7 +382,7 @@ pub async fn client(config: &Config, cmd: ClientCmd) -> Result<()> {
                 }
             }
         }
-        ClientCmd::Delete { tenant, client_id } => {
+        ClientCmd::Delete { tenant: TenantArg { tenant }, client_id } => {
             auth.delete_client(&Actor::Operator, &tenant, &client_id).await.map_err(core_err)?;
             println!("deleted client {client_id}");
         }
@@ -379,15 +394,15 @@ pub async fn client(config: &Config, cmd: ClientCmd) -> Result<()> {
 pub enum KeyCmd {
     /// Add a new signing key: published at once, signs after the pre-publication delay.
     Rotate {
-        #[arg(long, default_value = tessera_core::DEFAULT_TENANT)]
-        tenant: String,
+        #[command(flatten)]
+        tenant: TenantArg,
         #[arg(long)]
         json: bool,
     },
     /// List a tenant's keys and where each is in its life.
     List {
-        #[arg(long, default_value = tessera_core::DEFAULT_TENANT)]
-        tenant: String,
+        #[command(flatten)]
+        tenant: TenantArg,
         #[arg(long)]
         json: bool,
     },
@@ -396,7 +411,7 @@ pub enum KeyCmd {
 pub async fn key(config: &Config, cmd: KeyCmd) -> Result<()> {
     let auth = open_admin(config).await?;
     match cmd {
-        KeyCmd::Rotate { tenant, json } => {
+        KeyCmd::Rotate { tenant: TenantArg { tenant }, json } => {
             let k = auth.rotate_key(&Actor::Operator, &tenant).await.map_err(core_err)?;
             if json {
                 print_json(&serde_json::to_value(&k)?);
@@ -404,7 +419,7 @@ pub async fn key(config: &Config, cmd: KeyCmd) -> Result<()> {
                 println!("new key {} ({}) {}, signs from {}", k.kid, k.alg, k.status, k.activates_at);
             }
         }
-        KeyCmd::List { tenant, json } => {
+        KeyCmd::List { tenant: TenantArg { tenant }, json } => {
             let keys = auth.list_keys(&Actor::Operator, &tenant).await.map_err(core_err)?;
             if json {
                 print_json(&serde_json::to_value(&keys)?);
@@ -441,16 +456,16 @@ pub enum DeviceCmd {
     Approve {
         /// The code shown on the device, e.g. BCDF-GHJK.
         user_code: String,
-        #[arg(long, default_value = tessera_core::DEFAULT_TENANT)]
-        tenant: String,
+        #[command(flatten)]
+        tenant: TenantArg,
         #[arg(long)]
         username: String,
     },
     /// Deny a pending device authorization.
     Deny {
         user_code: String,
-        #[arg(long, default_value = tessera_core::DEFAULT_TENANT)]
-        tenant: String,
+        #[command(flatten)]
+        tenant: TenantArg,
         #[arg(long)]
         username: String,
     },
@@ -459,8 +474,8 @@ pub enum DeviceCmd {
 pub async fn device(config: &Config, cmd: DeviceCmd) -> Result<()> {
     let auth = open_admin(config).await?;
     let (code, tenant, username, approve) = match cmd {
-        DeviceCmd::Approve { user_code, tenant, username } => (user_code, tenant, username, true),
-        DeviceCmd::Deny { user_code, tenant, username } => (user_code, tenant, username, false),
+        DeviceCmd::Approve { user_code, tenant: TenantArg { tenant }, username } => (user_code, tenant, username, true),
+        DeviceCmd::Deny { user_code, tenant: TenantArg { tenant }, username } => (user_code, tenant, username, false),
     };
     auth.device_decide(&tenant, &code, &username, approve).await.map_err(core_err)?;
     println!("{} device code {code} for {username}", if approve { "approved" } else { "denied" });
@@ -471,8 +486,8 @@ pub async fn device(config: &Config, cmd: DeviceCmd) -> Result<()> {
 pub enum ApiKeyCmd {
     /// Create an API key for a user; the key is printed once.
     Create {
-        #[arg(long, default_value = tessera_core::DEFAULT_TENANT)]
-        tenant: String,
+        #[command(flatten)]
+        tenant: TenantArg,
         #[arg(long)]
         username: String,
         #[arg(long, default_value = "")]
@@ -488,8 +503,8 @@ pub enum ApiKeyCmd {
     },
     /// List API keys (of one user, or of the tenant).
     List {
-        #[arg(long, default_value = tessera_core::DEFAULT_TENANT)]
-        tenant: String,
+        #[command(flatten)]
+        tenant: TenantArg,
         #[arg(long)]
         username: Option<String>,
         #[arg(long)]
@@ -497,8 +512,8 @@ pub enum ApiKeyCmd {
     },
     /// Revoke an API key by its id.
     Revoke {
-        #[arg(long, default_value = tessera_core::DEFAULT_TENANT)]
-        tenant: String,
+        #[command(flatten)]
+        tenant: TenantArg,
         /// Ids are base64url and may begin with `-`.
         #[arg(allow_hyphen_values = true)]
         id: String,
@@ -529,7 +544,7 @@ fn parse_duration(s: &str) -> Result<i64, String> {
 pub async fn apikey(config: &Config, cmd: ApiKeyCmd) -> Result<()> {
     let auth = open_admin(config).await?;
     match cmd {
-        ApiKeyCmd::Create { tenant, username, name, expires, scope, json } => {
+        ApiKeyCmd::Create { tenant: TenantArg { tenant }, username, name, expires, scope, json } => {
             let scopes = parse_scope(&scope).map_err(core_err)?;
             let (k, key) = auth
                 .create_api_key(&Actor::Operator, &tenant, &username, &name, expires, scopes)
@@ -542,7 +557,7 @@ pub async fn apikey(config: &Config, cmd: ApiKeyCmd) -> Result<()> {
                 println!("key: {}  (shown once; store it now)", key.expose());
             }
         }
-        ApiKeyCmd::List { tenant, username, json } => {
+        ApiKeyCmd::List { tenant: TenantArg { tenant }, username, json } => {
             let keys = auth.list_api_keys(&Actor::Operator, &tenant, username.as_deref()).await.map_err(core_err)?;
             if json {
                 let v: Vec<_> = keys
@@ -562,7 +577,7 @@ pub async fn apikey(config: &Config, cmd: ApiKeyCmd) -> Result<()> {
                 }
             }
         }
-        ApiKeyCmd::Revoke { tenant, id } => {
+        ApiKeyCmd::Revoke { tenant: TenantArg { tenant }, id } => {
             auth.revoke_api_key(&Actor::Operator, &tenant, &id).await.map_err(core_err)?;
             println!("revoked API key {id}");
         }

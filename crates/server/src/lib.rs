@@ -9,6 +9,7 @@ pub mod hasher;
 pub mod metrics_layer;
 pub mod oauth;
 pub mod pages;
+pub mod status;
 pub mod time;
 
 pub use config::Config;

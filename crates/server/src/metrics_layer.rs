@@ -187,3 +187,26 @@ fn record(route: Option<&RouteMetrics>, method: &Method, status: u16, elapsed: D
     // More pairs than slots on this route: the registry lookup.
     register().increment(1);
 }
+
+/// `tessera_tokens_issued_total{grant}`: one counter per label, registered once for every
+/// front (registering per request costs a registry lookup and allocations). Registered on
+/// first use, so after `serve` has installed the recorder; without one they are no-ops.
+pub fn tokens_issued(grant: &'static str) -> &'static metrics::Counter {
+    const GRANTS: [&str; 9] = [
+        "client_credentials",
+        "password",
+        "refresh_token",
+        "device_code",
+        "token_exchange",
+        "sftpgo",
+        "ica",
+        "docspace",
+        "other",
+    ];
+    static COUNTERS: std::sync::OnceLock<Vec<metrics::Counter>> = std::sync::OnceLock::new();
+    let counters = COUNTERS.get_or_init(|| {
+        GRANTS.iter().map(|label| metrics::counter!("tessera_tokens_issued_total", "grant" => *label)).collect()
+    });
+    let i = GRANTS.iter().position(|g| *g == grant).unwrap_or(GRANTS.len() - 1);
+    &counters[i]
+}

@@ -12,11 +12,11 @@ use axum::routing::get;
 use serde::Serialize;
 use serde_json::Map;
 use std::net::IpAddr;
+use tessera_core::Error;
 use tessera_core::authority::{Audience, Session};
 use tessera_core::principal::User;
 use tessera_core::secret::{Secret, prefix};
 use tessera_core::token::Provenance;
-use tessera_core::{Error, ErrorKind};
 
 const PATH: &str = "/api/2.0/security/oauth2/token";
 /// DocSpace's identity tokens live five minutes, or the tenant's access lifetime if shorter.
@@ -72,13 +72,7 @@ fn json_reply(status: StatusCode, body: impl Serialize) -> Response {
 }
 
 fn failure(e: Error) -> Response {
-    let status = match e.kind {
-        ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-        ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-        ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-        ErrorKind::Forbidden => StatusCode::FORBIDDEN,
-        _ => StatusCode::UNAUTHORIZED,
-    };
+    let status = crate::status::sign_in_status(e.kind, false);
     let body = ErrorEnvelope {
         error: ErrorMessage { message: format!("{}: {}", e.kind.code(), e.description) },
         status: 1,
@@ -156,7 +150,7 @@ async fn token_get(
     let session = Session { audience: Some(AUDIENCE.to_owned()), ttl: Some(TOKEN_TTL), scope: None, extra, provenance };
     match state.auth.issue_session(&user, session) {
         Ok(t) => {
-            metrics::counter!("tessera_tokens_issued_total", "grant" => "docspace").increment(1);
+            crate::metrics_layer::tokens_issued("docspace").increment(1);
             let answer = StringWrapper {
                 response: t.access_token,
                 count: 1,

@@ -13,11 +13,11 @@ use axum::routing::post;
 use serde::{Deserialize, Serialize};
 use serde_json::Map;
 use std::net::IpAddr;
+use tessera_core::Error;
 use tessera_core::authority::{Audience, Session};
 use tessera_core::principal::User;
 use tessera_core::secret::Secret;
 use tessera_core::token::Provenance;
-use tessera_core::{Error, ErrorKind};
 
 const CONTENT_TYPE: &str = "application/vnd.illumina.v3+json";
 const AUDIENCE: &str = "ica";
@@ -53,15 +53,8 @@ pub struct TenantParam {
 }
 
 fn problem(e: &Error, instance: &str, state: &AppState) -> Response {
-    let (status, title) = match e.kind {
-        ErrorKind::InvalidRequest | ErrorKind::MfaRequired => (StatusCode::BAD_REQUEST, "Bad Request"),
-        ErrorKind::Forbidden => (StatusCode::FORBIDDEN, "Forbidden"),
-        ErrorKind::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "Too Many Requests"),
-        ErrorKind::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable"),
-        ErrorKind::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"),
-        _ => (StatusCode::UNAUTHORIZED, "Unauthorized"),
-    };
-    let status = if e.kind == ErrorKind::MfaRequired { StatusCode::UNAUTHORIZED } else { status };
+    let status = crate::status::sign_in_status(e.kind, true);
+    let title = status.canonical_reason().unwrap_or("Error");
     let body = Problem {
         id: tessera_core::secret::random_b64(&tessera_core::clock::SystemRng, 16),
         kind: "about:blank",
@@ -154,7 +147,7 @@ async fn tokens_post(
     };
     match issued {
         Ok(t) => {
-            metrics::counter!("tessera_tokens_issued_total", "grant" => "ica").increment(1);
+            crate::metrics_layer::tokens_issued("ica").increment(1);
             token_reply(&t.access_token)
         }
         Err(e) => problem(&e, uri.path(), &state),

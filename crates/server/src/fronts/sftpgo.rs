@@ -110,7 +110,7 @@ async fn token(state: &AppState, tenant: &str, origin: Option<IpAddr>, headers: 
     };
     match state.auth.issue_session(&user, session) {
         Ok(t) => {
-            metrics::counter!("tessera_tokens_issued_total", "grant" => "sftpgo").increment(1);
+            crate::metrics_layer::tokens_issued("sftpgo").increment(1);
             let answer = TokenAnswer { expires_at: rfc3339_z(t.expires_at), access_token: t.access_token };
             (StatusCode::OK, axum::Json(answer)).into_response()
         }

@@ -181,14 +181,10 @@ impl IntoResponse for TapisError {
     fn into_response(self) -> Response {
         let retry = crate::extract::retry_after(&self.0);
         let Error { kind, description, .. } = self.0;
+        // Tapis answers a bad client or a conflict as a bad request (400), like the real service.
         let status = match kind {
-            ErrorKind::InvalidToken => StatusCode::UNAUTHORIZED,
-            ErrorKind::Forbidden => StatusCode::FORBIDDEN,
-            ErrorKind::NotFound => StatusCode::NOT_FOUND,
-            ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-            ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-            _ => StatusCode::BAD_REQUEST,
+            ErrorKind::InvalidClient | ErrorKind::Conflict => StatusCode::BAD_REQUEST,
+            k => crate::status::status_of(k),
         };
         if kind == ErrorKind::Internal {
             tracing::error!(%description, "internal error");
@@ -339,7 +335,7 @@ async fn tokens_post(
             if matches!(auth, ClientAuth::Absent) {
                 let issued =
                     state.auth.password_without_client(&tenant, &username, password, ClaimSet::Tapis, origin).await?;
-                metrics::counter!("tessera_tokens_issued_total", "grant" => "password").increment(1);
+                crate::metrics_layer::tokens_issued("password").increment(1);
                 return Ok(envelope(StatusCode::CREATED, "Token created successfully.", token_result(&issued)));
             }
             Grant::Password { username, password, otp: None }
@@ -363,7 +359,7 @@ async fn tokens_post(
     req.claim_set = ClaimSet::Tapis;
     req.origin = origin;
     let issued = state.auth.token(&tenant, &auth, req).await?;
-    metrics::counter!("tessera_tokens_issued_total", "grant" => label).increment(1);
+    crate::metrics_layer::tokens_issued(label).increment(1);
     Ok(envelope(StatusCode::CREATED, "Token created successfully.", token_result(&issued)))
 }
 

@@ -151,24 +151,16 @@ fn token_response(t: &tessera_core::grant::IssuedTokens) -> Response {
     res
 }
 
-/// `tessera_tokens_issued_total` by grant, registered once (registering per request costs
-/// a registry lookup and allocations on the hot path). Registered on first use, so after
-/// `serve` has installed the recorder; without one they are no-ops, as before.
+/// `tessera_tokens_issued_total` for a grant type as the token endpoint names it.
 fn issued_counter(grant_type: &str) -> &'static metrics::Counter {
-    const GRANTS: [(&str, &str); 6] = [
-        ("client_credentials", "client_credentials"),
-        ("password", "password"),
-        ("refresh_token", "refresh_token"),
-        ("urn:ietf:params:oauth:grant-type:device_code", "device_code"),
-        ("urn:ietf:params:oauth:grant-type:token-exchange", "token_exchange"),
-        ("", "other"),
-    ];
-    static COUNTERS: std::sync::OnceLock<Vec<metrics::Counter>> = std::sync::OnceLock::new();
-    let counters = COUNTERS.get_or_init(|| {
-        GRANTS.iter().map(|(_, label)| metrics::counter!("tessera_tokens_issued_total", "grant" => *label)).collect()
-    });
-    let i = GRANTS.iter().position(|(g, _)| *g == grant_type).unwrap_or(GRANTS.len() - 1);
-    &counters[i]
+    crate::metrics_layer::tokens_issued(match grant_type {
+        "client_credentials" => "client_credentials",
+        "password" => "password",
+        "refresh_token" => "refresh_token",
+        "urn:ietf:params:oauth:grant-type:device_code" => "device_code",
+        "urn:ietf:params:oauth:grant-type:token-exchange" => "token_exchange",
+        _ => "other",
+    })
 }
 
 pub async fn introspect_post(
