@@ -4,12 +4,13 @@
 //! the page tells a guesser nothing; after it, failed look-ups are limited per address and
 //! per tenant (section 5.1).
 
-use super::{esc, page};
+use super::page;
 use crate::AppState;
 use crate::extract::{Origin, TenantName, parse_form, read_body, retry_after};
 use axum::extract::{Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::Response;
+use minijinja::context;
 use std::collections::HashMap;
 use tessera_core::device::{display_user_code, normalize_user_code};
 use tessera_core::secret::Secret;
@@ -20,71 +21,47 @@ const TITLE: &str = "Connect a device";
 const MALFORMED: &str = "That is not a valid code: it has 8 letters, as shown on your device (XXXX-XXXX).";
 const UNKNOWN: &str = "That code is unknown or has expired.";
 
-fn error_line(error: Option<&str>) -> String {
-    error.map(|e| format!("<p class=\"err\">{}</p>", esc(e))).unwrap_or_default()
-}
-
-fn code_form(error: Option<&str>) -> String {
-    format!(
-        "{err}<form method=\"get\"><label for=\"user_code\">Enter the code shown on your device</label>\
-         <input id=\"user_code\" name=\"user_code\" autocomplete=\"off\" autofocus required>\
-         <button type=\"submit\">Continue</button></form>",
-        err = error_line(error),
-    )
+fn code_form(status: StatusCode, error: Option<&str>) -> Response {
+    page(status, "device_code.html", context! { title => TITLE, error })
 }
 
 /// The sign-in step: the same for every well-formed code but for the code itself.
-fn sign_in_form(code: &str, error: Option<&str>) -> String {
-    format!(
-        "{err}<p>Sign in to see which application asks to sign in as you on the device showing the code</p>\
-         <p class=\"code\">{code_shown}</p><p>You can then Approve or Deny its request.</p>\
-         <form method=\"post\"><input type=\"hidden\" name=\"user_code\" value=\"{code}\">\
-         <label for=\"username\">Username</label><input id=\"username\" name=\"username\" autocomplete=\"username\" required>\
-         <label for=\"password\">Password</label>\
-         <input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
-         <label for=\"otp\">One-time code (if you use two-factor authentication)</label>\
-         <input id=\"otp\" name=\"otp\" inputmode=\"numeric\" autocomplete=\"one-time-code\">\
-         <button type=\"submit\">Continue</button></form>",
-        err = error_line(error),
-        code_shown = esc(&display_user_code(code)),
-        code = esc(code),
-    )
+fn sign_in_form(status: StatusCode, code: &str, error: Option<&str>) -> Response {
+    let ctx = context! { title => TITLE, error, code, code_shown => display_user_code(code) };
+    page(status, "device_sign_in.html", ctx)
 }
 
 /// After the sign-in: who asks, for what, and the choice (the ticket stands for the sign-in).
-fn decision_form(rec: &DeviceRecord, client_name: &str, ticket: &str) -> String {
-    let scope = rec.scope.as_deref().map(|s| format!("<p>It asks for: <b>{}</b></p>", esc(s))).unwrap_or_default();
-    format!(
-        "<p><b>{name}</b> wants to sign in as you on a device showing the code</p>\
-         <p class=\"code\">{code_shown}</p>{scope}\
-         <form method=\"post\"><input type=\"hidden\" name=\"user_code\" value=\"{code}\">\
-         <input type=\"hidden\" name=\"ticket\" value=\"{ticket}\">\
-         <button type=\"submit\" name=\"action\" value=\"approve\">Approve</button>\
-         <button type=\"submit\" name=\"action\" value=\"deny\">Deny</button></form>",
-        name = esc(client_name),
-        code_shown = esc(&display_user_code(&rec.user_code)),
-        code = esc(&rec.user_code),
-        ticket = esc(ticket),
-    )
+fn decision_form(rec: &DeviceRecord, client_name: &str, ticket: &str) -> Response {
+    let ctx = context! {
+        title => TITLE,
+        client => client_name,
+        code => &rec.user_code,
+        code_shown => display_user_code(&rec.user_code),
+        scope => rec.scope.as_deref(),
+        ticket,
+    };
+    page(StatusCode::OK, "device_decide.html", ctx)
 }
 
 fn decided(approve: bool) -> Response {
-    if approve {
-        page(StatusCode::OK, "Device connected", "<p>You can return to your device now.</p>")
+    let (title, message) = if approve {
+        ("Device connected", "You can return to your device now.")
     } else {
-        page(StatusCode::OK, "Request denied", "<p>The device will not be signed in.</p>")
-    }
+        ("Request denied", "The device will not be signed in.")
+    };
+    page(StatusCode::OK, "message.html", context! { title, message })
 }
 
 /// The page for an error of the engine: `rate_limited` (429) and `unavailable` (503) in the
 /// engine's words, with `Retry-After`; anything else as `otherwise` says.
-fn error_page(e: &Error, body: impl Fn(&str) -> String, otherwise: (StatusCode, &str)) -> Response {
+fn error_page(e: &Error, body: impl Fn(StatusCode, &str) -> Response, otherwise: (StatusCode, &str)) -> Response {
     let status = match e.kind {
         ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-        _ => return page(otherwise.0, TITLE, &body(otherwise.1)),
+        _ => return body(otherwise.0, otherwise.1),
     };
-    let mut res = page(status, TITLE, &body(&e.description));
+    let mut res = body(status, &e.description);
     if let Some(v) = retry_after(e) {
         res.headers_mut().insert(header::RETRY_AFTER, v);
     }
@@ -93,12 +70,12 @@ fn error_page(e: &Error, body: impl Fn(&str) -> String, otherwise: (StatusCode, 
 
 pub async fn device_get(TenantName(_): TenantName, Query(q): Query<HashMap<String, String>>) -> Response {
     let Some(typed) = q.get("user_code").filter(|c| !c.is_empty()) else {
-        return page(StatusCode::OK, TITLE, &code_form(None));
+        return code_form(StatusCode::OK, None);
     };
     // Nothing is looked up before the sign-in: a hit and a miss get the same page.
     match normalize_user_code(typed) {
-        Some(code) => page(StatusCode::OK, TITLE, &sign_in_form(&code, None)),
-        None => page(StatusCode::BAD_REQUEST, TITLE, &code_form(Some(MALFORMED))),
+        Some(code) => sign_in_form(StatusCode::OK, &code, None),
+        None => code_form(StatusCode::BAD_REQUEST, Some(MALFORMED)),
     }
 }
 
@@ -119,26 +96,26 @@ pub async fn device_post(
             } else {
                 "The form could not be read."
             };
-            return unread.render(|_| page(StatusCode::BAD_REQUEST, TITLE, &code_form(Some(say))));
+            return unread.render(|_| code_form(StatusCode::BAD_REQUEST, Some(say)));
         }
     };
     let headers = parts.headers;
     let Ok(mut form) = parse_form(&headers, &body) else {
-        return page(StatusCode::BAD_REQUEST, TITLE, &code_form(Some("The form could not be read.")));
+        return code_form(StatusCode::BAD_REQUEST, Some("The form could not be read."));
     };
     let Some(code) = form.remove("user_code").as_deref().and_then(normalize_user_code) else {
-        return page(StatusCode::BAD_REQUEST, TITLE, &code_form(Some(MALFORMED)));
+        return code_form(StatusCode::BAD_REQUEST, Some(MALFORMED));
     };
     let action = match form.remove("action").as_deref() {
         None | Some("") => None,
         Some("approve") => Some(true),
         Some("deny") => Some(false),
-        Some(_) => return page(StatusCode::BAD_REQUEST, TITLE, &sign_in_form(&code, Some("Choose Approve or Deny."))),
+        Some(_) => return sign_in_form(StatusCode::BAD_REQUEST, &code, Some("Choose Approve or Deny.")),
     };
-    let unknown = |m: &str| code_form(Some(m));
+    let unknown = |status: StatusCode, m: &str| code_form(status, Some(m));
     if let Some(ticket) = form.remove("ticket").filter(|t| !t.is_empty()) {
         let Some(approve) = action else {
-            return page(StatusCode::BAD_REQUEST, TITLE, &sign_in_form(&code, Some("Choose Approve or Deny.")));
+            return sign_in_form(StatusCode::BAD_REQUEST, &code, Some("Choose Approve or Deny."));
         };
         return match state.auth.device_decide_with_ticket(&tenant, &code, &ticket, approve).await {
             Ok(_) => decided(approve),
@@ -155,7 +132,7 @@ pub async fn device_post(
                 ErrorKind::MfaRequired => "Enter the one-time code from your authenticator app too.",
                 _ => "Wrong username, password or code.",
             };
-            return error_page(&e, |m| sign_in_form(&code, Some(m)), (StatusCode::UNAUTHORIZED, say));
+            return error_page(&e, |status, m| sign_in_form(status, &code, Some(m)), (StatusCode::UNAUTHORIZED, say));
         }
     };
     let (rec, client) = match state.auth.device_lookup(&tenant, &code, origin).await {
@@ -165,7 +142,7 @@ pub async fn device_post(
     match action {
         None => {
             let ticket = state.auth.device_ticket(&rec, &user.username);
-            page(StatusCode::OK, TITLE, &decision_form(&rec, &client.name, &ticket))
+            decision_form(&rec, &client.name, &ticket)
         }
         Some(approve) => match state.auth.device_decide(&tenant, &rec.user_code, &user.username, approve).await {
             Ok(()) => decided(approve),

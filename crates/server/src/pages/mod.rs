@@ -1,39 +1,49 @@
-//! Server-rendered HTML pages for people: device verification (and, later, login).
+//! Server-rendered HTML pages for people: device verification (and, later, login). The
+//! pages are minijinja templates (`crates/server/templates`), compiled into the binary and
+//! parsed once; every value is HTML-escaped by the template engine.
 
 pub mod device;
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
+use minijinja::Environment;
+use std::sync::OnceLock;
 
-/// Escape text for HTML element content and attribute values.
-pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
+/// The templates, parsed once.
+fn templates() -> &'static Environment<'static> {
+    static ENV: OnceLock<Environment<'static>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = Environment::new();
+        // `.html` templates escape every value (minijinja's default for the extension).
+        for (name, source) in [
+            ("base.html", include_str!("../../templates/base.html")),
+            ("style.css", include_str!("../../templates/style.css")),
+            ("message.html", include_str!("../../templates/message.html")),
+            ("device_code.html", include_str!("../../templates/device_code.html")),
+            ("device_sign_in.html", include_str!("../../templates/device_sign_in.html")),
+            ("device_decide.html", include_str!("../../templates/device_decide.html")),
+        ] {
+            if let Err(e) = env.add_template(name, source) {
+                // A template that does not parse is a bug caught by the tests, not a runtime
+                // condition; the page that needs it answers 500.
+                tracing::error!(template = name, error = %e, "template does not parse");
+            }
         }
-    }
-    out
+        env
+    })
 }
 
-/// A complete page with the headers every page gets: no caching, no framing, no scripts.
-pub fn page(status: StatusCode, title: &str, body: &str) -> Response {
-    let html = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{title}</title><style>\
-         body{{font-family:system-ui,sans-serif;max-width:28rem;margin:3rem auto;padding:0 1rem;color:#222}}\
-         label{{display:block;margin:.8rem 0 .2rem}}input{{width:100%;padding:.5rem;font-size:1rem;box-sizing:border-box}}\
-         button{{margin:1rem .5rem 0 0;padding:.5rem 1.2rem;font-size:1rem}}.err{{color:#b00020}}\
-         .code{{font-family:monospace;font-size:1.4rem;letter-spacing:.1rem}}</style></head>\
-         <body><h1>{title}</h1>{body}</body></html>",
-        title = esc(title),
-    );
+/// Render `template` with `context` as a complete page, with the headers every page gets:
+/// no caching, no framing, no scripts.
+pub fn page(status: StatusCode, template: &str, context: minijinja::Value) -> Response {
+    let rendered = templates().get_template(template).and_then(|t| t.render(context));
+    let (status, html) = match rendered {
+        Ok(html) => (status, html),
+        Err(e) => {
+            tracing::error!(template, error = %e, "page rendering failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "<!doctype html><title>Error</title><p>Internal error.</p>".to_owned())
+        }
+    };
     let mut res = (status, Html(html)).into_response();
     let h = res.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -50,8 +60,23 @@ pub fn page(status: StatusCode, title: &str, body: &str) -> Response {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
     #[test]
-    fn escapes_markup() {
-        assert_eq!(super::esc("<a href=\"x\">'&'</a>"), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");
+    fn every_template_renders_and_escapes() -> TestResult {
+        let hostile = "<script>alert('x')</script>&\"";
+        for name in ["message.html", "device_code.html", "device_sign_in.html", "device_decide.html"] {
+            let ctx = minijinja::context! {
+                title => hostile, error => hostile, message => hostile, code => hostile,
+                code_shown => hostile, client => hostile, scope => hostile, ticket => hostile,
+            };
+            let html = templates().get_template(name)?.render(ctx)?;
+            assert!(!html.contains("<script>"), "{name} let markup through: {html}");
+            assert!(html.contains("&lt;script&gt;"), "{name} did not show the text escaped");
+            assert!(html.contains("font-family:system-ui"), "{name} lost the stylesheet");
+        }
+        Ok(())
     }
 }
