@@ -27,6 +27,8 @@ pub struct Limits {
     /// Everything after the headers (body, handler) must finish within this time, or the
     /// answer is 503.
     pub request_timeout: Duration,
+    /// Connections served at once; more wait in the listen queue until one ends.
+    pub max_connections: usize,
 }
 
 /// The catch-panic layer's answer.
@@ -57,8 +59,18 @@ pub async fn run(
     // connection.
     let http = hyper::server::conn::http1::Builder::new();
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    // A slot per connection, taken before accepting: at the cap, new connections wait in the
+    // kernel's listen queue (idle and slow ones are closed by `watch_idle`, freeing slots).
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
     tokio::pin!(shutdown);
     loop {
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(s) => s,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -92,6 +104,8 @@ pub async fn run(
         // request extension (a map allocated per request).
         let conn = extract::PEER.scope(peer, graceful.watch(http.serve_connection(TokioIo::new(stream), service)));
         let task = tokio::spawn(async move {
+            // The slot is given back when the connection ends, or is closed by `watch_idle`.
+            let _slot = slot;
             // Errors here are the client's (reset, malformed): nothing to answer.
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "connection ended with an error");

@@ -59,6 +59,9 @@ pub struct Config {
     /// Body and handling of a request must finish within this many milliseconds, or the
     /// answer is 503.
     pub request_timeout_ms: u64,
+    /// Connections served at once; past it, new ones wait in the listen queue until one ends
+    /// (each holds a file descriptor and a task).
+    pub max_connections: usize,
     /// When set, `/metrics` answers only requests with `Authorization: Bearer <this>` (at
     /// least 16 characters). When not set, `/metrics` is open if the server listens on a
     /// loopback address, and answers only loopback peers otherwise.
@@ -91,6 +94,7 @@ impl Default for Config {
             device_lookup_failures_per_tenant: 100,
             header_timeout_ms: 30_000,
             request_timeout_ms: 30_000,
+            max_connections: 1024,
             metrics_token: None,
         }
     }
@@ -122,6 +126,7 @@ impl Config {
         "device_lookup_failures_per_tenant",
         "header_timeout_ms",
         "request_timeout_ms",
+        "max_connections",
         "metrics_token",
     ];
 
@@ -149,6 +154,9 @@ impl Config {
         }
         if self.db_pool_size == 0 {
             return Err("db_pool_size must be positive".into());
+        }
+        if !(1..=1_000_000).contains(&self.max_connections) {
+            return Err("max_connections must be 1-1000000".into());
         }
         for (name, v) in [
             ("db_statement_timeout_ms", self.db_statement_timeout_ms),
@@ -180,6 +188,7 @@ impl Config {
         crate::Limits {
             header_timeout: std::time::Duration::from_millis(self.header_timeout_ms),
             request_timeout: std::time::Duration::from_millis(self.request_timeout_ms),
+            max_connections: self.max_connections,
         }
     }
 

@@ -152,3 +152,26 @@ async fn bodies_over_the_limit_are_refused_with_or_without_a_length() {
     assert_eq!(status, 413, "{body}");
     assert!(body.contains("<html") && body.contains("too large"), "{body}");
 }
+
+#[tokio::test]
+async fn connections_past_the_cap_wait_until_one_ends() {
+    let s = TestServer::start_with_env(&[("TESSERA_MAX_CONNECTIONS", "2")]).await;
+    let addr = format!("127.0.0.1:{}", s.port);
+    // Two connections hold both slots (served once, then kept open).
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut c = TcpStream::connect(&addr).await.expect("connect");
+        c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.expect("write");
+        assert_eq!(read_response(&mut c).await.0, 200);
+        held.push(c);
+    }
+    // A third is queued, not served, while they last...
+    let mut third = TcpStream::connect(&addr).await.expect("connect (the listen queue takes it)");
+    third.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.expect("write");
+    let mut buf = [0u8; 64];
+    let early = tokio::time::timeout(Duration::from_millis(800), third.read(&mut buf)).await;
+    assert!(early.is_err(), "a connection past the cap was served: {early:?}");
+    // ...and served as soon as one of them ends.
+    drop(held.pop());
+    assert_eq!(read_response(&mut third).await.0, 200);
+}
