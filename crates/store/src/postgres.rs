@@ -230,11 +230,7 @@ impl Dialect for PgStore {
     type Db = Postgres;
     type Conn = PgConnection;
 
-    const BEGIN: &'static str = "BEGIN";
-    const REFRESH_LOCKED: &'static str = sql::REFRESH_SELECT_LOCKED;
-    const DEVICE_LOCKED: &'static str = sql::DEVICE_BY_HASH_LOCKED;
-    const CLIENT_FAMILIES_LOCKED: &'static str = sql::CLIENT_FAMILIES_LOCKED;
-    const LOCK_FAMILY: Option<&'static str> = Some("SELECT 1 FROM refresh_families WHERE family_id = $1 FOR UPDATE");
+    const LOCKING: sql::Locking = sql::ROW_LOCKS;
 
     fn pool(&self) -> &PgPool {
         &self.pool

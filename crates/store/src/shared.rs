@@ -149,16 +149,8 @@ pub(crate) trait Dialect: Send + Sync + 'static {
     type Db: sqlx::Database<Connection = Self::Conn>;
     type Conn: Conn + sqlx::Connection<Database = Self::Db>;
 
-    /// The statement that opens a write transaction.
-    const BEGIN: &'static str;
-    /// [`sql::REFRESH_SELECT`], locking the family row against other rotations and revocations.
-    const REFRESH_LOCKED: &'static str;
-    /// [`sql::DEVICE_BY_HASH`], locking the row.
-    const DEVICE_LOCKED: &'static str;
-    /// [`sql::CLIENT_FAMILIES`], locking the rows.
-    const CLIENT_FAMILIES_LOCKED: &'static str;
-    /// Lock a refresh family's row ($1) before revoking it, if the backend locks rows.
-    const LOCK_FAMILY: Option<&'static str>;
+    /// How a write transaction holds what it reads.
+    const LOCKING: sql::Locking;
 
     fn pool(&self) -> &sqlx::Pool<Self::Db>;
 
@@ -211,7 +203,7 @@ impl<D: Dialect> Sql<D> {
     }
 
     async fn begin(&self) -> StoreResult<Tx<D>> {
-        self.0.pool().begin_with(D::BEGIN).await.db()
+        self.0.pool().begin_with(D::LOCKING.begin).await.db()
     }
 
     /// Read one record.
@@ -499,7 +491,7 @@ impl<D: Dialect> Store for Sql<D> {
             if n > 0 {
                 // The client's sessions end with it. Its live families are locked in one
                 // statement, before the revocation list's lock (the order every writer follows).
-                let rows = tx.all(D::CLIENT_FAMILIES_LOCKED, args![tenant, client_id]).await?;
+                let rows = tx.all(D::LOCKING.client_families, args![tenant, client_id]).await?;
                 let families = rows.iter().map(|r| get(r, "family_id")).collect::<StoreResult<Vec<String>>>()?;
                 D::revoke_families(&mut tx, &families, now).await?;
                 record_change::<D>(&mut tx, ("client", tenant, Some(client_id))).await?;
@@ -559,7 +551,7 @@ impl<D: Dialect> Store for Sql<D> {
             // row (`revoked_at` is current) but not the token row: a `used_at` read as NULL may be
             // stale, so the conditional UPDATE below decides. Once set, `used_at` never changes.
             let mut tx = self.begin().await?;
-            let row = tx.opt(D::REFRESH_LOCKED, args![token_hash]).await?;
+            let row = tx.opt(D::LOCKING.refresh, args![token_hash]).await?;
             let Some(cur) = row.as_ref().map(rows::refresh).transpose()? else {
                 return release::<D, _>(tx, Rotation::Invalid).await;
             };
@@ -597,7 +589,7 @@ impl<D: Dialect> Store for Sql<D> {
     async fn refresh_revoke_family(&self, family_id: &str, now: i64) -> StoreResult<Vec<Revocation>> {
         self.run(async {
             let mut tx = self.begin().await?;
-            if let Some(lock) = D::LOCK_FAMILY {
+            if let Some(lock) = D::LOCKING.family {
                 tx.exec(lock, args![family_id]).await?;
             }
             let out = D::revoke_families(&mut tx, &[family_id.to_owned()], now).await?;
@@ -674,7 +666,7 @@ impl<D: Dialect> Store for Sql<D> {
             // The lock (SQLite's writer lock, PostgreSQL's row lock) makes "approved -> consumed"
             // happen once across nodes and serialises the slow-down bookkeeping of concurrent polls.
             let mut tx = self.begin().await?;
-            let row = tx.opt(D::DEVICE_LOCKED, args![device_code_hash]).await?;
+            let row = tx.opt(D::LOCKING.device, args![device_code_hash]).await?;
             let Some(d) = row.as_ref().map(rows::device).transpose()? else {
                 return release::<D, _>(tx, DevicePoll::Invalid).await;
             };

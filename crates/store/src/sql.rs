@@ -57,10 +57,6 @@ macro_rules! client_families {
         "SELECT family_id FROM refresh_families WHERE tenant = $1 AND client_id = $2 AND revoked_at IS NULL"
     };
 }
-/// The live refresh families of a client.
-pub(crate) const CLIENT_FAMILIES: &str = client_families!();
-/// The same, each locked, in one order (PostgreSQL).
-pub(crate) const CLIENT_FAMILIES_LOCKED: &str = concat!(client_families!(), " ORDER BY family_id FOR UPDATE");
 
 pub(crate) const FAMILY_INSERT: &str = "INSERT INTO refresh_families (family_id, tenant, client_id, created_at, \
      auth_time, amr) VALUES ($1, $2, $3, $4, $5, $6)";
@@ -77,8 +73,6 @@ macro_rules! refresh_select {
 }
 /// A refresh token $1 with its family's state.
 pub(crate) const REFRESH_SELECT: &str = refresh_select!();
-/// The same, locking the family row (PostgreSQL).
-pub(crate) const REFRESH_SELECT_LOCKED: &str = concat!(refresh_select!(), " FOR UPDATE OF f");
 pub(crate) const REFRESH_MARK_USED: &str =
     "UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL";
 pub(crate) const REFRESH_USED_AT: &str = "SELECT used_at FROM refresh_tokens WHERE token_hash = $1";
@@ -117,9 +111,6 @@ macro_rules! device_by_hash {
         "SELECT * FROM device_codes WHERE device_code_hash = $1"
     };
 }
-pub(crate) const DEVICE_BY_HASH: &str = device_by_hash!();
-/// The same, locking the row (PostgreSQL).
-pub(crate) const DEVICE_BY_HASH_LOCKED: &str = concat!(device_by_hash!(), " FOR UPDATE");
 pub(crate) const DEVICE_CONSUME: &str =
     "UPDATE device_codes SET status = 'consumed' WHERE device_code_hash = $1 AND status = 'approved'";
 pub(crate) const DEVICE_POLLED: &str =
@@ -145,6 +136,42 @@ pub(crate) const ATTEMPT_CLEAR: &str = "DELETE FROM login_failures WHERE key = $
 
 pub(crate) const CHANGE_INSERT: &str = "INSERT INTO changes (kind, tenant, subject) VALUES ($1, $2, $3)";
 pub(crate) const CHANGES_SINCE: &str = "SELECT seq, kind, tenant, subject FROM changes WHERE seq > $1 ORDER BY seq";
+/// How a write transaction holds what it reads: what differs between a database with one
+/// writer at a time and one that locks rows.
+pub(crate) struct Locking {
+    /// The statement that opens a write transaction.
+    pub begin: &'static str,
+    /// A refresh token $1 with its family's state ([`REFRESH_SELECT`]), for a rotation.
+    pub refresh: &'static str,
+    /// A device code by hash $1, for a poll.
+    pub device: &'static str,
+    /// The live refresh families of client $2 of tenant $1, for the client's deletion.
+    pub client_families: &'static str,
+    /// Before a family ($1) is revoked on its own.
+    pub family: Option<&'static str>,
+}
+
+/// SQLite: `BEGIN IMMEDIATE` takes the one writer lock first, so the reads in the transaction
+/// and the writes that depend on them cannot interleave with another writer's.
+pub(crate) const WRITER_LOCK: Locking = Locking {
+    begin: "BEGIN IMMEDIATE",
+    refresh: refresh_select!(),
+    device: device_by_hash!(),
+    client_families: client_families!(),
+    family: None,
+};
+
+/// PostgreSQL: every rotation and revocation of a refresh family holds the family's row, a
+/// device poll the device code's row; a client's live families are locked in one statement,
+/// in one order, before the revocation list's lock (the order every writer follows).
+pub(crate) const ROW_LOCKS: Locking = Locking {
+    begin: "BEGIN",
+    refresh: concat!(refresh_select!(), " FOR UPDATE OF f"),
+    device: concat!(device_by_hash!(), " FOR UPDATE"),
+    client_families: concat!(client_families!(), " ORDER BY family_id FOR UPDATE"),
+    family: Some("SELECT 1 FROM refresh_families WHERE family_id = $1 FOR UPDATE"),
+};
+
 /// The last sequence numbers of the change feed and the revocation list, in one round trip.
 pub(crate) const HEADS: &str = "SELECT (SELECT COALESCE(MAX(seq), 0) FROM changes) AS c, \
      (SELECT COALESCE(MAX(seq), 0) FROM revocations) AS r";

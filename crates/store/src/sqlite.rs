@@ -54,12 +54,7 @@ impl Dialect for SqliteStore {
     type Db = Sqlite;
     type Conn = SqliteConnection;
 
-    const BEGIN: &'static str = "BEGIN IMMEDIATE";
-    // The writer lock taken at BEGIN covers what PostgreSQL locks row by row.
-    const REFRESH_LOCKED: &'static str = sql::REFRESH_SELECT;
-    const DEVICE_LOCKED: &'static str = sql::DEVICE_BY_HASH;
-    const CLIENT_FAMILIES_LOCKED: &'static str = sql::CLIENT_FAMILIES;
-    const LOCK_FAMILY: Option<&'static str> = None;
+    const LOCKING: sql::Locking = sql::WRITER_LOCK;
 
     fn pool(&self) -> &SqlitePool {
         &self.pool
