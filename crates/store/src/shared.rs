@@ -231,8 +231,8 @@ impl<D: Dialect> Sql<D> {
         self.conn().await?.exec(sql, args).await
     }
 
-    /// Run one write in a transaction, recording `change` on the feed if it changed a row
-    /// (`require` makes changing none an error).
+    /// Run one write in a transaction, recording `change` on the feed if it changed a row:
+    /// the number of rows it changed.
     async fn write_recorded(&self, sql: &'static str, args: &[Arg<'_>], change: Recorded<'_>) -> StoreResult<u64> {
         let mut tx = self.begin().await?;
         let n = tx.exec(sql, args).await?;

@@ -10,26 +10,27 @@ use tessera_store::Backend;
 
 /// Make alice's `given_name`, a text column, hold bytes that are no text.
 async fn store_bytes_in_a_text_column(env: &Env) {
-    match (env.kind, &env.schema) {
-        (Kind::Sqlite, _) => {
-            let url = format!("sqlite://{}", env.target());
-            let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
-            sqlx::query("UPDATE users SET given_name = x'c0ffee' WHERE username = 'alice'")
-                .execute(&mut c)
-                .await
-                .unwrap();
-            c.close().await.unwrap();
+    match env.kind {
+        Kind::Sqlite => {
+            let sql = "UPDATE users SET given_name = x'c0ffee' WHERE username = 'alice'";
+            run_on::<sqlx::SqliteConnection>(&format!("sqlite://{}", env.target()), sql).await
         }
-        (Kind::Pg, schema) => {
-            let url = with_schema(&pg_base_url(), schema.as_deref().unwrap());
-            let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
-            sqlx::query("ALTER TABLE users ALTER COLUMN given_name TYPE bytea USING '\\xc0ffee'::bytea")
-                .execute(&mut c)
-                .await
-                .unwrap();
-            c.close().await.unwrap();
+        Kind::Pg => {
+            let url = with_schema(&pg_base_url(), env.schema.as_deref().unwrap());
+            let sql = "ALTER TABLE users ALTER COLUMN given_name TYPE bytea USING '\\xc0ffee'::bytea";
+            run_on::<sqlx::PgConnection>(&url, sql).await
         }
     }
+}
+
+/// Run `sql` on a connection of its own to `url`.
+async fn run_on<C: Connection>(url: &str, sql: &'static str)
+where
+    for<'c> &'c mut C: sqlx::Executor<'c, Database = C::Database>,
+{
+    let mut c = C::connect(url).await.unwrap();
+    sqlx::raw_sql(sql).execute(&mut c).await.unwrap();
+    c.close().await.unwrap();
 }
 
 pub(crate) async fn the_same_fault_is_the_same_error_kind_on_both_backends(kind: Kind) {
