@@ -3,10 +3,12 @@
 //! both backends (`sqlite::*` and `pg::*`); `pg_nodes` holds the multi-node PostgreSQL tests.
 
 mod env;
+mod faults;
 mod limits;
 mod mfa;
 mod pg_nodes;
 
+use faults::*;
 use limits::*;
 use mfa::*;
 use tessera_core::authority::Actor;
@@ -71,6 +73,7 @@ on_both_backends!(
     successes_give_their_reservations_back,
     a_disabled_account_is_a_counted_wrong_password,
     device_look_ups_are_limited_and_tickets_bound,
+    the_same_fault_is_the_same_error_kind_on_both_backends,
 );
 
 pub(crate) fn settings() -> Settings {
