@@ -8,12 +8,18 @@ use crate::nodes::{PG, Schema};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-/// Holds `LOCK TABLE users` in its own session until dropped.
-struct Lock(Child);
+/// Holds `LOCK TABLE users` in its own session until dropped (then that session is ended,
+/// so the server is not left waiting on it).
+struct Lock(Child, String);
 
 impl Lock {
     fn users(schema: &Schema) -> Lock {
-        let sql = format!("BEGIN; LOCK TABLE \"{}\".users IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(30);", schema.name);
+        let app = format!("tessera_lock_{}", schema.name);
+        let sql = format!(
+            "SET application_name = '{app}'; BEGIN; LOCK TABLE \"{}\".users IN ACCESS EXCLUSIVE MODE; \
+             SELECT pg_sleep(60);",
+            schema.name
+        );
         let child = Command::new("psql")
             .args([PG, "-q", "-c", &sql])
             .stdout(Stdio::null())
@@ -21,12 +27,15 @@ impl Lock {
             .spawn()
             .expect("run psql");
         std::thread::sleep(Duration::from_millis(500));
-        Lock(child)
+        Lock(child, app)
     }
 }
 
 impl Drop for Lock {
     fn drop(&mut self) {
+        let end =
+            format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '{}'", self.1);
+        let _ = Command::new("psql").args([PG, "-q", "-c", &end]).stdout(Stdio::null()).stderr(Stdio::null()).status();
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
