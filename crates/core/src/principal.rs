@@ -108,6 +108,21 @@ impl GrantType {
             GrantType::TokenExchange => "urn:ietf:params:oauth:grant-type:token-exchange",
         }
     }
+
+    /// The short name: as refresh records store the grant that started a family, and as the
+    /// Tapis claim `tapis/grant_type` carries it.
+    pub fn short_name(self) -> &'static str {
+        match self {
+            GrantType::DeviceCode => "device_code",
+            GrantType::TokenExchange => "token_exchange",
+            g => g.as_str(),
+        }
+    }
+
+    /// The inverse of [`Self::short_name`] (also accepts the full names).
+    pub fn from_short_name(s: &str) -> Option<Self> {
+        s.parse().ok()
+    }
 }
 
 impl fmt::Display for GrantType {
@@ -187,5 +202,19 @@ mod tests {
             assert_eq!(g.as_str().parse::<GrantType>().unwrap(), g);
         }
         assert!("implicit".parse::<GrantType>().is_err());
+        for g in GrantType::ALL {
+            assert_eq!(GrantType::from_short_name(g.short_name()), Some(g));
+        }
+        assert_eq!(GrantType::DeviceCode.short_name(), "device_code");
+        assert_eq!(GrantType::TokenExchange.short_name(), "token_exchange");
+        assert_eq!(GrantType::ClientCredentials.short_name(), "client_credentials");
+    }
+    #[test]
+    fn tapis_grant_claim_is_the_short_name() {
+        use crate::token::{ClaimSet, Subject, shape};
+        for (g, name) in [(GrantType::DeviceCode, "device_code"), (GrantType::TokenExchange, "token_exchange")] {
+            let s = Subject { tenant: "t", username: Some("u"), client_id: None, grant_type: g, refresh_count: 0 };
+            assert_eq!(shape(ClaimSet::Tapis, &s).1["tapis/grant_type"], name);
+        }
     }
 }

@@ -2,7 +2,7 @@
 
 use crate::error::Error;
 use crate::keys::KeyRecord;
-use crate::principal::{ApiKey, Client, User};
+use crate::principal::{ApiKey, Client, GrantType, User};
 use crate::tenant::Tenant;
 use crate::throttle::Counter;
 use crate::token::ClaimSet;
@@ -59,8 +59,8 @@ pub struct RefreshRecord {
     pub claim_set: ClaimSet,
     /// How many rotations led to this token (0 for the first of a family).
     pub refresh_count: i64,
-    /// The grant that started the family.
-    pub grant_type: String,
+    /// The grant that started the family (stored by its short name).
+    pub grant_type: GrantType,
     /// When and how the user authenticated when the family began (kept by every rotation).
     pub auth_time: Option<i64>,
     pub amr: Vec<String>,

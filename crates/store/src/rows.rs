@@ -208,7 +208,8 @@ pub(crate) fn refresh(r: &impl Cols) -> StoreResult<RefreshRecord> {
         access_exp: get(r, "access_exp")?,
         claim_set: claim_set(r)?,
         refresh_count: get(r, "refresh_count")?,
-        grant_type: get(r, "grant_type")?,
+        grant_type: GrantType::from_short_name(&get::<String>(r, "grant_type")?)
+            .ok_or_else(|| corrupt("grant type"))?,
         auth_time: get(r, "auth_time")?,
         amr: split_words(get(r, "amr")?),
     })

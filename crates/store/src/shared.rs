@@ -523,7 +523,7 @@ impl<D: Dialect> Store for Sql<D> {
                 r.access_exp,
                 r.claim_set.as_str(),
                 r.refresh_count,
-                &r.grant_type,
+                r.grant_type.short_name(),
             ];
             tx.exec(sql::REFRESH_INSERT, a).await?;
             tx.commit().await.db()

@@ -30,7 +30,7 @@ struct Holder<'a> {
     scope: Option<String>,
     audience: Option<&'a str>,
     claim_set: ClaimSet,
-    grant_type: &'static str,
+    grant_type: GrantType,
     provenance: Provenance,
 }
 
@@ -141,7 +141,7 @@ impl Authority {
                         tenant,
                         username: None,
                         client_id: Some(&client.client_id),
-                        grant_type: "client_credentials",
+                        grant_type: GrantType::ClientCredentials,
                         refresh_count: 0,
                     },
                 );
@@ -170,7 +170,7 @@ impl Authority {
                     scope,
                     audience: req.resource.as_deref(),
                     claim_set: req.claim_set,
-                    grant_type: "password",
+                    grant_type: GrantType::Password,
                     provenance: Provenance::sign_in(now, user.totp.enabled),
                 };
                 Box::pin(self.issue_for_user(&ts, holder, now)).await
@@ -211,7 +211,7 @@ impl Authority {
             scope: None,
             audience: None,
             claim_set,
-            grant_type: "password",
+            grant_type: GrantType::Password,
             provenance: Provenance::sign_in(now, user.totp.enabled),
         };
         self.issue_for_user(&ts, holder, now).await
@@ -290,7 +290,7 @@ impl Authority {
                     access_exp: now + ts.access_ttl,
                     claim_set: h.claim_set,
                     refresh_count: 0,
-                    grant_type: h.grant_type.to_owned(),
+                    grant_type: h.grant_type,
                     auth_time: h.provenance.auth_time,
                     amr: h.provenance.amr.clone(),
                 };
@@ -376,7 +376,7 @@ impl Authority {
             tenant: &ts.tenant.name,
             username: rec.username.as_deref(),
             client_id: Some(&client.client_id),
-            grant_type: "refresh_token",
+            grant_type: GrantType::RefreshToken,
             refresh_count: rec.refresh_count + 1,
         };
         let (sub, extra) = token::shape(rec.claim_set, &subject);
@@ -563,7 +563,7 @@ impl Authority {
                     scope: rec.scope.clone(),
                     audience: None,
                     claim_set: rec.claim_set,
-                    grant_type: "device_code",
+                    grant_type: GrantType::DeviceCode,
                     provenance: Provenance::sign_in(now, user.totp.enabled),
                 };
                 self.issue_for_user(ts, holder, now).await
@@ -614,7 +614,7 @@ impl Authority {
                     tenant: &ts.tenant.name,
                     username: subject.username.as_deref(),
                     client_id: subject.client_id.as_deref(),
-                    grant_type: "token_exchange",
+                    grant_type: GrantType::TokenExchange,
                     refresh_count: 0,
                 };
                 let (sub, extra) = token::shape(ClaimSet::Standard, &principal);

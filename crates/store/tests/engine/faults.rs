@@ -24,7 +24,7 @@ async fn store_bytes_in_a_text_column(env: &Env) {
 }
 
 /// Run `sql` on a connection of its own to `url`.
-async fn run_on<C: Connection>(url: &str, sql: &'static str)
+pub(crate) async fn run_on<C: Connection>(url: &str, sql: &'static str)
 where
     for<'c> &'c mut C: sqlx::Executor<'c, Database = C::Database>,
 {

@@ -6,11 +6,13 @@ mod env;
 mod faults;
 mod limits;
 mod mfa;
+mod newtypes;
 mod pg_nodes;
 
 use faults::*;
 use limits::*;
 use mfa::*;
+use newtypes::*;
 use tessera_core::authority::Actor;
 
 use env::{Env, Kind};
@@ -74,6 +76,7 @@ on_both_backends!(
     a_disabled_account_is_a_counted_wrong_password,
     device_look_ups_are_limited_and_tickets_bound,
     the_same_fault_is_the_same_error_kind_on_both_backends,
+    refresh_grant_types_are_stored_by_their_short_names,
 );
 
 pub(crate) fn settings() -> Settings {
