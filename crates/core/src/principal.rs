@@ -1,6 +1,7 @@
 //! Principals: users (people) and clients (applications).
 
 use crate::error::{Error, Result};
+use crate::name::{ClientId, TenantName, Username};
 use std::fmt;
 use std::str::FromStr;
 
@@ -8,8 +9,8 @@ pub const ROLE_ADMIN: &str = "admin";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
-    pub tenant: String,
-    pub username: String,
+    pub tenant: TenantName,
+    pub username: Username,
     /// Argon2id PHC string.
     pub password_hash: String,
     pub roles: Vec<String>,
@@ -59,13 +60,9 @@ impl User {
     }
 }
 
+/// Check a username by the rules of [`Username`].
 pub fn validate_username(u: &str) -> Result<()> {
-    let ok = !u.is_empty() && u.len() <= 128 && u.chars().all(|c| c.is_alphanumeric() || "._-@+".contains(c));
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::invalid_request(format!("invalid username `{u}`: use 1-128 letters, digits and . _ - @ +")))
-    }
+    Username::parse(u).map(drop)
 }
 
 /// The grant types a client may be allowed.
@@ -148,8 +145,8 @@ impl FromStr for GrantType {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Client {
-    pub tenant: String,
-    pub client_id: String,
+    pub tenant: TenantName,
+    pub client_id: ClientId,
     pub name: String,
     /// SHA-256 (base64url) of the secret; `None` for a public client.
     pub secret_hash: Option<String>,

@@ -107,13 +107,18 @@ pub(crate) fn grants_json(g: &[GrantType]) -> String {
     json_list(&g.iter().map(|g| g.as_str().to_owned()).collect::<Vec<_>>())
 }
 
+/// A stored name, checked again as it is read (a name that breaks the rules is corrupt data).
+fn name<N: TryFrom<String>>(r: &impl Cols, col: &str) -> StoreResult<N> {
+    N::try_from(get::<String>(r, col)?).map_err(|_| corrupt("name"))
+}
+
 fn claim_set(r: &impl Cols) -> StoreResult<ClaimSet> {
     ClaimSet::parse(&get::<String>(r, "claim_set")?).ok_or_else(|| corrupt("claim set"))
 }
 
 pub(crate) fn tenant(r: &impl Cols) -> StoreResult<Tenant> {
     Ok(Tenant {
-        name: get(r, "name")?,
+        name: name(r, "name")?,
         alg: get::<String>(r, "alg")?.parse().map_err(|_| corrupt("tenant alg"))?,
         issuer: get(r, "issuer")?,
         access_ttl: get(r, "access_ttl")?,
@@ -140,8 +145,8 @@ pub(crate) fn key(r: &impl Cols) -> StoreResult<KeyRecord> {
 
 pub(crate) fn user(r: &impl Cols) -> StoreResult<User> {
     Ok(User {
-        tenant: get(r, "tenant")?,
-        username: get(r, "username")?,
+        tenant: name(r, "tenant")?,
+        username: name(r, "username")?,
         password_hash: get(r, "password_hash")?,
         roles: parse_list(&get::<String>(r, "roles")?)?,
         disabled: get(r, "disabled")?,
@@ -176,8 +181,8 @@ pub(crate) fn api_key(r: &impl Cols) -> StoreResult<ApiKey> {
 pub(crate) fn client(r: &impl Cols) -> StoreResult<Client> {
     let created_at: i64 = get(r, "created_at")?;
     Ok(Client {
-        tenant: get(r, "tenant")?,
-        client_id: get(r, "client_id")?,
+        tenant: name(r, "tenant")?,
+        client_id: name(r, "client_id")?,
         name: get(r, "name")?,
         secret_hash: get(r, "secret_hash")?,
         grants: parse_grants(&get::<String>(r, "grants")?)?,

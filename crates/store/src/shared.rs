@@ -36,6 +36,16 @@ impl<'a> From<&'a String> for Arg<'a> {
         Arg::Text(Some(v))
     }
 }
+macro_rules! name_arg {
+    ($($t:ty),*) => {$(
+        impl<'a> From<&'a $t> for Arg<'a> {
+            fn from(v: &'a $t) -> Self {
+                Arg::Text(Some(v.as_str()))
+            }
+        }
+    )*};
+}
+name_arg!(tessera_core::TenantName, tessera_core::Username, tessera_core::ClientId);
 impl<'a> From<Option<&'a str>> for Arg<'a> {
     fn from(v: Option<&'a str>) -> Self {
         Arg::Text(v)

@@ -174,8 +174,8 @@ mod tests {
     #[test]
     fn only_users_are_users() {
         let u = User {
-            tenant: "t".into(),
-            username: "u".into(),
+            tenant: crate::TenantName::parse("t").unwrap(),
+            username: crate::Username::parse("u").unwrap(),
             password_hash: String::new(),
             roles: vec![],
             disabled: false,

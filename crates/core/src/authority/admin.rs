@@ -4,10 +4,11 @@ use super::access::{Action, Actor};
 use super::{Authority, DEFAULT_TENANT, KeyInfo, TenantState, lock_poisoned};
 use crate::error::{Error, Result};
 use crate::keys::{Alg, KeyStatus, SigningKey};
-use crate::principal::{Client, GrantType, Profile, User, parse_scope, validate_username};
+use crate::name::{ClientId, TenantName, Username};
+use crate::principal::{Client, GrantType, Profile, User, parse_scope};
 use crate::secret::{self, Secret, prefix};
 use crate::store::StoreError;
-use crate::tenant::{Tenant, normalize_host, validate_tenant_name};
+use crate::tenant::{Tenant, normalize_host};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -117,7 +118,7 @@ impl Authority {
         hosts: Vec<String>,
     ) -> Result<Tenant> {
         self.authorize(actor, name, Action::ManageTenants).await?;
-        validate_tenant_name(name)?;
+        let tenant_name = TenantName::parse(name)?;
         check_url("issuer", &issuer)?;
         check_ttl(access_ttl)?;
         check_ttl(refresh_ttl)?;
@@ -132,7 +133,7 @@ impl Authority {
         }
         let now = self.now();
         let t = Tenant {
-            name: name.to_owned(),
+            name: tenant_name,
             alg,
             issuer,
             access_ttl,
@@ -274,16 +275,16 @@ impl Authority {
         profile: Profile,
     ) -> Result<User> {
         self.authorize(actor, tenant, Action::ManageUsers).await?;
-        self.tenant(tenant)?;
-        validate_username(username)?;
+        let ts = self.tenant(tenant)?;
+        let username = &Username::parse(username)?;
         secret::check_password_policy(password.expose())?;
         let exists = || Error::conflict(format!("user `{username}` already exists in tenant `{tenant}`"));
         if self.store.user_get(tenant, username).await?.is_some() {
             return Err(exists());
         }
         let user = User {
-            tenant: tenant.to_owned(),
-            username: username.to_owned(),
+            tenant: ts.tenant.name.clone(),
+            username: username.clone(),
             password_hash: self.hasher.hash(password).await?,
             roles,
             disabled: false,
@@ -341,10 +342,10 @@ impl Authority {
     pub async fn create_client(&self, actor: &Actor<'_>, mut spec: NewClient) -> Result<(Client, Option<Secret>)> {
         self.authorize(actor, &spec.tenant, Action::CreateClient).await?;
         if let Actor::User(u) = actor {
-            spec.owner = Some(u.username.clone());
+            spec.owner = Some(u.username.to_string());
         }
         let tenant = spec.tenant.as_str();
-        self.tenant(tenant)?;
+        let ts = self.tenant(tenant)?;
         if spec.name.trim().is_empty() || spec.name.len() > 200 {
             return Err(Error::invalid_request("client name must be 1-200 characters"));
         }
@@ -355,11 +356,7 @@ impl Authority {
             return Err(Error::invalid_request("a public client cannot use client_credentials"));
         }
         check_url("callback_url", &spec.callback_url)?;
-        if let Some(id) = &spec.client_id
-            && (id.is_empty() || id.len() > 128 || !id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)))
-        {
-            return Err(Error::invalid_request("client_id must be 1-128 of letters, digits, - _ ."));
-        }
+        let client_id = spec.client_id.as_deref().map(ClientId::parse).transpose()?;
         let (secret, secret_hash) = match (spec.public, spec.secret) {
             (true, _) => (None, None),
             (false, Some(s)) if s.expose().chars().count() < 24 => {
@@ -379,8 +376,12 @@ impl Authority {
         let scopes = parse_scope(&spec.scopes.join(" ")).map_err(|e| Error::invalid_request(e.description))?;
         let now = self.now();
         let client = Client {
-            tenant: tenant.to_owned(),
-            client_id: spec.client_id.unwrap_or_else(|| secret::random_b64(self.rng.as_ref(), 16)),
+            tenant: ts.tenant.name.clone(),
+            client_id: match client_id {
+                Some(id) => id,
+                // 16 random bytes in base64url: always a valid client id.
+                None => ClientId::parse(&secret::random_b64(self.rng.as_ref(), 16))?,
+            },
             name: spec.name,
             secret_hash,
             grants: spec.grants,
@@ -473,7 +474,8 @@ impl Authority {
         if let Some(c) = self.clients.read().map_err(lock_poisoned)?.get(tenant).and_then(|m| m.get(client_id)) {
             return Ok(Some(c.clone()));
         }
-        if client_id.is_empty() || client_id.len() > 128 {
+        // An id that breaks the rules names no client (like an unknown one).
+        if ClientId::parse(client_id).is_err() {
             return Ok(None);
         }
         let Some(c) = self.store.client_get(tenant, client_id).await? else {

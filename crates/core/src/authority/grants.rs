@@ -4,6 +4,7 @@ use super::{Audience, Authority, Mint, TenantState};
 use crate::device;
 use crate::error::{Error, ErrorKind, Result};
 use crate::grant::{ClientAuth, DeviceAuthorization, Grant, IssuedTokens, TokenRequest, token_type};
+use crate::name::Username;
 use crate::principal::{Client, GrantType, User, parse_scope};
 use crate::secret::{self, Secret, prefix};
 use crate::store::{DevicePoll, DeviceRecord, DeviceStatus, LegacyRecord, NewRefresh, RefreshRecord, Rotation};
@@ -222,11 +223,9 @@ impl Authority {
     /// after the same work (one Argon2id verification). Not counted: callers go through
     /// [`Self::check_credentials`], which reserves the attempt first.
     pub(super) async fn password_matches(&self, tenant: &str, username: &str, password: Secret) -> Result<User> {
-        let user = if username.is_empty() || username.len() > 128 {
-            None
-        } else {
-            self.store.user_get(tenant, username).await?
-        };
+        // A name that breaks the rules is an unknown user (same answer, same work).
+        let user =
+            if Username::parse(username).is_err() { None } else { self.store.user_get(tenant, username).await? };
         let phc = user.as_ref().map_or_else(|| self.dummy_hash.clone(), |u| u.password_hash.clone());
         let ok = self.hasher.verify(phc, password).await;
         match user {
@@ -276,8 +275,8 @@ impl Authority {
                 let record = RefreshRecord {
                     token_hash: secret::sha256_b64(rt.expose()),
                     family_id,
-                    tenant: ts.tenant.name.clone(),
-                    client_id: c.client_id.clone(),
+                    tenant: ts.tenant.name.to_string(),
+                    client_id: c.client_id.to_string(),
                     subject: h.username.to_owned(),
                     username: Some(h.username.to_owned()),
                     scope: h.scope.clone(),
@@ -422,7 +421,7 @@ impl Authority {
             device_code_hash: secret::sha256_b64(device_code.expose()),
             user_code: String::new(),
             tenant: tenant.to_owned(),
-            client_id: client.client_id.clone(),
+            client_id: client.client_id.to_string(),
             scope,
             claim_set,
             created_at: now,
@@ -445,7 +444,7 @@ impl Authority {
         Ok(DeviceAuthorization {
             device_code,
             user_code: device::display_user_code(&record.user_code),
-            client_id: client.client_id.clone(),
+            client_id: client.client_id.to_string(),
             expires_in: self.settings.device_ttl,
             expires_at: record.expires_at,
             interval: record.interval,
@@ -604,7 +603,7 @@ impl Authority {
         let granted: Vec<String> = subject.scope.as_deref().map(parse_scope).transpose()?.unwrap_or_default();
         let scope = Self::grant_scope(&granted, wanted.scope)?;
         let jti = secret::random_b64(self.rng.as_ref(), 16);
-        let client_id = client.map(|c| c.client_id.clone()).or_else(|| subject.client_id.clone());
+        let client_id = client.map(|c| c.client_id.to_string()).or_else(|| subject.client_id.clone());
         let provenance = Provenance::inherited(&subject);
         let latest = provenance.session_exp.unwrap_or(subject.exp);
         match wanted.requested.unwrap_or(token_type::ACCESS_TOKEN) {
@@ -637,7 +636,7 @@ impl Authority {
                 let rec = LegacyRecord {
                     token_hash: secret::sha256_b64(token.expose()),
                     jti: jti.clone(),
-                    tenant: ts.tenant.name.clone(),
+                    tenant: ts.tenant.name.to_string(),
                     subject: subject.sub.clone(),
                     username: subject.username.clone(),
                     client_id,

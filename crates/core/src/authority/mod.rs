@@ -286,7 +286,7 @@ impl Authority {
     fn index_hosts(&self, tenants: &FastMap<String, Arc<TenantState>>) -> Result<()> {
         let map: HashMap<String, String> = tenants
             .values()
-            .flat_map(|ts| ts.tenant.hosts.iter().map(|h| (h.clone(), ts.tenant.name.clone())))
+            .flat_map(|ts| ts.tenant.hosts.iter().map(|h| (h.clone(), ts.tenant.name.to_string())))
             .collect();
         self.any_hosts.store(!map.is_empty(), std::sync::atomic::Ordering::Release);
         *self.hosts.write().map_err(lock_poisoned)? = map;

@@ -47,7 +47,7 @@ pub(crate) async fn the_same_fault_is_the_same_error_kind_on_both_backends(kind:
 
     // A foreign-key violation: the tenant the record belongs to does not exist. Nothing is
     // written.
-    let stray = User { tenant: "nowhere".into(), ..alice.clone() };
+    let stray = User { tenant: tessera_core::TenantName::parse("nowhere").unwrap(), ..alice.clone() };
     let e = store.user_insert(&stray).await.unwrap_err();
     assert!(matches!(e, StoreError::NotFound(_)), "a user of no tenant: {e:?}");
     assert_eq!(store.user_get("nowhere", "alice").await.unwrap(), None);

@@ -92,7 +92,7 @@ pub(crate) async fn setup(auth: &Authority) -> ClientAuth {
     let mut spec = NewClient::new("t", "app", vec![GrantType::Password, GrantType::RefreshToken]);
     spec.scopes = vec!["read".into()];
     let (c, s) = auth.create_client(&Actor::Operator, spec).await.unwrap();
-    ClientAuth::Basic { client_id: c.client_id, secret: s.unwrap() }
+    ClientAuth::Basic { client_id: c.client_id.into(), secret: s.unwrap() }
 }
 
 pub(crate) fn password() -> TokenRequest {
@@ -278,7 +278,7 @@ pub(crate) async fn device_setup(auth: &Authority) -> ClientAuth {
         .unwrap();
     let spec = NewClient::new("t", "tv", vec![GrantType::DeviceCode, GrantType::RefreshToken]);
     let (c, s) = auth.create_client(&Actor::Operator, spec).await.unwrap();
-    ClientAuth::Basic { client_id: c.client_id, secret: s.unwrap() }
+    ClientAuth::Basic { client_id: c.client_id.into(), secret: s.unwrap() }
 }
 
 pub(crate) fn poll(code: &Secret) -> TokenRequest {
@@ -328,7 +328,7 @@ async fn device_flow_denied_expired_and_foreign_client(kind: Kind) {
         .create_client(&Actor::Operator, NewClient::new("t", "other", vec![GrantType::ClientCredentials]))
         .await
         .unwrap();
-    let other = ClientAuth::Basic { client_id: c.client_id, secret: s.unwrap() };
+    let other = ClientAuth::Basic { client_id: c.client_id.into(), secret: s.unwrap() };
     let refused = auth.device_authorize("t", &other, None, ClaimSet::Standard).await.unwrap_err();
     assert_eq!(refused.kind, ErrorKind::UnauthorizedClient);
 }
@@ -339,7 +339,7 @@ async fn token_exchange_to_access_and_legacy_tokens(kind: Kind) {
     let client = setup(&auth).await;
     let (c, s) =
         auth.create_client(&Actor::Operator, NewClient::new("t", "svc", vec![GrantType::TokenExchange])).await.unwrap();
-    let exchanger = ClientAuth::Basic { client_id: c.client_id, secret: s.unwrap() };
+    let exchanger = ClientAuth::Basic { client_id: c.client_id.into(), secret: s.unwrap() };
     let subject = auth.token("t", &client, password()).await.unwrap();
     let exchange = |requested: Option<&str>| {
         TokenRequest::new(Grant::TokenExchange {
