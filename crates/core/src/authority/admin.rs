@@ -146,7 +146,7 @@ impl Authority {
         };
         let (_, record) = SigningKey::generate(self.rng.as_ref(), &self.master, name, alg, now, now)?;
         self.store.tenant_insert(&t, &record).await.map_err(conflict_as(format!("tenant `{name}` already exists")))?;
-        self.load_tenant(name).await?;
+        self.load_tenant(&t.name).await?;
         Ok(t)
     }
 
@@ -196,7 +196,7 @@ impl Authority {
             t.allowed_grants = Some(g);
         }
         self.store.tenant_update(&t).await?;
-        self.load_tenant(tenant).await?;
+        self.load_tenant(&t.name).await?;
         Ok(t)
     }
 
@@ -210,7 +210,7 @@ impl Authority {
         let (key, record) =
             SigningKey::generate(self.rng.as_ref(), &self.master, tenant, ts.tenant.alg, now, activates)?;
         self.store.key_insert(&record).await?;
-        self.load_tenant(tenant).await?;
+        self.load_tenant(&ts.tenant.name).await?;
         Ok(KeyInfo {
             kid: key.kid.clone(),
             alg: key.alg.to_string(),
@@ -279,7 +279,7 @@ impl Authority {
         let username = &Username::parse(username)?;
         secret::check_password_policy(password.expose())?;
         let exists = || Error::conflict(format!("user `{username}` already exists in tenant `{tenant}`"));
-        if self.store.user_get(tenant, username).await?.is_some() {
+        if self.store.user_get(&ts.tenant.name, username).await?.is_some() {
             return Err(exists());
         }
         let user = User {
@@ -304,17 +304,28 @@ impl Authority {
 
     /// A user of the tenant, or `not_found` (no access decision: for the engine itself).
     pub(super) async fn user_named(&self, tenant: &str, username: &str) -> Result<User> {
-        self.tenant(tenant)?;
-        self.store
-            .user_get(tenant, username)
-            .await?
-            .ok_or_else(|| Error::not_found(format!("user `{username}` not found")))
+        let ts = self.tenant(tenant)?;
+        let not_found = || Error::not_found(format!("user `{username}` not found"));
+        // A name that breaks the rules names nobody.
+        let Ok(username) = Username::parse(username) else {
+            return Err(not_found());
+        };
+        self.store.user_get(&ts.tenant.name, &username).await?.ok_or_else(not_found)
+    }
+
+    /// The stored user named `username` in `tenant`, if both names keep the rules (a name
+    /// that does not names nobody: the caller answers as for an unknown user).
+    pub(super) async fn find_user(&self, tenant: &str, username: &str) -> Result<Option<User>> {
+        match (TenantName::parse(tenant), Username::parse(username)) {
+            (Ok(tenant), Ok(username)) => Ok(self.store.user_get(&tenant, &username).await?),
+            _ => Ok(None),
+        }
     }
 
     pub async fn list_users(&self, actor: &Actor<'_>, tenant: &str) -> Result<Vec<User>> {
         self.authorize(actor, tenant, Action::ReadUsers).await?;
-        self.tenant(tenant)?;
-        Ok(self.store.user_list(tenant).await?)
+        let ts = self.tenant(tenant)?;
+        Ok(self.store.user_list(&ts.tenant.name).await?)
     }
 
     pub async fn set_user_disabled(
@@ -325,12 +336,12 @@ impl Authority {
         disabled: bool,
     ) -> Result<()> {
         self.authorize(actor, tenant, Action::ManageUsers).await?;
-        self.tenant(tenant)?;
-        if self.store.user_set_disabled(tenant, username, disabled).await? {
-            Ok(())
-        } else {
-            Err(Error::not_found(format!("user `{username}` not found in tenant `{tenant}`")))
-        }
+        let ts = self.tenant(tenant)?;
+        let found = match Username::parse(username) {
+            Ok(name) => self.store.user_set_disabled(&ts.tenant.name, &name, disabled).await?,
+            Err(_) => false,
+        };
+        if found { Ok(()) } else { Err(Error::not_found(format!("user `{username}` not found in tenant `{tenant}`"))) }
     }
 
     // ----- clients ----------------------------------------------------------------------
@@ -401,9 +412,9 @@ impl Authority {
 
     /// The clients `actor` may manage: all of them for an administrator, a user's own else.
     pub async fn list_clients(&self, actor: &Actor<'_>, tenant: &str) -> Result<Vec<Client>> {
-        self.tenant(tenant)?;
+        let ts = self.tenant(tenant)?;
         let mut mine = Vec::new();
-        for c in self.store.client_list(tenant).await? {
+        for c in self.store.client_list(&ts.tenant.name).await? {
             match self.authorize(actor, tenant, Action::ManageClient(&c)).await {
                 Ok(()) => mine.push(c),
                 Err(e) if e.kind == crate::ErrorKind::NotFound => {}
@@ -415,12 +426,13 @@ impl Authority {
 
     /// A client `actor` may manage; someone else's is `not_found`, like a missing one.
     pub async fn get_client(&self, actor: &Actor<'_>, tenant: &str, client_id: &str) -> Result<Client> {
-        self.tenant(tenant)?;
-        let c = self
-            .store
-            .client_get(tenant, client_id)
-            .await?
-            .ok_or_else(|| Error::not_found(format!("client `{client_id}` not found")))?;
+        let ts = self.tenant(tenant)?;
+        let not_found = || Error::not_found(format!("client `{client_id}` not found"));
+        // An id that breaks the rules names no client.
+        let Ok(id) = ClientId::parse(client_id) else {
+            return Err(not_found());
+        };
+        let c = self.store.client_get(&ts.tenant.name, &id).await?.ok_or_else(not_found)?;
         self.authorize(actor, tenant, Action::ManageClient(&c)).await?;
         Ok(c)
     }
@@ -460,7 +472,7 @@ impl Authority {
     /// Delete a client (its refresh families die with it); returns what was deleted.
     pub async fn delete_client(&self, actor: &Actor<'_>, tenant: &str, client_id: &str) -> Result<Client> {
         let c = self.get_client(actor, tenant, client_id).await?;
-        let found = self.store.client_delete(tenant, client_id, self.now()).await?;
+        let found = self.store.client_delete(&c.tenant, &c.client_id, self.now()).await?;
         self.forget_client(tenant, client_id)?;
         if found {
             Ok(c)
@@ -474,11 +486,11 @@ impl Authority {
         if let Some(c) = self.clients.read().map_err(lock_poisoned)?.get(tenant).and_then(|m| m.get(client_id)) {
             return Ok(Some(c.clone()));
         }
-        // An id that breaks the rules names no client (like an unknown one).
-        if ClientId::parse(client_id).is_err() {
+        // A name that breaks the rules names nothing (like an unknown one).
+        let (Ok(tenant_name), Ok(id)) = (TenantName::parse(tenant), ClientId::parse(client_id)) else {
             return Ok(None);
-        }
-        let Some(c) = self.store.client_get(tenant, client_id).await? else {
+        };
+        let Some(c) = self.store.client_get(&tenant_name, &id).await? else {
             return Ok(None);
         };
         let c = Arc::new(c);

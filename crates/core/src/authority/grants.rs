@@ -4,7 +4,6 @@ use super::{Audience, Authority, Mint, TenantState};
 use crate::device;
 use crate::error::{Error, ErrorKind, Result};
 use crate::grant::{ClientAuth, DeviceAuthorization, Grant, IssuedTokens, TokenRequest, token_type};
-use crate::name::Username;
 use crate::principal::{Client, GrantType, User, parse_scope};
 use crate::secret::{self, Secret, prefix};
 use crate::store::{DevicePoll, DeviceRecord, DeviceStatus, LegacyRecord, NewRefresh, RefreshRecord, Rotation};
@@ -224,8 +223,7 @@ impl Authority {
     /// [`Self::check_credentials`], which reserves the attempt first.
     pub(super) async fn password_matches(&self, tenant: &str, username: &str, password: Secret) -> Result<User> {
         // A name that breaks the rules is an unknown user (same answer, same work).
-        let user =
-            if Username::parse(username).is_err() { None } else { self.store.user_get(tenant, username).await? };
+        let user = self.find_user(tenant, username).await?;
         let phc = user.as_ref().map_or_else(|| self.dummy_hash.clone(), |u| u.password_hash.clone());
         let ok = self.hasher.verify(phc, password).await;
         match user {
@@ -343,7 +341,7 @@ impl Authority {
         let granted: Vec<String> = rec.scope.as_deref().map(parse_scope).transpose()?.unwrap_or_default();
         let scope = Self::grant_scope(&granted, requested_scope)?;
         if let Some(u) = &rec.username {
-            match self.store.user_get(&ts.tenant.name, u).await? {
+            match self.find_user(&ts.tenant.name, u).await? {
                 Some(user) if !user.disabled => {}
                 _ => {
                     let revoked = self.store.refresh_revoke_family(&rec.family_id, now).await?;
@@ -455,10 +453,10 @@ impl Authority {
     /// Not counted: for administrators (the CLI); the verification page uses
     /// [`Self::device_lookup`].
     pub async fn device_pending(&self, tenant: &str, typed_code: &str) -> Result<(DeviceRecord, Arc<Client>)> {
-        self.tenant(tenant)?;
+        let ts = self.tenant(tenant)?;
         let unknown = || Error::not_found("unknown or expired code");
         let code = device::normalize_user_code(typed_code).ok_or_else(unknown)?;
-        let rec = self.store.device_get_by_user_code(tenant, &code).await?.ok_or_else(unknown)?;
+        let rec = self.store.device_get_by_user_code(&ts.tenant.name, &code).await?.ok_or_else(unknown)?;
         if rec.status != DeviceStatus::Pending || rec.expires_at <= self.now() {
             return Err(unknown());
         }
@@ -490,11 +488,11 @@ impl Authority {
     /// an active user of the tenant; the caller has authenticated them).
     pub async fn device_decide(&self, tenant: &str, typed_code: &str, username: &str, approve: bool) -> Result<()> {
         let (rec, _) = self.device_pending(tenant, typed_code).await?;
-        match self.store.user_get(tenant, username).await? {
-            Some(u) if !u.disabled => {}
+        let user = match self.find_user(tenant, username).await? {
+            Some(u) if !u.disabled => u,
             _ => return Err(Error::not_found(format!("no active user `{username}` in tenant `{tenant}`"))),
-        }
-        if self.store.device_decide(tenant, &rec.user_code, username, approve, self.now()).await? {
+        };
+        if self.store.device_decide(&user.tenant, &rec.user_code, &user.username, approve, self.now()).await? {
             Ok(())
         } else {
             Err(Error::not_found("unknown or expired code"))
@@ -552,7 +550,7 @@ impl Authority {
                 let username = rec.username.as_deref().ok_or_else(|| Error::internal("approved without a user"))?;
                 // The person approved on the verification page, signed in with their password
                 // (and one-time code); they may have been disabled since.
-                let user = match self.store.user_get(&ts.tenant.name, username).await? {
+                let user = match self.find_user(&ts.tenant.name, username).await? {
                     Some(u) if !u.disabled => u,
                     _ => return Err(Error::invalid_grant("the approving user is disabled or gone")),
                 };
@@ -595,7 +593,7 @@ impl Authority {
             .verify_access(&ts.tenant.name, subject_token)
             .map_err(|_| Error::invalid_grant("the subject token is invalid, expired or revoked"))?;
         if let Some(u) = subject.username.as_deref() {
-            match self.store.user_get(&ts.tenant.name, u).await? {
+            match self.find_user(&ts.tenant.name, u).await? {
                 Some(user) if !user.disabled => {}
                 _ => return Err(Error::invalid_grant("the subject token's user is disabled or no longer exists")),
             }

@@ -114,7 +114,7 @@ impl Authority {
     ) -> Result<(User, Arc<AccessClaims>)> {
         let claims = self.bearer(tenant, token, accepts)?;
         let username = claims.user().ok_or_else(|| Error::invalid_token("the token names no user"))?;
-        match self.store.user_get(tenant, username).await? {
+        match self.find_user(tenant, username).await? {
             Some(u) if !u.disabled => Ok((u, claims)),
             _ => Err(Error::invalid_token("the token's user is disabled or no longer exists")),
         }

@@ -77,6 +77,7 @@ on_both_backends!(
     device_look_ups_are_limited_and_tickets_bound,
     the_same_fault_is_the_same_error_kind_on_both_backends,
     refresh_grant_types_are_stored_by_their_short_names,
+    names_that_break_the_rules_are_unknown,
 );
 
 pub(crate) fn settings() -> Settings {

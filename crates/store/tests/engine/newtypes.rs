@@ -42,3 +42,47 @@ pub(crate) async fn refresh_grant_types_are_stored_by_their_short_names(kind: Ki
     let read = store.refresh_get(&by_device.token_hash).await.unwrap().unwrap();
     assert_eq!(read.grant_type, GrantType::TokenExchange);
 }
+
+/// A name a caller typed that breaks the rules names nothing: the answer of an unknown name,
+/// word for word; creating with one is the error of today; a stored one that breaks them is
+/// corrupt data, not a name.
+pub(crate) async fn names_that_break_the_rules_are_unknown(kind: Kind) {
+    let env = Env::new(kind, "badnames").await;
+    let auth = env.engine(settings()).await.unwrap();
+    let client = setup(&auth).await;
+    let op = &Actor::Operator;
+    for (bad, unknown) in [("a b", "nobody"), (&*"x".repeat(129), "nobody")] {
+        let e = auth.get_user(op, "t", bad).await.unwrap_err();
+        let u = auth.get_user(op, "t", unknown).await.unwrap_err();
+        assert_eq!((e.kind, e.description), (u.kind, format!("user `{bad}` not found")));
+        let e = auth.set_user_disabled(op, "t", bad, true).await.unwrap_err();
+        assert_eq!((e.kind, e.description), (ErrorKind::NotFound, format!("user `{bad}` not found in tenant `t`")));
+        let e = auth.get_client(op, "t", bad).await.unwrap_err();
+        assert_eq!((e.kind, e.description), (ErrorKind::NotFound, format!("client `{bad}` not found")));
+        assert!(auth.list_api_keys(op, "t", Some(bad)).await.unwrap().is_empty());
+        let grant = Grant::Password { username: bad.into(), password: Secret::new("correct horse battery"), otp: None };
+        let e = auth.token("t", &client, TokenRequest::new(grant)).await.unwrap_err();
+        assert_eq!((e.kind, e.description.as_str()), (ErrorKind::InvalidGrant, "invalid username or password"));
+        let foreign = ClientAuth::Basic { client_id: bad.into(), secret: Secret::new("whatever") };
+        let e = auth.token("t", &foreign, password()).await.unwrap_err();
+        assert_eq!(e.kind, ErrorKind::InvalidClient);
+    }
+    let e = auth.get_user(op, "Not-A-Tenant", "alice").await.unwrap_err();
+    assert_eq!((e.kind, e.description.as_str()), (ErrorKind::NotFound, "tenant `Not-A-Tenant` not found"));
+    // Creating: the messages of today.
+    let e = auth.create_user(op, "t", "a b", Secret::new("correct horse battery"), vec![], Profile::default());
+    let e = e.await.unwrap_err().description;
+    assert_eq!(e, "invalid username `a b`: use 1-128 letters, digits and . _ - @ +");
+    let e = auth.create_tenant(op, "A", Alg::EdDSA, None, None, None, vec![]).await.unwrap_err().description;
+    assert_eq!(e, "invalid tenant name `A`: use 1-63 lowercase letters, digits and inner dashes");
+    let mut spec = NewClient::new("t", "app", vec![GrantType::Password]);
+    spec.client_id = Some("no spaces".into());
+    let e = auth.create_client(op, spec).await.unwrap_err().description;
+    assert_eq!(e, "client_id must be 1-128 of letters, digits, - _ .");
+    // A stored name that breaks the rules does not come out as a name.
+    raw(&env, "UPDATE clients SET client_id = 'not valid'").await;
+    let backend = env.backend().await;
+    let t = tessera_core::TenantName::parse("t").unwrap();
+    let e = backend.store().client_list(&t).await.unwrap_err();
+    assert!(matches!(e, tessera_core::store::StoreError::Corrupt(_)), "{e:?}");
+}
