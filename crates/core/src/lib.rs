@@ -21,4 +21,4 @@ pub mod totp;
 
 pub use authority::{Authority, DEFAULT_TENANT, Settings};
 pub use error::{Error, ErrorKind, Result};
-pub use name::{ClientId, TenantName, Username};
+pub use name::{ClientId, RedirectUri, TenantName, Username};

@@ -1,5 +1,6 @@
-//! Names parsed once, where they enter: a tenant's name, a username, a client id. A value of
-//! these types has passed its rules, so the engine and the store never see an invalid one.
+//! Names parsed once, where they enter: a tenant's name, a username, a client id, a client's
+//! callback URL. A value of these types has passed its rules, so the engine and the store
+//! never see an invalid one.
 
 use crate::error::{Error, Result};
 use std::borrow::Borrow;
@@ -142,6 +143,13 @@ name_type!(
     |_| "client_id must be 1-128 of letters, digits, - _ .".to_owned()
 );
 
+name_type!(
+    /// A client's callback (redirect) URL: absolute `http(s)`, at most 2000 characters.
+    RedirectUri,
+    |s| (s.starts_with("https://") || s.starts_with("http://")) && s.len() <= 2000,
+    |_| "callback_url must be an http(s) URL".to_owned()
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,6 +185,17 @@ mod tests {
                 ClientId::parse(bad).unwrap_err().description,
                 "client_id must be 1-128 of letters, digits, - _ ."
             );
+        }
+    }
+
+    #[test]
+    fn redirect_uris() {
+        let long = format!("https://a.example/{}", "x".repeat(2000 - 18));
+        for ok in ["https://app.example/cb", "http://localhost:8080/cb?x=1", long.as_str()] {
+            assert_eq!(RedirectUri::parse(ok).unwrap(), ok);
+        }
+        for bad in ["", "app.example/cb", "ftp://a.example", "javascript:alert(1)", &format!("{long}x")] {
+            assert_eq!(RedirectUri::parse(bad).unwrap_err().description, "callback_url must be an http(s) URL");
         }
     }
 

@@ -1,7 +1,7 @@
 //! Principals: users (people) and clients (applications).
 
 use crate::error::{Error, Result};
-use crate::name::{ClientId, TenantName, Username};
+use crate::name::{ClientId, RedirectUri, TenantName, Username};
 use std::fmt;
 use std::str::FromStr;
 
@@ -155,7 +155,7 @@ pub struct Client {
     pub scopes: Vec<String>,
     /// The user who owns the client (for self-service APIs), if any.
     pub owner: Option<String>,
-    pub callback_url: Option<String>,
+    pub callback_url: Option<RedirectUri>,
     pub description: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,

@@ -3,6 +3,7 @@
 
 use crate::error::{DbResult, corrupt};
 use sqlx::{ColumnIndex, Decode, Row, Type};
+use tessera_core::RedirectUri;
 use tessera_core::keys::{Alg, KeyRecord};
 use tessera_core::principal::{ApiKey, Client, GrantType, Profile, TotpState, User};
 use tessera_core::store::{
@@ -188,7 +189,10 @@ pub(crate) fn client(r: &impl Cols) -> StoreResult<Client> {
         grants: parse_grants(&get::<String>(r, "grants")?)?,
         scopes: parse_list(&get::<String>(r, "scopes")?)?,
         owner: get(r, "owner")?,
-        callback_url: get(r, "callback_url")?,
+        callback_url: get::<Option<String>>(r, "callback_url")?
+            .map(RedirectUri::try_from)
+            .transpose()
+            .map_err(|_| corrupt("callback URL"))?,
         description: get(r, "description")?,
         created_at,
         updated_at: get::<Option<i64>>(r, "updated_at")?.unwrap_or(created_at),

@@ -478,7 +478,7 @@ impl<D: Dialect> Store for Sql<D> {
                 &scopes,
                 &c.owner,
                 c.created_at,
-                &c.callback_url,
+                c.callback_url.as_deref(),
                 &c.description,
                 c.updated_at,
             ];
@@ -496,7 +496,7 @@ impl<D: Dialect> Store for Sql<D> {
     }
 
     async fn client_update(&self, c: &Client) -> StoreResult<bool> {
-        let a = args![&c.name, &c.callback_url, &c.description, c.updated_at, &c.tenant, &c.client_id];
+        let a = args![&c.name, c.callback_url.as_deref(), &c.description, c.updated_at, &c.tenant, &c.client_id];
         let change = ("client", c.tenant.as_str(), Some(c.client_id.as_str()));
         self.run(self.write_recorded(sql::CLIENT_UPDATE, a, change)).await.map(|n| n > 0)
     }

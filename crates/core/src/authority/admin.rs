@@ -4,7 +4,7 @@ use super::access::{Action, Actor};
 use super::{Authority, DEFAULT_TENANT, KeyInfo, TenantState, lock_poisoned};
 use crate::error::{Error, Result};
 use crate::keys::{Alg, KeyStatus, SigningKey};
-use crate::name::{ClientId, TenantName, Username};
+use crate::name::{ClientId, RedirectUri, TenantName, Username};
 use crate::principal::{Client, GrantType, Profile, User, parse_scope};
 use crate::secret::{self, Secret, prefix};
 use crate::store::StoreError;
@@ -366,7 +366,7 @@ impl Authority {
         if spec.public && spec.grants.contains(&GrantType::ClientCredentials) {
             return Err(Error::invalid_request("a public client cannot use client_credentials"));
         }
-        check_url("callback_url", &spec.callback_url)?;
+        let callback_url = spec.callback_url.as_deref().map(RedirectUri::parse).transpose()?;
         let client_id = spec.client_id.as_deref().map(ClientId::parse).transpose()?;
         let (secret, secret_hash) = match (spec.public, spec.secret) {
             (true, _) => (None, None),
@@ -398,7 +398,7 @@ impl Authority {
             grants: spec.grants,
             scopes,
             owner: spec.owner,
-            callback_url: spec.callback_url,
+            callback_url,
             description: spec.description,
             created_at: now,
             updated_at: now,
@@ -454,9 +454,8 @@ impl Authority {
             }
             c.name = n;
         }
-        if callback_url.is_some() {
-            check_url("callback_url", &callback_url)?;
-            c.callback_url = callback_url;
+        if let Some(u) = callback_url {
+            c.callback_url = Some(RedirectUri::parse(&u)?);
         }
         if description.is_some() {
             c.description = description;

@@ -79,8 +79,21 @@ pub(crate) async fn names_that_break_the_rules_are_unknown(kind: Kind) {
     spec.client_id = Some("no spaces".into());
     let e = auth.create_client(op, spec).await.unwrap_err().description;
     assert_eq!(e, "client_id must be 1-128 of letters, digits, - _ .");
+    let mut spec = NewClient::new("t", "web", vec![GrantType::Password]);
+    spec.callback_url = Some("ftp://web.example/cb".into());
+    let e = auth.create_client(op, spec).await.unwrap_err().description;
+    assert_eq!(e, "callback_url must be an http(s) URL");
+    let mut spec = NewClient::new("t", "web", vec![GrantType::Password]);
+    spec.callback_url = Some("https://web.example/cb".into());
+    let (web, _) = auth.create_client(op, spec).await.unwrap();
+    assert_eq!(web.callback_url.as_deref(), Some("https://web.example/cb"));
+    let long = Some(format!("https://web.example/{}", "x".repeat(2000)));
+    let e = auth.update_client(op, "t", &web.client_id, None, long, None).await.unwrap_err().description;
+    assert_eq!(e, "callback_url must be an http(s) URL");
+    let stored = auth.get_client(op, "t", &web.client_id).await.unwrap();
+    assert_eq!(stored.callback_url.as_deref(), Some("https://web.example/cb"), "unchanged");
     // A stored name that breaks the rules does not come out as a name.
-    raw(&env, "UPDATE clients SET client_id = 'not valid'").await;
+    raw(&env, "UPDATE clients SET client_id = 'not valid' WHERE callback_url IS NULL").await;
     let backend = env.backend().await;
     let t = tessera_core::TenantName::parse("t").unwrap();
     let e = backend.store().client_list(&t).await.unwrap_err();
