@@ -36,8 +36,8 @@ pub struct TotpState {
 pub struct ApiKey {
     /// Public identifier, for listing and revoking.
     pub id: String,
-    pub tenant: String,
-    pub username: String,
+    pub tenant: TenantName,
+    pub username: Username,
     pub name: String,
     pub scopes: Vec<String>,
     pub created_at: i64,
@@ -154,7 +154,7 @@ pub struct Client {
     /// Scopes the client may request; an empty list means no scopes.
     pub scopes: Vec<String>,
     /// The user who owns the client (for self-service APIs), if any.
-    pub owner: Option<String>,
+    pub owner: Option<Username>,
     pub callback_url: Option<RedirectUri>,
     pub description: Option<String>,
     pub created_at: i64,

@@ -3,7 +3,6 @@
 
 use crate::error::{DbResult, corrupt};
 use sqlx::{ColumnIndex, Decode, Row, Type};
-use tessera_core::RedirectUri;
 use tessera_core::keys::{Alg, KeyRecord};
 use tessera_core::principal::{ApiKey, Client, GrantType, Profile, TotpState, User};
 use tessera_core::store::{
@@ -11,6 +10,7 @@ use tessera_core::store::{
 };
 use tessera_core::tenant::Tenant;
 use tessera_core::token::ClaimSet;
+use tessera_core::{RedirectUri, Username};
 
 /// A row whose columns can be read as the types the schema uses. SQLite's INTEGER 0/1
 /// columns decode as `bool` too, so one mapper serves both backends.
@@ -168,8 +168,8 @@ pub(crate) fn user(r: &impl Cols) -> StoreResult<User> {
 pub(crate) fn api_key(r: &impl Cols) -> StoreResult<ApiKey> {
     Ok(ApiKey {
         id: get(r, "id")?,
-        tenant: get(r, "tenant")?,
-        username: get(r, "username")?,
+        tenant: name(r, "tenant")?,
+        username: name(r, "username")?,
         name: get(r, "name")?,
         scopes: parse_list(&get::<String>(r, "scopes")?)?,
         created_at: get(r, "created_at")?,
@@ -188,7 +188,7 @@ pub(crate) fn client(r: &impl Cols) -> StoreResult<Client> {
         secret_hash: get(r, "secret_hash")?,
         grants: parse_grants(&get::<String>(r, "grants")?)?,
         scopes: parse_list(&get::<String>(r, "scopes")?)?,
-        owner: get(r, "owner")?,
+        owner: get::<Option<String>>(r, "owner")?.map(Username::try_from).transpose().map_err(|_| corrupt("name"))?,
         callback_url: get::<Option<String>>(r, "callback_url")?
             .map(RedirectUri::try_from)
             .transpose()

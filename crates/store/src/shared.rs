@@ -476,7 +476,7 @@ impl<D: Dialect> Store for Sql<D> {
                 &c.secret_hash,
                 &grants,
                 &scopes,
-                &c.owner,
+                c.owner.as_deref(),
                 c.created_at,
                 c.callback_url.as_deref(),
                 &c.description,

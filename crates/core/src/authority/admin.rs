@@ -30,7 +30,7 @@ pub struct NewClient {
     pub grants: Vec<GrantType>,
     pub scopes: Vec<String>,
     pub public: bool,
-    pub owner: Option<String>,
+    pub owner: Option<Username>,
     /// Chosen by the caller where an API allows it; generated otherwise.
     pub client_id: Option<String>,
     /// Chosen by the caller where an API allows it (at least 24 characters); generated otherwise.
@@ -353,7 +353,7 @@ impl Authority {
     pub async fn create_client(&self, actor: &Actor<'_>, mut spec: NewClient) -> Result<(Client, Option<Secret>)> {
         self.authorize(actor, &spec.tenant, Action::CreateClient).await?;
         if let Actor::User(u) = actor {
-            spec.owner = Some(u.username.to_string());
+            spec.owner = Some(u.username.clone());
         }
         let tenant = spec.tenant.as_str();
         let ts = self.tenant(tenant)?;

@@ -175,8 +175,8 @@ impl Authority {
         let key = secret::generate_secret(self.rng.as_ref(), prefix::API_KEY);
         let record = ApiKey {
             id: secret::random_b64(self.rng.as_ref(), 9),
-            tenant: tenant.to_owned(),
-            username: username.to_owned(),
+            tenant: user.tenant.clone(),
+            username: user.username.clone(),
             name: if name.is_empty() { "api key".to_owned() } else { name.to_owned() },
             scopes,
             created_at: now,
