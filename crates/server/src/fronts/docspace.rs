@@ -3,7 +3,7 @@
 //! (CONTRACTS.md section 1).
 
 use crate::AppState;
-use crate::extract::{Origin, TenantName, basic_credentials, cookie_value, header_text};
+use crate::extract::{Origin, Tenant, basic_credentials, cookie_value, header_text};
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -123,7 +123,7 @@ async fn caller(
 
 async fn token_get(
     State(state): State<AppState>,
-    TenantName(tenant): TenantName,
+    Tenant(tenant): Tenant,
     Origin(origin): Origin,
     headers: HeaderMap,
 ) -> Response {
