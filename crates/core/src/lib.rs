@@ -8,6 +8,7 @@ pub mod device;
 pub mod error;
 pub mod grant;
 pub mod keys;
+pub mod name;
 pub mod principal;
 pub mod revocation;
 pub mod scan;
@@ -20,3 +21,4 @@ pub mod totp;
 
 pub use authority::{Authority, DEFAULT_TENANT, Settings};
 pub use error::{Error, ErrorKind, Result};
+pub use name::{ClientId, RedirectUri, TenantName, Username};

@@ -1,6 +1,7 @@
 //! Principals: users (people) and clients (applications).
 
 use crate::error::{Error, Result};
+use crate::name::{ClientId, RedirectUri, TenantName, Username};
 use std::fmt;
 use std::str::FromStr;
 
@@ -8,8 +9,8 @@ pub const ROLE_ADMIN: &str = "admin";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
-    pub tenant: String,
-    pub username: String,
+    pub tenant: TenantName,
+    pub username: Username,
     /// Argon2id PHC string.
     pub password_hash: String,
     pub roles: Vec<String>,
@@ -35,8 +36,8 @@ pub struct TotpState {
 pub struct ApiKey {
     /// Public identifier, for listing and revoking.
     pub id: String,
-    pub tenant: String,
-    pub username: String,
+    pub tenant: TenantName,
+    pub username: Username,
     pub name: String,
     pub scopes: Vec<String>,
     pub created_at: i64,
@@ -59,13 +60,9 @@ impl User {
     }
 }
 
+/// Check a username by the rules of [`Username`].
 pub fn validate_username(u: &str) -> Result<()> {
-    let ok = !u.is_empty() && u.len() <= 128 && u.chars().all(|c| c.is_alphanumeric() || "._-@+".contains(c));
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::invalid_request(format!("invalid username `{u}`: use 1-128 letters, digits and . _ - @ +")))
-    }
+    Username::parse(u).map(drop)
 }
 
 /// The grant types a client may be allowed.
@@ -108,6 +105,21 @@ impl GrantType {
             GrantType::TokenExchange => "urn:ietf:params:oauth:grant-type:token-exchange",
         }
     }
+
+    /// The short name: as refresh records store the grant that started a family, and as the
+    /// Tapis claim `tapis/grant_type` carries it.
+    pub fn short_name(self) -> &'static str {
+        match self {
+            GrantType::DeviceCode => "device_code",
+            GrantType::TokenExchange => "token_exchange",
+            g => g.as_str(),
+        }
+    }
+
+    /// The inverse of [`Self::short_name`] (also accepts the full names).
+    pub fn from_short_name(s: &str) -> Option<Self> {
+        s.parse().ok()
+    }
 }
 
 impl fmt::Display for GrantType {
@@ -133,8 +145,8 @@ impl FromStr for GrantType {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Client {
-    pub tenant: String,
-    pub client_id: String,
+    pub tenant: TenantName,
+    pub client_id: ClientId,
     pub name: String,
     /// SHA-256 (base64url) of the secret; `None` for a public client.
     pub secret_hash: Option<String>,
@@ -142,8 +154,8 @@ pub struct Client {
     /// Scopes the client may request; an empty list means no scopes.
     pub scopes: Vec<String>,
     /// The user who owns the client (for self-service APIs), if any.
-    pub owner: Option<String>,
-    pub callback_url: Option<String>,
+    pub owner: Option<Username>,
+    pub callback_url: Option<RedirectUri>,
     pub description: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
@@ -187,5 +199,19 @@ mod tests {
             assert_eq!(g.as_str().parse::<GrantType>().unwrap(), g);
         }
         assert!("implicit".parse::<GrantType>().is_err());
+        for g in GrantType::ALL {
+            assert_eq!(GrantType::from_short_name(g.short_name()), Some(g));
+        }
+        assert_eq!(GrantType::DeviceCode.short_name(), "device_code");
+        assert_eq!(GrantType::TokenExchange.short_name(), "token_exchange");
+        assert_eq!(GrantType::ClientCredentials.short_name(), "client_credentials");
+    }
+    #[test]
+    fn tapis_grant_claim_is_the_short_name() {
+        use crate::token::{ClaimSet, Subject, shape};
+        for (g, name) in [(GrantType::DeviceCode, "device_code"), (GrantType::TokenExchange, "token_exchange")] {
+            let s = Subject { tenant: "t", username: Some("u"), client_id: None, grant_type: g, refresh_count: 0 };
+            assert_eq!(shape(ClaimSet::Tapis, &s).1["tapis/grant_type"], name);
+        }
     }
 }

@@ -2,7 +2,8 @@
 
 use crate::error::Error;
 use crate::keys::KeyRecord;
-use crate::principal::{ApiKey, Client, User};
+use crate::name::{ClientId, TenantName, Username};
+use crate::principal::{ApiKey, Client, GrantType, User};
 use crate::tenant::Tenant;
 use crate::throttle::Counter;
 use crate::token::ClaimSet;
@@ -59,8 +60,8 @@ pub struct RefreshRecord {
     pub claim_set: ClaimSet,
     /// How many rotations led to this token (0 for the first of a family).
     pub refresh_count: i64,
-    /// The grant that started the family.
-    pub grant_type: String,
+    /// The grant that started the family (stored by its short name).
+    pub grant_type: GrantType,
     /// When and how the user authenticated when the family began (kept by every rotation).
     pub auth_time: Option<i64>,
     pub amr: Vec<String>,
@@ -198,53 +199,59 @@ pub trait Store: Send + Sync {
 
     /// Insert a tenant together with its first signing key.
     async fn tenant_insert(&self, tenant: &Tenant, first_key: &KeyRecord) -> StoreResult<()>;
-    async fn tenant_get(&self, name: &str) -> StoreResult<Option<Tenant>>;
+    async fn tenant_get(&self, name: &TenantName) -> StoreResult<Option<Tenant>>;
     async fn tenant_list(&self) -> StoreResult<Vec<Tenant>>;
     /// Update a tenant's policy (issuer, lifetimes, hosts, allowed grants).
     async fn tenant_update(&self, tenant: &Tenant) -> StoreResult<()>;
 
     async fn key_insert(&self, key: &KeyRecord) -> StoreResult<()>;
     /// Keys of one tenant, or of all tenants.
-    async fn key_list(&self, tenant: Option<&str>) -> StoreResult<Vec<KeyRecord>>;
+    async fn key_list(&self, tenant: Option<&TenantName>) -> StoreResult<Vec<KeyRecord>>;
 
     async fn user_insert(&self, user: &User) -> StoreResult<()>;
-    async fn user_get(&self, tenant: &str, username: &str) -> StoreResult<Option<User>>;
-    async fn user_list(&self, tenant: &str) -> StoreResult<Vec<User>>;
+    async fn user_get(&self, tenant: &TenantName, username: &Username) -> StoreResult<Option<User>>;
+    async fn user_list(&self, tenant: &TenantName) -> StoreResult<Vec<User>>;
     /// Set (or clear) the sealed TOTP secret and whether it is enforced; resets the last
     /// accepted step. Returns false when there is no such user.
     async fn user_totp_set(
         &self,
-        tenant: &str,
-        username: &str,
+        tenant: &TenantName,
+        username: &Username,
         sealed: Option<&[u8]>,
         enabled: bool,
     ) -> StoreResult<bool>;
     /// Accept TOTP time step `step` for the user if it is later than the last accepted one
     /// (atomically: of two concurrent uses of one code, one wins).
-    async fn user_totp_accept_step(&self, tenant: &str, username: &str, step: i64) -> StoreResult<bool>;
+    async fn user_totp_accept_step(&self, tenant: &TenantName, username: &Username, step: i64) -> StoreResult<bool>;
     /// Replace the user's recovery codes (SHA-256 hashes).
-    async fn recovery_codes_set(&self, tenant: &str, username: &str, hashes: &[String]) -> StoreResult<()>;
+    async fn recovery_codes_set(&self, tenant: &TenantName, username: &Username, hashes: &[String]) -> StoreResult<()>;
     /// Use a recovery code once: true if it existed unused and is now used.
-    async fn recovery_code_use(&self, tenant: &str, username: &str, hash: &str, now: i64) -> StoreResult<bool>;
+    async fn recovery_code_use(
+        &self,
+        tenant: &TenantName,
+        username: &Username,
+        hash: &str,
+        now: i64,
+    ) -> StoreResult<bool>;
 
     async fn api_key_insert(&self, key: &ApiKey, key_hash: &str) -> StoreResult<()>;
     async fn api_key_by_hash(&self, key_hash: &str) -> StoreResult<Option<ApiKey>>;
     /// A tenant's keys, or one user's.
-    async fn api_key_list(&self, tenant: &str, username: Option<&str>) -> StoreResult<Vec<ApiKey>>;
+    async fn api_key_list(&self, tenant: &TenantName, username: Option<&Username>) -> StoreResult<Vec<ApiKey>>;
     /// Returns false when there is no such live key.
-    async fn api_key_revoke(&self, tenant: &str, id: &str, now: i64) -> StoreResult<bool>;
+    async fn api_key_revoke(&self, tenant: &TenantName, id: &str, now: i64) -> StoreResult<bool>;
     async fn api_key_touch(&self, id: &str, now: i64) -> StoreResult<()>;
 
     /// Returns false when there is no such user.
-    async fn user_set_disabled(&self, tenant: &str, username: &str, disabled: bool) -> StoreResult<bool>;
+    async fn user_set_disabled(&self, tenant: &TenantName, username: &Username, disabled: bool) -> StoreResult<bool>;
 
     async fn client_insert(&self, client: &Client) -> StoreResult<()>;
-    async fn client_get(&self, tenant: &str, client_id: &str) -> StoreResult<Option<Client>>;
-    async fn client_list(&self, tenant: &str) -> StoreResult<Vec<Client>>;
+    async fn client_get(&self, tenant: &TenantName, client_id: &ClientId) -> StoreResult<Option<Client>>;
+    async fn client_list(&self, tenant: &TenantName) -> StoreResult<Vec<Client>>;
     /// Update name, callback URL and description. Returns false when there is no such client.
     async fn client_update(&self, client: &Client) -> StoreResult<bool>;
     /// Returns false when there is no such client. Its refresh families are revoked.
-    async fn client_delete(&self, tenant: &str, client_id: &str, now: i64) -> StoreResult<bool>;
+    async fn client_delete(&self, tenant: &TenantName, client_id: &ClientId, now: i64) -> StoreResult<bool>;
 
     /// Store the first token of a new family.
     async fn refresh_insert(&self, record: &RefreshRecord) -> StoreResult<()>;
@@ -254,7 +261,7 @@ pub trait Store: Send + Sync {
     async fn refresh_rotate(
         &self,
         token_hash: &str,
-        client_id: &str,
+        client_id: &ClientId,
         now: i64,
         grace_secs: i64,
         next: &NewRefresh,
@@ -270,19 +277,19 @@ pub trait Store: Send + Sync {
     async fn purge_expired(&self, now: i64) -> StoreResult<u64>;
 
     async fn device_insert(&self, d: &DeviceRecord) -> StoreResult<()>;
-    async fn device_get_by_user_code(&self, tenant: &str, user_code: &str) -> StoreResult<Option<DeviceRecord>>;
+    async fn device_get_by_user_code(&self, tenant: &TenantName, user_code: &str) -> StoreResult<Option<DeviceRecord>>;
     /// Approve (with the user) or deny a pending, unexpired authorization. False if it was not
     /// pending or has expired.
     async fn device_decide(
         &self,
-        tenant: &str,
+        tenant: &TenantName,
         user_code: &str,
-        username: &str,
+        username: &Username,
         approve: bool,
         now: i64,
     ) -> StoreResult<bool>;
     /// One poll by `client_id` (see [`DevicePoll`]).
-    async fn device_poll(&self, device_code_hash: &str, client_id: &str, now: i64) -> StoreResult<DevicePoll>;
+    async fn device_poll(&self, device_code_hash: &str, client_id: &ClientId, now: i64) -> StoreResult<DevicePoll>;
 
     async fn legacy_insert(&self, r: &LegacyRecord) -> StoreResult<()>;
     async fn legacy_get(&self, token_hash: &str) -> StoreResult<Option<LegacyRecord>>;

@@ -1,28 +1,18 @@
 //! Tenants: the unit of isolation. Every object belongs to exactly one.
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::keys::Alg;
+use crate::name::TenantName;
 use crate::principal::GrantType;
 
-/// A validated tenant name: 1-63 of `a-z 0-9 -`, not starting or ending with `-`.
+/// Check a tenant name by the rules of [`TenantName`].
 pub fn validate_tenant_name(name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 63
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !name.starts_with('-')
-        && !name.ends_with('-');
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::invalid_request(format!(
-            "invalid tenant name `{name}`: use 1-63 lowercase letters, digits and inner dashes"
-        )))
-    }
+    TenantName::parse(name).map(drop)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tenant {
-    pub name: String,
+    pub name: TenantName,
     pub alg: Alg,
     /// Explicit issuer URL; when absent it is derived from the server's public URL.
     pub issuer: Option<String>,

@@ -2,6 +2,7 @@
 
 use crate::error::{Error, Result};
 use crate::keys::{KeyRing, SigningKey};
+use crate::principal::GrantType;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
@@ -147,7 +148,7 @@ pub struct Subject<'a> {
     pub tenant: &'a str,
     pub username: Option<&'a str>,
     pub client_id: Option<&'a str>,
-    pub grant_type: &'a str,
+    pub grant_type: GrantType,
     pub refresh_count: i64,
 }
 
@@ -165,7 +166,7 @@ pub fn shape(set: ClaimSet, s: &Subject<'_>) -> (String, Map<String, Value>) {
             m.insert("tapis/delegation".into(), false.into());
             m.insert("tapis/delegation_sub".into(), Value::Null);
             m.insert("tapis/client_id".into(), s.client_id.map_or(Value::Null, |c| c.into()));
-            m.insert("tapis/grant_type".into(), s.grant_type.into());
+            m.insert("tapis/grant_type".into(), s.grant_type.short_name().into());
             m.insert("tapis/refresh_count".into(), s.refresh_count.into());
             (format!("{principal}@{}", s.tenant), m)
         }

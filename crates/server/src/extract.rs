@@ -240,23 +240,25 @@ pub async fn read_body(mut body: Body) -> Result<Bytes, UnreadBody> {
 /// The tenant a request addresses (DESIGN.md): the Host header mapped to a tenant's host
 /// names, else the path (`/t/{tenant}/...`), else the default tenant. A front whose API has
 /// an explicit tenant parameter checks that first, itself. Borrowed for the default tenant.
-pub struct TenantName(pub Cow<'static, str>);
+/// The name as the request spells it (not a `tessera_core::TenantName`): one that breaks the
+/// rules is answered by the core as an unknown tenant, in the front's own error format.
+pub struct Tenant(pub Cow<'static, str>);
 
-impl FromRequestParts<AppState> for TenantName {
+impl FromRequestParts<AppState> for Tenant {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         if let Some(t) =
             parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()).and_then(|h| state.auth.tenant_for_host(h))
         {
-            return Ok(TenantName(Cow::Owned(t)));
+            return Ok(Tenant(Cow::Owned(t)));
         }
         if let Ok(params) = RawPathParams::from_request_parts(parts, state).await
             && let Some((_, t)) = params.iter().find(|(k, _)| *k == "tenant")
         {
-            return Ok(TenantName(Cow::Owned(t.to_owned())));
+            return Ok(Tenant(Cow::Owned(t.to_owned())));
         }
-        Ok(TenantName(Cow::Borrowed(tessera_core::DEFAULT_TENANT)))
+        Ok(Tenant(Cow::Borrowed(tessera_core::DEFAULT_TENANT)))
     }
 }
 

@@ -10,6 +10,7 @@ use tessera_core::store::{
 };
 use tessera_core::tenant::Tenant;
 use tessera_core::token::ClaimSet;
+use tessera_core::{RedirectUri, Username};
 
 /// A row whose columns can be read as the types the schema uses. SQLite's INTEGER 0/1
 /// columns decode as `bool` too, so one mapper serves both backends.
@@ -107,13 +108,18 @@ pub(crate) fn grants_json(g: &[GrantType]) -> String {
     json_list(&g.iter().map(|g| g.as_str().to_owned()).collect::<Vec<_>>())
 }
 
+/// A stored name, checked again as it is read (a name that breaks the rules is corrupt data).
+fn name<N: TryFrom<String>>(r: &impl Cols, col: &str) -> StoreResult<N> {
+    N::try_from(get::<String>(r, col)?).map_err(|_| corrupt("name"))
+}
+
 fn claim_set(r: &impl Cols) -> StoreResult<ClaimSet> {
     ClaimSet::parse(&get::<String>(r, "claim_set")?).ok_or_else(|| corrupt("claim set"))
 }
 
 pub(crate) fn tenant(r: &impl Cols) -> StoreResult<Tenant> {
     Ok(Tenant {
-        name: get(r, "name")?,
+        name: name(r, "name")?,
         alg: get::<String>(r, "alg")?.parse().map_err(|_| corrupt("tenant alg"))?,
         issuer: get(r, "issuer")?,
         access_ttl: get(r, "access_ttl")?,
@@ -140,8 +146,8 @@ pub(crate) fn key(r: &impl Cols) -> StoreResult<KeyRecord> {
 
 pub(crate) fn user(r: &impl Cols) -> StoreResult<User> {
     Ok(User {
-        tenant: get(r, "tenant")?,
-        username: get(r, "username")?,
+        tenant: name(r, "tenant")?,
+        username: name(r, "username")?,
         password_hash: get(r, "password_hash")?,
         roles: parse_list(&get::<String>(r, "roles")?)?,
         disabled: get(r, "disabled")?,
@@ -162,8 +168,8 @@ pub(crate) fn user(r: &impl Cols) -> StoreResult<User> {
 pub(crate) fn api_key(r: &impl Cols) -> StoreResult<ApiKey> {
     Ok(ApiKey {
         id: get(r, "id")?,
-        tenant: get(r, "tenant")?,
-        username: get(r, "username")?,
+        tenant: name(r, "tenant")?,
+        username: name(r, "username")?,
         name: get(r, "name")?,
         scopes: parse_list(&get::<String>(r, "scopes")?)?,
         created_at: get(r, "created_at")?,
@@ -176,14 +182,17 @@ pub(crate) fn api_key(r: &impl Cols) -> StoreResult<ApiKey> {
 pub(crate) fn client(r: &impl Cols) -> StoreResult<Client> {
     let created_at: i64 = get(r, "created_at")?;
     Ok(Client {
-        tenant: get(r, "tenant")?,
-        client_id: get(r, "client_id")?,
+        tenant: name(r, "tenant")?,
+        client_id: name(r, "client_id")?,
         name: get(r, "name")?,
         secret_hash: get(r, "secret_hash")?,
         grants: parse_grants(&get::<String>(r, "grants")?)?,
         scopes: parse_list(&get::<String>(r, "scopes")?)?,
-        owner: get(r, "owner")?,
-        callback_url: get(r, "callback_url")?,
+        owner: get::<Option<String>>(r, "owner")?.map(Username::try_from).transpose().map_err(|_| corrupt("name"))?,
+        callback_url: get::<Option<String>>(r, "callback_url")?
+            .map(RedirectUri::try_from)
+            .transpose()
+            .map_err(|_| corrupt("callback URL"))?,
         description: get(r, "description")?,
         created_at,
         updated_at: get::<Option<i64>>(r, "updated_at")?.unwrap_or(created_at),
@@ -208,7 +217,8 @@ pub(crate) fn refresh(r: &impl Cols) -> StoreResult<RefreshRecord> {
         access_exp: get(r, "access_exp")?,
         claim_set: claim_set(r)?,
         refresh_count: get(r, "refresh_count")?,
-        grant_type: get(r, "grant_type")?,
+        grant_type: GrantType::from_short_name(&get::<String>(r, "grant_type")?)
+            .ok_or_else(|| corrupt("grant type"))?,
         auth_time: get(r, "auth_time")?,
         amr: split_words(get(r, "amr")?),
     })

@@ -16,6 +16,7 @@ use tessera_core::store::{
 };
 use tessera_core::tenant::Tenant;
 use tessera_core::throttle::Counter;
+use tessera_core::{ClientId, TenantName, Username};
 
 /// A statement argument, of one of the types the schema stores.
 #[derive(Clone, Copy, Debug)]
@@ -36,6 +37,16 @@ impl<'a> From<&'a String> for Arg<'a> {
         Arg::Text(Some(v))
     }
 }
+macro_rules! name_arg {
+    ($($t:ty),*) => {$(
+        impl<'a> From<&'a $t> for Arg<'a> {
+            fn from(v: &'a $t) -> Self {
+                Arg::Text(Some(v.as_str()))
+            }
+        }
+    )*};
+}
+name_arg!(TenantName, Username, ClientId);
 impl<'a> From<Option<&'a str>> for Arg<'a> {
     fn from(v: Option<&'a str>) -> Self {
         Arg::Text(v)
@@ -296,7 +307,7 @@ impl<D: Dialect> Store for Sql<D> {
         .await
     }
 
-    async fn tenant_get(&self, name: &str) -> StoreResult<Option<Tenant>> {
+    async fn tenant_get(&self, name: &TenantName) -> StoreResult<Option<Tenant>> {
         self.run(self.read(sql::TENANT_GET, args![name], rows::tenant)).await
     }
 
@@ -335,7 +346,7 @@ impl<D: Dialect> Store for Sql<D> {
         .await
     }
 
-    async fn key_list(&self, tenant: Option<&str>) -> StoreResult<Vec<KeyRecord>> {
+    async fn key_list(&self, tenant: Option<&TenantName>) -> StoreResult<Vec<KeyRecord>> {
         self.run(async {
             match tenant {
                 Some(t) => self.list(sql::KEY_LIST_TENANT, args![t], rows::key).await,
@@ -365,18 +376,18 @@ impl<D: Dialect> Store for Sql<D> {
         .await
     }
 
-    async fn user_get(&self, tenant: &str, username: &str) -> StoreResult<Option<User>> {
+    async fn user_get(&self, tenant: &TenantName, username: &Username) -> StoreResult<Option<User>> {
         self.run(self.read(sql::USER_GET, args![tenant, username], rows::user)).await
     }
 
-    async fn user_list(&self, tenant: &str) -> StoreResult<Vec<User>> {
+    async fn user_list(&self, tenant: &TenantName) -> StoreResult<Vec<User>> {
         self.run(self.list(sql::USER_LIST, args![tenant], rows::user)).await
     }
 
     async fn user_totp_set(
         &self,
-        tenant: &str,
-        username: &str,
+        tenant: &TenantName,
+        username: &Username,
         sealed: Option<&[u8]>,
         enabled: bool,
     ) -> StoreResult<bool> {
@@ -384,11 +395,11 @@ impl<D: Dialect> Store for Sql<D> {
         self.run(self.write_recorded(sql::USER_TOTP_SET, a, ("user", tenant, Some(username)))).await.map(|n| n > 0)
     }
 
-    async fn user_totp_accept_step(&self, tenant: &str, username: &str, step: i64) -> StoreResult<bool> {
+    async fn user_totp_accept_step(&self, tenant: &TenantName, username: &Username, step: i64) -> StoreResult<bool> {
         self.run(self.exec(sql::USER_TOTP_STEP, args![step, tenant, username])).await.map(|n| n == 1)
     }
 
-    async fn recovery_codes_set(&self, tenant: &str, username: &str, hashes: &[String]) -> StoreResult<()> {
+    async fn recovery_codes_set(&self, tenant: &TenantName, username: &Username, hashes: &[String]) -> StoreResult<()> {
         self.run(async {
             let mut tx = self.begin().await?;
             tx.exec(sql::RECOVERY_CLEAR, args![tenant, username]).await?;
@@ -398,7 +409,13 @@ impl<D: Dialect> Store for Sql<D> {
         .await
     }
 
-    async fn recovery_code_use(&self, tenant: &str, username: &str, hash: &str, now: i64) -> StoreResult<bool> {
+    async fn recovery_code_use(
+        &self,
+        tenant: &TenantName,
+        username: &Username,
+        hash: &str,
+        now: i64,
+    ) -> StoreResult<bool> {
         self.run(self.exec(sql::RECOVERY_USE, args![now, tenant, username, hash])).await.map(|n| n == 1)
     }
 
@@ -426,7 +443,7 @@ impl<D: Dialect> Store for Sql<D> {
         self.run(self.read(sql::API_KEY_BY_HASH, args![key_hash], rows::api_key)).await
     }
 
-    async fn api_key_list(&self, tenant: &str, username: Option<&str>) -> StoreResult<Vec<ApiKey>> {
+    async fn api_key_list(&self, tenant: &TenantName, username: Option<&Username>) -> StoreResult<Vec<ApiKey>> {
         self.run(async {
             match username {
                 Some(u) => self.list(sql::API_KEY_LIST_USER, args![tenant, u], rows::api_key).await,
@@ -436,7 +453,7 @@ impl<D: Dialect> Store for Sql<D> {
         .await
     }
 
-    async fn api_key_revoke(&self, tenant: &str, id: &str, now: i64) -> StoreResult<bool> {
+    async fn api_key_revoke(&self, tenant: &TenantName, id: &str, now: i64) -> StoreResult<bool> {
         self.run(self.exec(sql::API_KEY_REVOKE, args![now, tenant, id])).await.map(|n| n == 1)
     }
 
@@ -444,7 +461,7 @@ impl<D: Dialect> Store for Sql<D> {
         self.run(self.exec(sql::API_KEY_TOUCH, args![now, id])).await.map(drop)
     }
 
-    async fn user_set_disabled(&self, tenant: &str, username: &str, disabled: bool) -> StoreResult<bool> {
+    async fn user_set_disabled(&self, tenant: &TenantName, username: &Username, disabled: bool) -> StoreResult<bool> {
         let a = args![disabled, tenant, username];
         self.run(self.write_recorded(sql::USER_SET_DISABLED, a, ("user", tenant, Some(username)))).await.map(|n| n > 0)
     }
@@ -459,9 +476,9 @@ impl<D: Dialect> Store for Sql<D> {
                 &c.secret_hash,
                 &grants,
                 &scopes,
-                &c.owner,
+                c.owner.as_deref(),
                 c.created_at,
-                &c.callback_url,
+                c.callback_url.as_deref(),
                 &c.description,
                 c.updated_at,
             ];
@@ -470,21 +487,21 @@ impl<D: Dialect> Store for Sql<D> {
         .await
     }
 
-    async fn client_get(&self, tenant: &str, client_id: &str) -> StoreResult<Option<Client>> {
+    async fn client_get(&self, tenant: &TenantName, client_id: &ClientId) -> StoreResult<Option<Client>> {
         self.run(self.read(sql::CLIENT_GET, args![tenant, client_id], rows::client)).await
     }
 
-    async fn client_list(&self, tenant: &str) -> StoreResult<Vec<Client>> {
+    async fn client_list(&self, tenant: &TenantName) -> StoreResult<Vec<Client>> {
         self.run(self.list(sql::CLIENT_LIST, args![tenant], rows::client)).await
     }
 
     async fn client_update(&self, c: &Client) -> StoreResult<bool> {
-        let a = args![&c.name, &c.callback_url, &c.description, c.updated_at, &c.tenant, &c.client_id];
+        let a = args![&c.name, c.callback_url.as_deref(), &c.description, c.updated_at, &c.tenant, &c.client_id];
         let change = ("client", c.tenant.as_str(), Some(c.client_id.as_str()));
         self.run(self.write_recorded(sql::CLIENT_UPDATE, a, change)).await.map(|n| n > 0)
     }
 
-    async fn client_delete(&self, tenant: &str, client_id: &str, now: i64) -> StoreResult<bool> {
+    async fn client_delete(&self, tenant: &TenantName, client_id: &ClientId, now: i64) -> StoreResult<bool> {
         self.run(async {
             let mut tx = self.begin().await?;
             let n = tx.exec(sql::CLIENT_DELETE, args![tenant, client_id]).await?;
@@ -523,7 +540,7 @@ impl<D: Dialect> Store for Sql<D> {
                 r.access_exp,
                 r.claim_set.as_str(),
                 r.refresh_count,
-                &r.grant_type,
+                r.grant_type.short_name(),
             ];
             tx.exec(sql::REFRESH_INSERT, a).await?;
             tx.commit().await.db()
@@ -538,7 +555,7 @@ impl<D: Dialect> Store for Sql<D> {
     async fn refresh_rotate(
         &self,
         token_hash: &str,
-        client_id: &str,
+        client_id: &ClientId,
         now: i64,
         grace_secs: i64,
         next: &NewRefresh,
@@ -555,7 +572,7 @@ impl<D: Dialect> Store for Sql<D> {
             let Some(cur) = row.as_ref().map(rows::refresh).transpose()? else {
                 return release::<D, _>(tx, Rotation::Invalid).await;
             };
-            if cur.client_id != client_id || cur.family_revoked || cur.expires_at <= now {
+            if cur.client_id != client_id.as_str() || cur.family_revoked || cur.expires_at <= now {
                 return release::<D, _>(tx, Rotation::Invalid).await;
             }
             let used = match cur.used_at {
@@ -644,15 +661,15 @@ impl<D: Dialect> Store for Sql<D> {
         .await
     }
 
-    async fn device_get_by_user_code(&self, tenant: &str, user_code: &str) -> StoreResult<Option<DeviceRecord>> {
+    async fn device_get_by_user_code(&self, tenant: &TenantName, user_code: &str) -> StoreResult<Option<DeviceRecord>> {
         self.run(self.read(sql::DEVICE_BY_USER_CODE, args![tenant, user_code], rows::device)).await
     }
 
     async fn device_decide(
         &self,
-        tenant: &str,
+        tenant: &TenantName,
         user_code: &str,
-        username: &str,
+        username: &Username,
         approve: bool,
         now: i64,
     ) -> StoreResult<bool> {
@@ -661,7 +678,7 @@ impl<D: Dialect> Store for Sql<D> {
         self.run(self.exec(sql::DEVICE_DECIDE, a)).await.map(|n| n == 1)
     }
 
-    async fn device_poll(&self, device_code_hash: &str, client_id: &str, now: i64) -> StoreResult<DevicePoll> {
+    async fn device_poll(&self, device_code_hash: &str, client_id: &ClientId, now: i64) -> StoreResult<DevicePoll> {
         self.run(async {
             // The lock (SQLite's writer lock, PostgreSQL's row lock) makes "approved -> consumed"
             // happen once across nodes and serialises the slow-down bookkeeping of concurrent polls.
@@ -670,7 +687,7 @@ impl<D: Dialect> Store for Sql<D> {
             let Some(d) = row.as_ref().map(rows::device).transpose()? else {
                 return release::<D, _>(tx, DevicePoll::Invalid).await;
             };
-            if d.client_id != client_id {
+            if d.client_id != client_id.as_str() {
                 return release::<D, _>(tx, DevicePoll::Invalid).await;
             }
             let outcome = match d.status {

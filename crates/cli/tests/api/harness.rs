@@ -819,7 +819,11 @@ impl TestServer {
         let master = tessera_core::keys::MasterKey::from_base64(master.trim()).expect("master key");
         let db = self.data_dir.join("tessera.db");
         let backend = tessera_store::open(&db.to_string_lossy(), &Default::default()).await.expect("open the store");
-        let records = backend.store().key_list(Some(tenant)).await.expect("key list");
+        let records = backend
+            .store()
+            .key_list(Some(&tessera_core::TenantName::parse(tenant).expect("a tenant name")))
+            .await
+            .expect("key list");
         let newest = records.iter().max_by_key(|r| r.activates_at).expect("the tenant has a key");
         tessera_core::keys::SigningKey::from_record(&master, newest).expect("unseal the key")
     }

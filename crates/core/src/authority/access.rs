@@ -4,6 +4,7 @@
 
 use super::{Audience, Authority};
 use crate::error::{Error, Result};
+use crate::name::TenantName;
 use crate::principal::{Client, User};
 use crate::token::AccessClaims;
 use std::sync::Arc;
@@ -142,15 +143,13 @@ impl Authority {
             Action::CreateClient if admin => Ok(()),
             Action::CreateClient => {
                 // From the store, not the cache: a policy just changed on another node counts.
-                let t = self
-                    .store
-                    .tenant_get(tenant)
-                    .await?
-                    .ok_or_else(|| Error::not_found(format!("tenant `{tenant}` not found")))?;
+                let not_found = || Error::not_found(format!("tenant `{tenant}` not found"));
+                let name = TenantName::parse(tenant).map_err(|_| not_found())?;
+                let t = self.store.tenant_get(&name).await?.ok_or_else(not_found)?;
                 let limit = t.max_user_clients.unwrap_or(crate::tenant::DEFAULT_MAX_USER_CLIENTS);
                 let owned = self
                     .store
-                    .client_list(tenant)
+                    .client_list(&t.name)
                     .await?
                     .iter()
                     .filter(|c| c.owner.as_deref() == Some(user.username.as_str()))
@@ -174,8 +173,8 @@ mod tests {
     #[test]
     fn only_users_are_users() {
         let u = User {
-            tenant: "t".into(),
-            username: "u".into(),
+            tenant: crate::TenantName::parse("t").unwrap(),
+            username: crate::Username::parse("u").unwrap(),
             password_hash: String::new(),
             roles: vec![],
             disabled: false,

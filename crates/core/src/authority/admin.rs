@@ -4,10 +4,11 @@ use super::access::{Action, Actor};
 use super::{Authority, DEFAULT_TENANT, KeyInfo, TenantState, lock_poisoned};
 use crate::error::{Error, Result};
 use crate::keys::{Alg, KeyStatus, SigningKey};
-use crate::principal::{Client, GrantType, Profile, User, parse_scope, validate_username};
+use crate::name::{ClientId, RedirectUri, TenantName, Username};
+use crate::principal::{Client, GrantType, Profile, User, parse_scope};
 use crate::secret::{self, Secret, prefix};
 use crate::store::StoreError;
-use crate::tenant::{Tenant, normalize_host, validate_tenant_name};
+use crate::tenant::{Tenant, normalize_host};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -29,7 +30,7 @@ pub struct NewClient {
     pub grants: Vec<GrantType>,
     pub scopes: Vec<String>,
     pub public: bool,
-    pub owner: Option<String>,
+    pub owner: Option<Username>,
     /// Chosen by the caller where an API allows it; generated otherwise.
     pub client_id: Option<String>,
     /// Chosen by the caller where an API allows it (at least 24 characters); generated otherwise.
@@ -117,7 +118,7 @@ impl Authority {
         hosts: Vec<String>,
     ) -> Result<Tenant> {
         self.authorize(actor, name, Action::ManageTenants).await?;
-        validate_tenant_name(name)?;
+        let tenant_name = TenantName::parse(name)?;
         check_url("issuer", &issuer)?;
         check_ttl(access_ttl)?;
         check_ttl(refresh_ttl)?;
@@ -132,7 +133,7 @@ impl Authority {
         }
         let now = self.now();
         let t = Tenant {
-            name: name.to_owned(),
+            name: tenant_name,
             alg,
             issuer,
             access_ttl,
@@ -145,7 +146,7 @@ impl Authority {
         };
         let (_, record) = SigningKey::generate(self.rng.as_ref(), &self.master, name, alg, now, now)?;
         self.store.tenant_insert(&t, &record).await.map_err(conflict_as(format!("tenant `{name}` already exists")))?;
-        self.load_tenant(name).await?;
+        self.load_tenant(&t.name).await?;
         Ok(t)
     }
 
@@ -195,7 +196,7 @@ impl Authority {
             t.allowed_grants = Some(g);
         }
         self.store.tenant_update(&t).await?;
-        self.load_tenant(tenant).await?;
+        self.load_tenant(&t.name).await?;
         Ok(t)
     }
 
@@ -209,7 +210,7 @@ impl Authority {
         let (key, record) =
             SigningKey::generate(self.rng.as_ref(), &self.master, tenant, ts.tenant.alg, now, activates)?;
         self.store.key_insert(&record).await?;
-        self.load_tenant(tenant).await?;
+        self.load_tenant(&ts.tenant.name).await?;
         Ok(KeyInfo {
             kid: key.kid.clone(),
             alg: key.alg.to_string(),
@@ -274,16 +275,16 @@ impl Authority {
         profile: Profile,
     ) -> Result<User> {
         self.authorize(actor, tenant, Action::ManageUsers).await?;
-        self.tenant(tenant)?;
-        validate_username(username)?;
+        let ts = self.tenant(tenant)?;
+        let username = &Username::parse(username)?;
         secret::check_password_policy(password.expose())?;
         let exists = || Error::conflict(format!("user `{username}` already exists in tenant `{tenant}`"));
-        if self.store.user_get(tenant, username).await?.is_some() {
+        if self.store.user_get(&ts.tenant.name, username).await?.is_some() {
             return Err(exists());
         }
         let user = User {
-            tenant: tenant.to_owned(),
-            username: username.to_owned(),
+            tenant: ts.tenant.name.clone(),
+            username: username.clone(),
             password_hash: self.hasher.hash(password).await?,
             roles,
             disabled: false,
@@ -303,17 +304,28 @@ impl Authority {
 
     /// A user of the tenant, or `not_found` (no access decision: for the engine itself).
     pub(super) async fn user_named(&self, tenant: &str, username: &str) -> Result<User> {
-        self.tenant(tenant)?;
-        self.store
-            .user_get(tenant, username)
-            .await?
-            .ok_or_else(|| Error::not_found(format!("user `{username}` not found")))
+        let ts = self.tenant(tenant)?;
+        let not_found = || Error::not_found(format!("user `{username}` not found"));
+        // A name that breaks the rules names nobody.
+        let Ok(username) = Username::parse(username) else {
+            return Err(not_found());
+        };
+        self.store.user_get(&ts.tenant.name, &username).await?.ok_or_else(not_found)
+    }
+
+    /// The stored user named `username` in `tenant`, if both names keep the rules (a name
+    /// that does not names nobody: the caller answers as for an unknown user).
+    pub(super) async fn find_user(&self, tenant: &str, username: &str) -> Result<Option<User>> {
+        match (TenantName::parse(tenant), Username::parse(username)) {
+            (Ok(tenant), Ok(username)) => Ok(self.store.user_get(&tenant, &username).await?),
+            _ => Ok(None),
+        }
     }
 
     pub async fn list_users(&self, actor: &Actor<'_>, tenant: &str) -> Result<Vec<User>> {
         self.authorize(actor, tenant, Action::ReadUsers).await?;
-        self.tenant(tenant)?;
-        Ok(self.store.user_list(tenant).await?)
+        let ts = self.tenant(tenant)?;
+        Ok(self.store.user_list(&ts.tenant.name).await?)
     }
 
     pub async fn set_user_disabled(
@@ -324,12 +336,12 @@ impl Authority {
         disabled: bool,
     ) -> Result<()> {
         self.authorize(actor, tenant, Action::ManageUsers).await?;
-        self.tenant(tenant)?;
-        if self.store.user_set_disabled(tenant, username, disabled).await? {
-            Ok(())
-        } else {
-            Err(Error::not_found(format!("user `{username}` not found in tenant `{tenant}`")))
-        }
+        let ts = self.tenant(tenant)?;
+        let found = match Username::parse(username) {
+            Ok(name) => self.store.user_set_disabled(&ts.tenant.name, &name, disabled).await?,
+            Err(_) => false,
+        };
+        if found { Ok(()) } else { Err(Error::not_found(format!("user `{username}` not found in tenant `{tenant}`"))) }
     }
 
     // ----- clients ----------------------------------------------------------------------
@@ -344,7 +356,7 @@ impl Authority {
             spec.owner = Some(u.username.clone());
         }
         let tenant = spec.tenant.as_str();
-        self.tenant(tenant)?;
+        let ts = self.tenant(tenant)?;
         if spec.name.trim().is_empty() || spec.name.len() > 200 {
             return Err(Error::invalid_request("client name must be 1-200 characters"));
         }
@@ -354,12 +366,8 @@ impl Authority {
         if spec.public && spec.grants.contains(&GrantType::ClientCredentials) {
             return Err(Error::invalid_request("a public client cannot use client_credentials"));
         }
-        check_url("callback_url", &spec.callback_url)?;
-        if let Some(id) = &spec.client_id
-            && (id.is_empty() || id.len() > 128 || !id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)))
-        {
-            return Err(Error::invalid_request("client_id must be 1-128 of letters, digits, - _ ."));
-        }
+        let callback_url = spec.callback_url.as_deref().map(RedirectUri::parse).transpose()?;
+        let client_id = spec.client_id.as_deref().map(ClientId::parse).transpose()?;
         let (secret, secret_hash) = match (spec.public, spec.secret) {
             (true, _) => (None, None),
             (false, Some(s)) if s.expose().chars().count() < 24 => {
@@ -379,14 +387,18 @@ impl Authority {
         let scopes = parse_scope(&spec.scopes.join(" ")).map_err(|e| Error::invalid_request(e.description))?;
         let now = self.now();
         let client = Client {
-            tenant: tenant.to_owned(),
-            client_id: spec.client_id.unwrap_or_else(|| secret::random_b64(self.rng.as_ref(), 16)),
+            tenant: ts.tenant.name.clone(),
+            client_id: match client_id {
+                Some(id) => id,
+                // 16 random bytes in base64url: always a valid client id.
+                None => ClientId::parse(&secret::random_b64(self.rng.as_ref(), 16))?,
+            },
             name: spec.name,
             secret_hash,
             grants: spec.grants,
             scopes,
             owner: spec.owner,
-            callback_url: spec.callback_url,
+            callback_url,
             description: spec.description,
             created_at: now,
             updated_at: now,
@@ -400,9 +412,9 @@ impl Authority {
 
     /// The clients `actor` may manage: all of them for an administrator, a user's own else.
     pub async fn list_clients(&self, actor: &Actor<'_>, tenant: &str) -> Result<Vec<Client>> {
-        self.tenant(tenant)?;
+        let ts = self.tenant(tenant)?;
         let mut mine = Vec::new();
-        for c in self.store.client_list(tenant).await? {
+        for c in self.store.client_list(&ts.tenant.name).await? {
             match self.authorize(actor, tenant, Action::ManageClient(&c)).await {
                 Ok(()) => mine.push(c),
                 Err(e) if e.kind == crate::ErrorKind::NotFound => {}
@@ -414,12 +426,13 @@ impl Authority {
 
     /// A client `actor` may manage; someone else's is `not_found`, like a missing one.
     pub async fn get_client(&self, actor: &Actor<'_>, tenant: &str, client_id: &str) -> Result<Client> {
-        self.tenant(tenant)?;
-        let c = self
-            .store
-            .client_get(tenant, client_id)
-            .await?
-            .ok_or_else(|| Error::not_found(format!("client `{client_id}` not found")))?;
+        let ts = self.tenant(tenant)?;
+        let not_found = || Error::not_found(format!("client `{client_id}` not found"));
+        // An id that breaks the rules names no client.
+        let Ok(id) = ClientId::parse(client_id) else {
+            return Err(not_found());
+        };
+        let c = self.store.client_get(&ts.tenant.name, &id).await?.ok_or_else(not_found)?;
         self.authorize(actor, tenant, Action::ManageClient(&c)).await?;
         Ok(c)
     }
@@ -441,9 +454,8 @@ impl Authority {
             }
             c.name = n;
         }
-        if callback_url.is_some() {
-            check_url("callback_url", &callback_url)?;
-            c.callback_url = callback_url;
+        if let Some(u) = callback_url {
+            c.callback_url = Some(RedirectUri::parse(&u)?);
         }
         if description.is_some() {
             c.description = description;
@@ -459,7 +471,7 @@ impl Authority {
     /// Delete a client (its refresh families die with it); returns what was deleted.
     pub async fn delete_client(&self, actor: &Actor<'_>, tenant: &str, client_id: &str) -> Result<Client> {
         let c = self.get_client(actor, tenant, client_id).await?;
-        let found = self.store.client_delete(tenant, client_id, self.now()).await?;
+        let found = self.store.client_delete(&c.tenant, &c.client_id, self.now()).await?;
         self.forget_client(tenant, client_id)?;
         if found {
             Ok(c)
@@ -473,10 +485,11 @@ impl Authority {
         if let Some(c) = self.clients.read().map_err(lock_poisoned)?.get(tenant).and_then(|m| m.get(client_id)) {
             return Ok(Some(c.clone()));
         }
-        if client_id.is_empty() || client_id.len() > 128 {
+        // A name that breaks the rules names nothing (like an unknown one).
+        let (Ok(tenant_name), Ok(id)) = (TenantName::parse(tenant), ClientId::parse(client_id)) else {
             return Ok(None);
-        }
-        let Some(c) = self.store.client_get(tenant, client_id).await? else {
+        };
+        let Some(c) = self.store.client_get(&tenant_name, &id).await? else {
             return Ok(None);
         };
         let c = Arc::new(c);

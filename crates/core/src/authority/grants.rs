@@ -30,7 +30,7 @@ struct Holder<'a> {
     scope: Option<String>,
     audience: Option<&'a str>,
     claim_set: ClaimSet,
-    grant_type: &'static str,
+    grant_type: GrantType,
     provenance: Provenance,
 }
 
@@ -141,7 +141,7 @@ impl Authority {
                         tenant,
                         username: None,
                         client_id: Some(&client.client_id),
-                        grant_type: "client_credentials",
+                        grant_type: GrantType::ClientCredentials,
                         refresh_count: 0,
                     },
                 );
@@ -170,7 +170,7 @@ impl Authority {
                     scope,
                     audience: req.resource.as_deref(),
                     claim_set: req.claim_set,
-                    grant_type: "password",
+                    grant_type: GrantType::Password,
                     provenance: Provenance::sign_in(now, user.totp.enabled),
                 };
                 Box::pin(self.issue_for_user(&ts, holder, now)).await
@@ -211,7 +211,7 @@ impl Authority {
             scope: None,
             audience: None,
             claim_set,
-            grant_type: "password",
+            grant_type: GrantType::Password,
             provenance: Provenance::sign_in(now, user.totp.enabled),
         };
         self.issue_for_user(&ts, holder, now).await
@@ -222,11 +222,8 @@ impl Authority {
     /// after the same work (one Argon2id verification). Not counted: callers go through
     /// [`Self::check_credentials`], which reserves the attempt first.
     pub(super) async fn password_matches(&self, tenant: &str, username: &str, password: Secret) -> Result<User> {
-        let user = if username.is_empty() || username.len() > 128 {
-            None
-        } else {
-            self.store.user_get(tenant, username).await?
-        };
+        // A name that breaks the rules is an unknown user (same answer, same work).
+        let user = self.find_user(tenant, username).await?;
         let phc = user.as_ref().map_or_else(|| self.dummy_hash.clone(), |u| u.password_hash.clone());
         let ok = self.hasher.verify(phc, password).await;
         match user {
@@ -276,8 +273,8 @@ impl Authority {
                 let record = RefreshRecord {
                     token_hash: secret::sha256_b64(rt.expose()),
                     family_id,
-                    tenant: ts.tenant.name.clone(),
-                    client_id: c.client_id.clone(),
+                    tenant: ts.tenant.name.to_string(),
+                    client_id: c.client_id.to_string(),
                     subject: h.username.to_owned(),
                     username: Some(h.username.to_owned()),
                     scope: h.scope.clone(),
@@ -290,7 +287,7 @@ impl Authority {
                     access_exp: now + ts.access_ttl,
                     claim_set: h.claim_set,
                     refresh_count: 0,
-                    grant_type: h.grant_type.to_owned(),
+                    grant_type: h.grant_type,
                     auth_time: h.provenance.auth_time,
                     amr: h.provenance.amr.clone(),
                 };
@@ -344,7 +341,7 @@ impl Authority {
         let granted: Vec<String> = rec.scope.as_deref().map(parse_scope).transpose()?.unwrap_or_default();
         let scope = Self::grant_scope(&granted, requested_scope)?;
         if let Some(u) = &rec.username {
-            match self.store.user_get(&ts.tenant.name, u).await? {
+            match self.find_user(&ts.tenant.name, u).await? {
                 Some(user) if !user.disabled => {}
                 _ => {
                     let revoked = self.store.refresh_revoke_family(&rec.family_id, now).await?;
@@ -376,7 +373,7 @@ impl Authority {
             tenant: &ts.tenant.name,
             username: rec.username.as_deref(),
             client_id: Some(&client.client_id),
-            grant_type: "refresh_token",
+            grant_type: GrantType::RefreshToken,
             refresh_count: rec.refresh_count + 1,
         };
         let (sub, extra) = token::shape(rec.claim_set, &subject);
@@ -422,7 +419,7 @@ impl Authority {
             device_code_hash: secret::sha256_b64(device_code.expose()),
             user_code: String::new(),
             tenant: tenant.to_owned(),
-            client_id: client.client_id.clone(),
+            client_id: client.client_id.to_string(),
             scope,
             claim_set,
             created_at: now,
@@ -445,7 +442,7 @@ impl Authority {
         Ok(DeviceAuthorization {
             device_code,
             user_code: device::display_user_code(&record.user_code),
-            client_id: client.client_id.clone(),
+            client_id: client.client_id.to_string(),
             expires_in: self.settings.device_ttl,
             expires_at: record.expires_at,
             interval: record.interval,
@@ -456,10 +453,10 @@ impl Authority {
     /// Not counted: for administrators (the CLI); the verification page uses
     /// [`Self::device_lookup`].
     pub async fn device_pending(&self, tenant: &str, typed_code: &str) -> Result<(DeviceRecord, Arc<Client>)> {
-        self.tenant(tenant)?;
+        let ts = self.tenant(tenant)?;
         let unknown = || Error::not_found("unknown or expired code");
         let code = device::normalize_user_code(typed_code).ok_or_else(unknown)?;
-        let rec = self.store.device_get_by_user_code(tenant, &code).await?.ok_or_else(unknown)?;
+        let rec = self.store.device_get_by_user_code(&ts.tenant.name, &code).await?.ok_or_else(unknown)?;
         if rec.status != DeviceStatus::Pending || rec.expires_at <= self.now() {
             return Err(unknown());
         }
@@ -491,11 +488,11 @@ impl Authority {
     /// an active user of the tenant; the caller has authenticated them).
     pub async fn device_decide(&self, tenant: &str, typed_code: &str, username: &str, approve: bool) -> Result<()> {
         let (rec, _) = self.device_pending(tenant, typed_code).await?;
-        match self.store.user_get(tenant, username).await? {
-            Some(u) if !u.disabled => {}
+        let user = match self.find_user(tenant, username).await? {
+            Some(u) if !u.disabled => u,
             _ => return Err(Error::not_found(format!("no active user `{username}` in tenant `{tenant}`"))),
-        }
-        if self.store.device_decide(tenant, &rec.user_code, username, approve, self.now()).await? {
+        };
+        if self.store.device_decide(&user.tenant, &rec.user_code, &user.username, approve, self.now()).await? {
             Ok(())
         } else {
             Err(Error::not_found("unknown or expired code"))
@@ -553,7 +550,7 @@ impl Authority {
                 let username = rec.username.as_deref().ok_or_else(|| Error::internal("approved without a user"))?;
                 // The person approved on the verification page, signed in with their password
                 // (and one-time code); they may have been disabled since.
-                let user = match self.store.user_get(&ts.tenant.name, username).await? {
+                let user = match self.find_user(&ts.tenant.name, username).await? {
                     Some(u) if !u.disabled => u,
                     _ => return Err(Error::invalid_grant("the approving user is disabled or gone")),
                 };
@@ -563,7 +560,7 @@ impl Authority {
                     scope: rec.scope.clone(),
                     audience: None,
                     claim_set: rec.claim_set,
-                    grant_type: "device_code",
+                    grant_type: GrantType::DeviceCode,
                     provenance: Provenance::sign_in(now, user.totp.enabled),
                 };
                 self.issue_for_user(ts, holder, now).await
@@ -596,7 +593,7 @@ impl Authority {
             .verify_access(&ts.tenant.name, subject_token)
             .map_err(|_| Error::invalid_grant("the subject token is invalid, expired or revoked"))?;
         if let Some(u) = subject.username.as_deref() {
-            match self.store.user_get(&ts.tenant.name, u).await? {
+            match self.find_user(&ts.tenant.name, u).await? {
                 Some(user) if !user.disabled => {}
                 _ => return Err(Error::invalid_grant("the subject token's user is disabled or no longer exists")),
             }
@@ -604,7 +601,7 @@ impl Authority {
         let granted: Vec<String> = subject.scope.as_deref().map(parse_scope).transpose()?.unwrap_or_default();
         let scope = Self::grant_scope(&granted, wanted.scope)?;
         let jti = secret::random_b64(self.rng.as_ref(), 16);
-        let client_id = client.map(|c| c.client_id.clone()).or_else(|| subject.client_id.clone());
+        let client_id = client.map(|c| c.client_id.to_string()).or_else(|| subject.client_id.clone());
         let provenance = Provenance::inherited(&subject);
         let latest = provenance.session_exp.unwrap_or(subject.exp);
         match wanted.requested.unwrap_or(token_type::ACCESS_TOKEN) {
@@ -614,7 +611,7 @@ impl Authority {
                     tenant: &ts.tenant.name,
                     username: subject.username.as_deref(),
                     client_id: subject.client_id.as_deref(),
-                    grant_type: "token_exchange",
+                    grant_type: GrantType::TokenExchange,
                     refresh_count: 0,
                 };
                 let (sub, extra) = token::shape(ClaimSet::Standard, &principal);
@@ -637,7 +634,7 @@ impl Authority {
                 let rec = LegacyRecord {
                     token_hash: secret::sha256_b64(token.expose()),
                     jti: jti.clone(),
-                    tenant: ts.tenant.name.clone(),
+                    tenant: ts.tenant.name.to_string(),
                     subject: subject.sub.clone(),
                     username: subject.username.clone(),
                     client_id,

@@ -114,7 +114,7 @@ impl Authority {
     ) -> Result<(User, Arc<AccessClaims>)> {
         let claims = self.bearer(tenant, token, accepts)?;
         let username = claims.user().ok_or_else(|| Error::invalid_token("the token names no user"))?;
-        match self.store.user_get(tenant, username).await? {
+        match self.find_user(tenant, username).await? {
             Some(u) if !u.disabled => Ok((u, claims)),
             _ => Err(Error::invalid_token("the token's user is disabled or no longer exists")),
         }
@@ -313,7 +313,7 @@ impl Authority {
     ) -> Result<()> {
         self.remember_revoked(revoked)?;
         let r = Revocation {
-            tenant: ts.tenant.name.clone(),
+            tenant: ts.tenant.name.to_string(),
             jti: family_id.to_owned(),
             expires_at: self.session_horizon(ts, now),
         };
@@ -323,7 +323,7 @@ impl Authority {
     /// End every token minted from an API key (the key itself was revoked in the store).
     pub(super) async fn end_api_key(&self, ts: &TenantState, key_id: &str) -> Result<()> {
         let r = Revocation {
-            tenant: ts.tenant.name.clone(),
+            tenant: ts.tenant.name.to_string(),
             jti: key_id.to_owned(),
             expires_at: self.session_horizon(ts, self.now()),
         };

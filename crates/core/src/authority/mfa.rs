@@ -4,6 +4,7 @@ use super::access::{Action, Actor};
 use super::{Audience, Authority, Mint};
 use crate::error::{Error, ErrorKind, Result};
 use crate::grant::IssuedTokens;
+use crate::name::Username;
 use crate::principal::{ApiKey, User, parse_scope};
 use crate::secret::{self, Secret, prefix};
 use crate::token::{Provenance, amr};
@@ -52,7 +53,7 @@ impl Authority {
         let sealed = self.master.seal(self.rng.as_ref(), &seal_context(tenant, username), &raw);
         let issuer = format!("Tessera ({tenant})");
         let (otpauth_uri, secret_base32) = totp::provisioning(&raw, &issuer, username)?;
-        self.store.user_totp_set(tenant, username, Some(&sealed), false).await?;
+        self.store.user_totp_set(&user.tenant, &user.username, Some(&sealed), false).await?;
         Ok(TotpEnrolment { otpauth_uri, secret_base32 })
     }
 
@@ -74,20 +75,20 @@ impl Authority {
         let step = totp::matching_step(&raw, code, self.now())
             .ok_or_else(|| Error::invalid_grant("the code does not match; check the device clock"))?;
         let sealed = user.totp.sealed_secret.as_deref();
-        self.store.user_totp_set(tenant, username, sealed, true).await?;
-        self.store.user_totp_accept_step(tenant, username, step).await?;
+        self.store.user_totp_set(&user.tenant, &user.username, sealed, true).await?;
+        self.store.user_totp_accept_step(&user.tenant, &user.username, step).await?;
         let codes = totp::recovery_codes(self.rng.as_ref());
         let hashes: Vec<String> = codes.iter().map(|c| secret::sha256_b64(&totp::normalize_recovery_code(c))).collect();
-        self.store.recovery_codes_set(tenant, username, &hashes).await?;
+        self.store.recovery_codes_set(&user.tenant, &user.username, &hashes).await?;
         Ok(codes)
     }
 
     /// Turn two-factor authentication off and forget the secret and recovery codes.
     pub async fn totp_disable(&self, actor: &Actor<'_>, tenant: &str, username: &str) -> Result<()> {
         self.authorize(actor, tenant, Action::ManageCredentials { username }).await?;
-        self.user_named(tenant, username).await?;
-        self.store.user_totp_set(tenant, username, None, false).await?;
-        self.store.recovery_codes_set(tenant, username, &[]).await?;
+        let user = self.user_named(tenant, username).await?;
+        self.store.user_totp_set(&user.tenant, &user.username, None, false).await?;
+        self.store.recovery_codes_set(&user.tenant, &user.username, &[]).await?;
         Ok(())
     }
 
@@ -174,8 +175,8 @@ impl Authority {
         let key = secret::generate_secret(self.rng.as_ref(), prefix::API_KEY);
         let record = ApiKey {
             id: secret::random_b64(self.rng.as_ref(), 9),
-            tenant: tenant.to_owned(),
-            username: username.to_owned(),
+            tenant: user.tenant.clone(),
+            username: user.username.clone(),
             name: if name.is_empty() { "api key".to_owned() } else { name.to_owned() },
             scopes,
             created_at: now,
@@ -191,18 +192,24 @@ impl Authority {
     pub async fn list_api_keys(&self, actor: &Actor<'_>, tenant: &str, username: Option<&str>) -> Result<Vec<ApiKey>> {
         let action = username.map_or(Action::ManageUsers, |username| Action::ManageCredentials { username });
         self.authorize(actor, tenant, action).await?;
-        self.tenant(tenant)?;
-        Ok(self.store.api_key_list(tenant, username).await?)
+        let ts = self.tenant(tenant)?;
+        let username = match username.map(Username::parse) {
+            None => None,
+            Some(Ok(name)) => Some(name),
+            // A name that breaks the rules has no keys.
+            Some(Err(_)) => return Ok(vec![]),
+        };
+        Ok(self.store.api_key_list(&ts.tenant.name, username.as_ref()).await?)
     }
 
     /// Revoke an API key, and every token minted from it (or from those).
     pub async fn revoke_api_key(&self, actor: &Actor<'_>, tenant: &str, id: &str) -> Result<()> {
         let ts = self.tenant(tenant)?;
         let missing = || Error::not_found(format!("no live API key `{id}` in tenant `{tenant}`"));
-        let keys = self.store.api_key_list(tenant, None).await?;
+        let keys = self.store.api_key_list(&ts.tenant.name, None).await?;
         let key = keys.iter().find(|k| k.id == id).ok_or_else(missing)?;
         self.authorize(actor, tenant, Action::ManageCredentials { username: &key.username }).await?;
-        if self.store.api_key_revoke(tenant, id, self.now()).await? {
+        if self.store.api_key_revoke(&ts.tenant.name, id, self.now()).await? {
             self.end_api_key(&ts, id).await
         } else {
             Err(Error::not_found(format!("no live API key `{id}` in tenant `{tenant}`")))
@@ -221,7 +228,7 @@ impl Authority {
         if tenant.is_some_and(|t| t != k.tenant) || k.revoked_at.is_some() || k.expires_at.is_some_and(|e| e <= now) {
             return Err(bad());
         }
-        let user = self.store.user_get(&k.tenant, &k.username).await?.ok_or_else(bad)?;
+        let user = self.find_user(&k.tenant, &k.username).await?.ok_or_else(bad)?;
         if user.disabled {
             return Err(bad());
         }

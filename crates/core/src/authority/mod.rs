@@ -17,6 +17,7 @@ pub use mfa::{Session, TotpEnrolment};
 use crate::clock::{Clock, Rng};
 use crate::error::{Error, Result};
 use crate::keys::{KeyRing, MasterKey, SigningKey};
+use crate::name::TenantName;
 use crate::principal::Client;
 use crate::secret::{self, PasswordHasher, Secret};
 use crate::store::{Change, Revocation, Store};
@@ -257,10 +258,10 @@ impl Authority {
         }
     }
 
-    async fn load_tenant(&self, name: &str) -> Result<()> {
+    async fn load_tenant(&self, name: &TenantName) -> Result<()> {
         let Some(t) = self.store.tenant_get(name).await? else {
             let mut tenants = self.tenants.write().map_err(lock_poisoned)?;
-            tenants.remove(name);
+            tenants.remove(name.as_str());
             return self.index_hosts(&tenants);
         };
         let mut keys = Vec::new();
@@ -278,7 +279,7 @@ impl Authority {
             jwks: RwLock::default(),
         };
         let mut tenants = self.tenants.write().map_err(lock_poisoned)?;
-        tenants.insert(name.to_owned(), Arc::new(state));
+        tenants.insert(name.to_string(), Arc::new(state));
         self.index_hosts(&tenants)
     }
 
@@ -286,7 +287,7 @@ impl Authority {
     fn index_hosts(&self, tenants: &FastMap<String, Arc<TenantState>>) -> Result<()> {
         let map: HashMap<String, String> = tenants
             .values()
-            .flat_map(|ts| ts.tenant.hosts.iter().map(|h| (h.clone(), ts.tenant.name.clone())))
+            .flat_map(|ts| ts.tenant.hosts.iter().map(|h| (h.clone(), ts.tenant.name.to_string())))
             .collect();
         self.any_hosts.store(!map.is_empty(), std::sync::atomic::Ordering::Release);
         *self.hosts.write().map_err(lock_poisoned)? = map;
@@ -349,7 +350,12 @@ impl Authority {
         if let Some(last) = changes.last().map(|(s, _)| *s) {
             for (_, c) in changes {
                 match c {
-                    Change::Tenant { tenant } | Change::Key { tenant } => self.load_tenant(&tenant).await?,
+                    Change::Tenant { tenant } | Change::Key { tenant } => {
+                        // Stored names keep the rules; one that does not names no tenant.
+                        if let Ok(name) = TenantName::parse(&tenant) {
+                            self.load_tenant(&name).await?
+                        }
+                    }
                     Change::Client { tenant, client_id } => {
                         self.forget_client(&tenant, &client_id)?;
                     }

@@ -3,7 +3,7 @@
 //! (CONTRACTS.md section 1).
 
 use crate::AppState;
-use crate::extract::{Origin, TenantName, basic_credentials, cookie_value, header_text};
+use crate::extract::{Origin, Tenant, basic_credentials, cookie_value, header_text};
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -123,7 +123,7 @@ async fn caller(
 
 async fn token_get(
     State(state): State<AppState>,
-    TenantName(tenant): TenantName,
+    Tenant(tenant): Tenant,
     Origin(origin): Origin,
     headers: HeaderMap,
 ) -> Response {
@@ -139,9 +139,9 @@ async fn token_get(
     };
     let flag = |b: bool| if b { "true" } else { "false" };
     let mut extra = Map::new();
-    extra.insert("user_id".into(), user.username.clone().into());
-    extra.insert("user_name".into(), user.username.clone().into());
-    extra.insert("user_email".into(), user.profile.email.clone().unwrap_or_else(|| user.username.clone()).into());
+    extra.insert("user_id".into(), user.username.as_str().into());
+    extra.insert("user_name".into(), user.username.as_str().into());
+    extra.insert("user_email".into(), user.profile.email.clone().unwrap_or_else(|| user.username.to_string()).into());
     extra.insert("tenant_id".into(), tenant.clone().into());
     extra.insert("tenant_url".into(), issuer.clone().into());
     extra.insert("is_admin".into(), flag(user.is_admin()).into());

@@ -3,7 +3,7 @@
 //! and are not accepted for each other.
 
 use crate::AppState;
-use crate::extract::{Origin, TenantName, basic_credentials, bearer_token, header_text};
+use crate::extract::{Origin, Tenant, basic_credentials, bearer_token, header_text};
 use crate::time::rfc3339_z;
 use axum::Router;
 use axum::extract::State;
@@ -120,7 +120,7 @@ async fn token(state: &AppState, tenant: &str, origin: Option<IpAddr>, headers: 
 
 async fn admin_token_get(
     State(state): State<AppState>,
-    TenantName(tenant): TenantName,
+    Tenant(tenant): Tenant,
     Origin(origin): Origin,
     headers: HeaderMap,
 ) -> Response {
@@ -129,7 +129,7 @@ async fn admin_token_get(
 
 async fn user_token_get(
     State(state): State<AppState>,
-    TenantName(tenant): TenantName,
+    Tenant(tenant): Tenant,
     Origin(origin): Origin,
     headers: HeaderMap,
 ) -> Response {
@@ -158,18 +158,10 @@ async fn logout(state: &AppState, tenant: &str, headers: &HeaderMap, audience: &
     }
 }
 
-async fn admin_logout_get(
-    State(state): State<AppState>,
-    TenantName(tenant): TenantName,
-    headers: HeaderMap,
-) -> Response {
+async fn admin_logout_get(State(state): State<AppState>, Tenant(tenant): Tenant, headers: HeaderMap) -> Response {
     logout(&state, &tenant, &headers, ADMIN_AUDIENCE).await
 }
 
-async fn user_logout_get(
-    State(state): State<AppState>,
-    TenantName(tenant): TenantName,
-    headers: HeaderMap,
-) -> Response {
+async fn user_logout_get(State(state): State<AppState>, Tenant(tenant): Tenant, headers: HeaderMap) -> Response {
     logout(&state, &tenant, &headers, USER_AUDIENCE).await
 }

@@ -3,7 +3,7 @@
 //! core's; this module only speaks Tapis' envelope, field names and status codes.
 
 use crate::AppState;
-use crate::extract::{Origin, TenantName, basic_credentials};
+use crate::extract::{Origin, Tenant, basic_credentials};
 use crate::oauth::metadata::endpoint_base;
 use crate::time::rfc3339;
 use axum::Router;
@@ -320,7 +320,7 @@ fn token_result(t: &IssuedTokens) -> TokenResponse<'_> {
 
 async fn tokens_post(
     State(state): State<AppState>,
-    TenantName(tenant): TenantName,
+    Tenant(tenant): Tenant,
     Origin(origin): Origin,
     headers: HeaderMap,
     TapisBody(bytes): TapisBody,
@@ -370,7 +370,7 @@ struct RevokeBody {
 
 async fn revoke_post(
     State(state): State<AppState>,
-    TenantName(tenant): TenantName,
+    Tenant(tenant): Tenant,
     headers: HeaderMap,
     TapisBody(bytes): TapisBody,
 ) -> TapisResult {
@@ -393,7 +393,7 @@ struct DeviceCodeBody {
 
 async fn device_code_post(
     State(state): State<AppState>,
-    TenantName(tenant): TenantName,
+    Tenant(tenant): Tenant,
     headers: HeaderMap,
     TapisBody(bytes): TapisBody,
 ) -> TapisResult {
@@ -422,7 +422,7 @@ struct V2Body {
 
 async fn v2_token_post(
     State(state): State<AppState>,
-    TenantName(tenant): TenantName,
+    Tenant(tenant): Tenant,
     headers: HeaderMap,
     TapisBody(bytes): TapisBody,
 ) -> TapisResult {
@@ -451,18 +451,14 @@ fn profile(u: &User) -> Profile<'_> {
     }
 }
 
-async fn userinfo_get(
-    State(state): State<AppState>,
-    TenantName(tenant): TenantName,
-    headers: HeaderMap,
-) -> TapisResult {
+async fn userinfo_get(State(state): State<AppState>, Tenant(tenant): Tenant, headers: HeaderMap) -> TapisResult {
     let me = caller(&state, &tenant, &headers).await?;
     Ok(envelope(StatusCode::OK, "User profile retrieved successfully.", profile(me.actor().user()?)))
 }
 
 async fn profile_get(
     State(state): State<AppState>,
-    TenantName(tenant): TenantName,
+    Tenant(tenant): Tenant,
     Path(username): Path<String>,
     headers: HeaderMap,
 ) -> TapisResult {
@@ -473,7 +469,7 @@ async fn profile_get(
 
 async fn profiles_list_get(
     State(state): State<AppState>,
-    TenantName(tenant): TenantName,
+    Tenant(tenant): Tenant,
     Query(page): Query<Page>,
     headers: HeaderMap,
 ) -> TapisResult {
@@ -511,7 +507,7 @@ struct NewClientBody {
 
 async fn clients_create_post(
     State(state): State<AppState>,
-    TenantName(tenant): TenantName,
+    Tenant(tenant): Tenant,
     headers: HeaderMap,
     TapisBody(bytes): TapisBody,
 ) -> TapisResult {
@@ -534,7 +530,7 @@ async fn clients_create_post(
 
 async fn clients_list_get(
     State(state): State<AppState>,
-    TenantName(tenant): TenantName,
+    Tenant(tenant): Tenant,
     Query(page): Query<Page>,
     headers: HeaderMap,
 ) -> TapisResult {
@@ -546,7 +542,7 @@ async fn clients_list_get(
 
 async fn client_get(
     State(state): State<AppState>,
-    TenantName(tenant): TenantName,
+    Tenant(tenant): Tenant,
     Path(client_id): Path<String>,
     headers: HeaderMap,
 ) -> TapisResult {
@@ -563,7 +559,7 @@ struct UpdateClientBody {
 
 async fn client_put(
     State(state): State<AppState>,
-    TenantName(tenant): TenantName,
+    Tenant(tenant): Tenant,
     Path(client_id): Path<String>,
     headers: HeaderMap,
     TapisBody(bytes): TapisBody,
@@ -576,7 +572,7 @@ async fn client_put(
 
 async fn client_delete(
     State(state): State<AppState>,
-    TenantName(tenant): TenantName,
+    Tenant(tenant): Tenant,
     Path(client_id): Path<String>,
     headers: HeaderMap,
 ) -> TapisResult {
@@ -620,7 +616,7 @@ fn config_json(state: &AppState, ts: &tessera_core::authority::TenantState) -> T
     }
 }
 
-async fn config_get(State(state): State<AppState>, TenantName(tenant): TenantName, headers: HeaderMap) -> TapisResult {
+async fn config_get(State(state): State<AppState>, Tenant(tenant): Tenant, headers: HeaderMap) -> TapisResult {
     let me = caller(&state, &tenant, &headers).await?;
     let ts = state.auth.tenant_settings(&me.actor(), &tenant).await?;
     Ok(envelope(StatusCode::OK, "Tenant config retrieved successfully.", config_json(&state, &ts)))
@@ -635,7 +631,7 @@ struct NewTenantConfig {
 
 async fn config_put(
     State(state): State<AppState>,
-    TenantName(tenant): TenantName,
+    Tenant(tenant): Tenant,
     headers: HeaderMap,
     TapisBody(bytes): TapisBody,
 ) -> TapisResult {
@@ -665,7 +661,7 @@ async fn config_put(
 
 // ----- metadata and health -----------------------------------------------------------------
 
-async fn metadata_get(State(state): State<AppState>, TenantName(tenant): TenantName) -> TapisResult {
+async fn metadata_get(State(state): State<AppState>, Tenant(tenant): Tenant) -> TapisResult {
     let ts = state.auth.tenant(&tenant)?;
     let public = state.auth.settings().public_url.trim_end_matches('/').to_owned();
     let base = endpoint_base(&public, &tenant);

@@ -4,7 +4,7 @@ use super::OAuthError;
 use super::metadata::endpoint_base;
 use super::token::{client_auth, no_store};
 use crate::AppState;
-use crate::extract::{Posted, TenantName, parse_form};
+use crate::extract::{Posted, Tenant, parse_form};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -23,7 +23,7 @@ pub struct DeviceAuthorizationAnswer<'a> {
 
 pub async fn device_authorization_post(
     State(state): State<AppState>,
-    TenantName(tenant): TenantName,
+    Tenant(tenant): Tenant,
     Posted { headers, body }: Posted,
 ) -> Result<Response, OAuthError> {
     let mut form = parse_form(&headers, &body)?;

@@ -2,7 +2,7 @@
 
 use super::OAuthError;
 use crate::AppState;
-use crate::extract::TenantName;
+use crate::extract::Tenant;
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderValue, header};
@@ -34,10 +34,7 @@ pub fn endpoint_base(public_url: &str, tenant: &str) -> String {
     if tenant == tessera_core::DEFAULT_TENANT { base.to_owned() } else { format!("{base}/t/{tenant}") }
 }
 
-pub async fn discovery_get(
-    State(state): State<AppState>,
-    TenantName(tenant): TenantName,
-) -> Result<Response, OAuthError> {
+pub async fn discovery_get(State(state): State<AppState>, Tenant(tenant): Tenant) -> Result<Response, OAuthError> {
     let ts = state.auth.tenant(&tenant)?;
     let base = endpoint_base(&state.auth.settings().public_url, &tenant);
     const CONFIDENTIAL: &[&str] = &["client_secret_basic", "client_secret_post"];
@@ -66,7 +63,7 @@ pub async fn discovery_get(
     Ok(Json(doc).into_response())
 }
 
-pub async fn jwks_get(State(state): State<AppState>, TenantName(tenant): TenantName) -> Result<Response, OAuthError> {
+pub async fn jwks_get(State(state): State<AppState>, Tenant(tenant): Tenant) -> Result<Response, OAuthError> {
     let doc = state.auth.jwks_json(&tenant)?;
     Ok((
         [

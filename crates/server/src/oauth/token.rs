@@ -2,7 +2,7 @@
 
 use super::OAuthError;
 use crate::AppState;
-use crate::extract::{Form, Origin, Posted, TenantName, basic_credentials, parse_form};
+use crate::extract::{Form, Origin, Posted, Tenant, basic_credentials, parse_form};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -45,7 +45,7 @@ pub(super) fn no_store(mut res: Response) -> Response {
 
 pub async fn token_post(
     State(state): State<AppState>,
-    TenantName(tenant): TenantName,
+    Tenant(tenant): Tenant,
     Origin(origin): Origin,
     Posted { headers, body }: Posted,
 ) -> Result<Response, OAuthError> {
@@ -165,7 +165,7 @@ fn issued_counter(grant_type: &str) -> &'static metrics::Counter {
 
 pub async fn introspect_post(
     State(state): State<AppState>,
-    TenantName(tenant): TenantName,
+    Tenant(tenant): Tenant,
     Posted { headers, body }: Posted,
 ) -> Result<Response, OAuthError> {
     let mut form = parse_form(&headers, &body)?;
@@ -178,7 +178,7 @@ pub async fn introspect_post(
 
 pub async fn revoke_post(
     State(state): State<AppState>,
-    TenantName(tenant): TenantName,
+    Tenant(tenant): Tenant,
     Posted { headers, body }: Posted,
 ) -> Result<Response, OAuthError> {
     let mut form = parse_form(&headers, &body)?;

@@ -6,7 +6,7 @@
 
 use super::page;
 use crate::AppState;
-use crate::extract::{Origin, TenantName, parse_form, read_body, retry_after};
+use crate::extract::{Origin, Tenant, parse_form, read_body, retry_after};
 use axum::extract::{Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::Response;
@@ -68,7 +68,7 @@ fn error_page(e: &Error, body: impl Fn(StatusCode, &str) -> Response, otherwise:
     res
 }
 
-pub async fn device_get(TenantName(_): TenantName, Query(q): Query<HashMap<String, String>>) -> Response {
+pub async fn device_get(Tenant(_): Tenant, Query(q): Query<HashMap<String, String>>) -> Response {
     let Some(typed) = q.get("user_code").filter(|c| !c.is_empty()) else {
         return code_form(StatusCode::OK, None);
     };
@@ -83,7 +83,7 @@ pub async fn device_get(TenantName(_): TenantName, Query(q): Query<HashMap<Strin
 /// sign-in that names the action too decides at once (for scripts).
 pub async fn device_post(
     State(state): State<AppState>,
-    TenantName(tenant): TenantName,
+    Tenant(tenant): Tenant,
     Origin(origin): Origin,
     request: Request,
 ) -> Response {

@@ -6,6 +6,7 @@ use crate::env::{Kind, pg_base_url, with_schema};
 use sqlx::Connection;
 use tessera_core::principal::User;
 use tessera_core::store::StoreError;
+use tessera_core::{TenantName, Username};
 use tessera_store::Backend;
 
 /// Make alice's `given_name`, a text column, hold bytes that are no text.
@@ -24,7 +25,7 @@ async fn store_bytes_in_a_text_column(env: &Env) {
 }
 
 /// Run `sql` on a connection of its own to `url`.
-async fn run_on<C: Connection>(url: &str, sql: &'static str)
+pub(crate) async fn run_on<C: Connection>(url: &str, sql: &'static str)
 where
     for<'c> &'c mut C: sqlx::Executor<'c, Database = C::Database>,
 {
@@ -39,7 +40,8 @@ pub(crate) async fn the_same_fault_is_the_same_error_kind_on_both_backends(kind:
     setup(&auth).await;
     let backend = env.backend().await;
     let store = backend.store();
-    let alice = store.user_get("t", "alice").await.unwrap().expect("alice is stored");
+    let (t, name) = (TenantName::parse("t").unwrap(), Username::parse("alice").unwrap());
+    let alice = store.user_get(&t, &name).await.unwrap().expect("alice is stored");
 
     // A unique violation: the record exists already.
     let e = store.user_insert(&alice).await.unwrap_err();
@@ -47,18 +49,18 @@ pub(crate) async fn the_same_fault_is_the_same_error_kind_on_both_backends(kind:
 
     // A foreign-key violation: the tenant the record belongs to does not exist. Nothing is
     // written.
-    let stray = User { tenant: "nowhere".into(), ..alice.clone() };
+    let stray = User { tenant: TenantName::parse("nowhere").unwrap(), ..alice.clone() };
     let e = store.user_insert(&stray).await.unwrap_err();
     assert!(matches!(e, StoreError::NotFound(_)), "a user of no tenant: {e:?}");
-    assert_eq!(store.user_get("nowhere", "alice").await.unwrap(), None);
+    assert_eq!(store.user_get(&stray.tenant, &name).await.unwrap(), None);
 
     // An undecodable row: a text column holding bytes. Read by a store opened after the
     // change (PostgreSQL would otherwise refuse the statement it prepared before it).
     store_bytes_in_a_text_column(&env).await;
     let fresh = env.backend().await.store();
-    let e = fresh.user_get("t", "alice").await.unwrap_err();
+    let e = fresh.user_get(&t, &name).await.unwrap_err();
     assert!(matches!(e, StoreError::Corrupt(_)), "an undecodable user: {e:?}");
-    assert!(matches!(fresh.user_list("t").await.unwrap_err(), StoreError::Corrupt(_)));
+    assert!(matches!(fresh.user_list(&t).await.unwrap_err(), StoreError::Corrupt(_)));
 
     // The database out of reach (the pool closed): unavailable, try again later.
     match &backend {
@@ -67,6 +69,6 @@ pub(crate) async fn the_same_fault_is_the_same_error_kind_on_both_backends(kind:
     }
     let e = store.ping().await.unwrap_err();
     assert!(matches!(e, StoreError::Unavailable(_)), "a closed store: {e:?}");
-    let e = store.tenant_get("t").await.unwrap_err();
+    let e = store.tenant_get(&t).await.unwrap_err();
     assert!(matches!(e, StoreError::Unavailable(_)), "a closed store: {e:?}");
 }

@@ -6,11 +6,13 @@ mod env;
 mod faults;
 mod limits;
 mod mfa;
+mod newtypes;
 mod pg_nodes;
 
 use faults::*;
 use limits::*;
 use mfa::*;
+use newtypes::*;
 use tessera_core::authority::Actor;
 
 use env::{Env, Kind};
@@ -74,6 +76,8 @@ on_both_backends!(
     a_disabled_account_is_a_counted_wrong_password,
     device_look_ups_are_limited_and_tickets_bound,
     the_same_fault_is_the_same_error_kind_on_both_backends,
+    refresh_grant_types_are_stored_by_their_short_names,
+    names_that_break_the_rules_are_unknown,
 );
 
 pub(crate) fn settings() -> Settings {
@@ -89,7 +93,7 @@ pub(crate) async fn setup(auth: &Authority) -> ClientAuth {
     let mut spec = NewClient::new("t", "app", vec![GrantType::Password, GrantType::RefreshToken]);
     spec.scopes = vec!["read".into()];
     let (c, s) = auth.create_client(&Actor::Operator, spec).await.unwrap();
-    ClientAuth::Basic { client_id: c.client_id, secret: s.unwrap() }
+    ClientAuth::Basic { client_id: c.client_id.into(), secret: s.unwrap() }
 }
 
 pub(crate) fn password() -> TokenRequest {
@@ -275,7 +279,7 @@ pub(crate) async fn device_setup(auth: &Authority) -> ClientAuth {
         .unwrap();
     let spec = NewClient::new("t", "tv", vec![GrantType::DeviceCode, GrantType::RefreshToken]);
     let (c, s) = auth.create_client(&Actor::Operator, spec).await.unwrap();
-    ClientAuth::Basic { client_id: c.client_id, secret: s.unwrap() }
+    ClientAuth::Basic { client_id: c.client_id.into(), secret: s.unwrap() }
 }
 
 pub(crate) fn poll(code: &Secret) -> TokenRequest {
@@ -325,7 +329,7 @@ async fn device_flow_denied_expired_and_foreign_client(kind: Kind) {
         .create_client(&Actor::Operator, NewClient::new("t", "other", vec![GrantType::ClientCredentials]))
         .await
         .unwrap();
-    let other = ClientAuth::Basic { client_id: c.client_id, secret: s.unwrap() };
+    let other = ClientAuth::Basic { client_id: c.client_id.into(), secret: s.unwrap() };
     let refused = auth.device_authorize("t", &other, None, ClaimSet::Standard).await.unwrap_err();
     assert_eq!(refused.kind, ErrorKind::UnauthorizedClient);
 }
@@ -336,7 +340,7 @@ async fn token_exchange_to_access_and_legacy_tokens(kind: Kind) {
     let client = setup(&auth).await;
     let (c, s) =
         auth.create_client(&Actor::Operator, NewClient::new("t", "svc", vec![GrantType::TokenExchange])).await.unwrap();
-    let exchanger = ClientAuth::Basic { client_id: c.client_id, secret: s.unwrap() };
+    let exchanger = ClientAuth::Basic { client_id: c.client_id.into(), secret: s.unwrap() };
     let subject = auth.token("t", &client, password()).await.unwrap();
     let exchange = |requested: Option<&str>| {
         TokenRequest::new(Grant::TokenExchange {

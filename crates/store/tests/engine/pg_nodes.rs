@@ -13,7 +13,7 @@ use tessera_core::principal::Profile;
 use tessera_core::secret::Secret;
 use tessera_core::store::{Revocation, StoreError};
 use tessera_core::token::{ClaimSet, Invalid};
-use tessera_core::{ErrorKind, Settings};
+use tessera_core::{ErrorKind, Settings, TenantName, Username};
 use tessera_store::{Backend, PgSettings};
 
 fn kid_of(auth: &Authority, token: &str) -> String {
@@ -142,10 +142,11 @@ async fn a_totp_step_is_accepted_once_across_nodes() {
         .await
         .unwrap();
     let nodes = [env.backend().await.store(), env.backend().await.store()];
+    let (t, alice) = (TenantName::parse("t").unwrap(), Username::parse("alice").unwrap());
     let mut tasks = Vec::new();
     for i in 0..20 {
-        let store = nodes[i % 2].clone();
-        tasks.push(tokio::spawn(async move { store.user_totp_accept_step("t", "alice", 59_000_000).await }));
+        let (store, t, alice) = (nodes[i % 2].clone(), t.clone(), alice.clone());
+        tasks.push(tokio::spawn(async move { store.user_totp_accept_step(&t, &alice, 59_000_000).await }));
     }
     let mut accepted = 0;
     for t in tasks {
@@ -153,11 +154,11 @@ async fn a_totp_step_is_accepted_once_across_nodes() {
     }
     assert_eq!(accepted, 1, "one code, one use");
     let store = &nodes[0];
-    assert!(!store.user_totp_accept_step("t", "alice", 58_999_999).await.unwrap(), "older steps are refused");
-    assert!(store.user_totp_accept_step("t", "alice", 59_000_001).await.unwrap());
-    assert!(store.recovery_codes_set("t", "alice", &["h1".into(), "h2".into()]).await.is_ok());
-    assert!(store.recovery_code_use("t", "alice", "h1", 1).await.unwrap());
-    assert!(!nodes[1].recovery_code_use("t", "alice", "h1", 2).await.unwrap(), "used once");
+    assert!(!store.user_totp_accept_step(&t, &alice, 58_999_999).await.unwrap(), "older steps are refused");
+    assert!(store.user_totp_accept_step(&t, &alice, 59_000_001).await.unwrap());
+    assert!(store.recovery_codes_set(&t, &alice, &["h1".into(), "h2".into()]).await.is_ok());
+    assert!(store.recovery_code_use(&t, &alice, "h1", 1).await.unwrap());
+    assert!(!nodes[1].recovery_code_use(&t, &alice, "h1", 2).await.unwrap(), "used once");
 }
 
 /// Revocation sequence numbers from concurrent writers must become visible in order: a
