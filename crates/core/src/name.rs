@@ -154,31 +154,35 @@ name_type!(
 mod tests {
     use super::*;
 
+    type TestResult = std::result::Result<(), Box<dyn std::error::Error>>;
+
     #[test]
-    fn tenant_names() {
+    fn tenant_names() -> TestResult {
         for ok in ["default", "a", "acme-1"] {
-            assert_eq!(TenantName::parse(ok).unwrap(), ok);
+            assert_eq!(TenantName::parse(ok)?, ok);
         }
         for bad in ["", "-a", "a-", "A", "a/b", "a.b", &"x".repeat(64)] {
             let e = TenantName::parse(bad).unwrap_err();
             assert!(e.description.starts_with("invalid tenant name"), "{bad}: {}", e.description);
         }
+        Ok(())
     }
 
     #[test]
-    fn usernames() {
+    fn usernames() -> TestResult {
         for ok in ["alice", "a.b_c-d@e+f", "ünï", &"x".repeat(128)] {
-            assert_eq!(Username::parse(ok).unwrap().as_str(), ok);
+            assert_eq!(Username::parse(ok)?.as_str(), ok);
         }
         for bad in ["", "a b", "a/b", "a:b", &"x".repeat(129)] {
             assert!(Username::parse(bad).unwrap_err().description.starts_with("invalid username"), "{bad}");
         }
+        Ok(())
     }
 
     #[test]
-    fn client_ids() {
+    fn client_ids() -> TestResult {
         for ok in ["app", "A-b_c.9", &"x".repeat(128)] {
-            assert_eq!(ClientId::parse(ok).unwrap().to_string(), ok);
+            assert_eq!(ClientId::parse(ok)?.to_string(), ok);
         }
         for bad in ["", "a b", "ü", "a/b", &"x".repeat(129)] {
             assert_eq!(
@@ -186,24 +190,27 @@ mod tests {
                 "client_id must be 1-128 of letters, digits, - _ ."
             );
         }
+        Ok(())
     }
 
     #[test]
-    fn redirect_uris() {
+    fn redirect_uris() -> TestResult {
         let long = format!("https://a.example/{}", "x".repeat(2000 - 18));
         for ok in ["https://app.example/cb", "http://localhost:8080/cb?x=1", long.as_str()] {
-            assert_eq!(RedirectUri::parse(ok).unwrap(), ok);
+            assert_eq!(RedirectUri::parse(ok)?, ok);
         }
         for bad in ["", "app.example/cb", "ftp://a.example", "javascript:alert(1)", &format!("{long}x")] {
             assert_eq!(RedirectUri::parse(bad).unwrap_err().description, "callback_url must be an http(s) URL");
         }
+        Ok(())
     }
 
     #[test]
-    fn serde_is_the_plain_string_and_checks_it() {
-        let t: TenantName = serde_json::from_str("\"acme\"").unwrap();
-        assert_eq!(serde_json::to_string(&t).unwrap(), "\"acme\"");
+    fn serde_is_the_plain_string_and_checks_it() -> TestResult {
+        let t: TenantName = serde_json::from_str("\"acme\"")?;
+        assert_eq!(serde_json::to_string(&t)?, "\"acme\"");
         assert!(serde_json::from_str::<TenantName>("\"Acme\"").is_err());
         assert!(serde_json::from_str::<Username>("\"a b\"").is_err());
+        Ok(())
     }
 }

@@ -96,11 +96,10 @@ impl Authority {
     /// `unavailable`.
     pub async fn bearer_caller(&self, tenant: &str, token: &str, accepts: &[Audience<'_>]) -> Result<Caller> {
         let claims = self.bearer(tenant, token, accepts)?;
-        if claims.user().is_none() {
-            return Ok(Caller::Client(claims));
+        match claims.user() {
+            None => Ok(Caller::Client(claims)),
+            Some(username) => Ok(Caller::User(Box::new(self.active_user(tenant, username).await?), claims)),
         }
-        let (user, claims) = self.bearer_user(tenant, token, accepts).await?;
-        Ok(Caller::User(Box::new(user), claims))
     }
 
     /// May `actor` do `action` in `tenant`? `forbidden` if not, or `not_found` where telling
@@ -171,10 +170,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_users_are_users() {
+    fn only_users_are_users() -> crate::Result<()> {
         let u = User {
-            tenant: crate::TenantName::parse("t").unwrap(),
-            username: crate::Username::parse("u").unwrap(),
+            tenant: crate::TenantName::parse("t")?,
+            username: crate::Username::parse("u")?,
             password_hash: String::new(),
             roles: vec![],
             disabled: false,
@@ -186,5 +185,6 @@ mod tests {
         assert!(Actor::Operator.user().is_err());
         assert!(Actor::Client { tenant: "t", client_id: "c" }.user().is_err());
         assert_eq!(Actor::User(&u).describe(), "user u@t");
+        Ok(())
     }
 }

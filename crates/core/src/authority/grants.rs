@@ -162,8 +162,8 @@ impl Authority {
                 let scope = Self::grant_scope(&client.scopes, req.scope.as_deref())?;
                 // The other grants' futures are boxed: client_credentials, the hot path, then
                 // carries (and moves into the server's box) only its own small state.
-                let user =
-                    Box::pin(self.check_credentials(tenant, &username, password, otp.as_ref(), req.origin)).await?;
+                let (user, provenance) =
+                    Box::pin(self.sign_in(tenant, &username, password, otp.as_ref(), req.origin)).await?;
                 let holder = Holder {
                     client: Some(&client),
                     username: &user.username,
@@ -171,7 +171,7 @@ impl Authority {
                     audience: req.resource.as_deref(),
                     claim_set: req.claim_set,
                     grant_type: GrantType::Password,
-                    provenance: Provenance::sign_in(now, user.totp.enabled),
+                    provenance,
                 };
                 Box::pin(self.issue_for_user(&ts, holder, now)).await
             }
@@ -203,7 +203,7 @@ impl Authority {
     ) -> Result<IssuedTokens> {
         let ts = self.tenant(tenant)?;
         Self::check_tenant_allows(&ts, GrantType::Password)?;
-        let user = self.check_credentials(tenant, username, password, None, origin).await?;
+        let (user, provenance) = self.sign_in(tenant, username, password, None, origin).await?;
         let now = self.now();
         let holder = Holder {
             client: None,
@@ -212,7 +212,7 @@ impl Authority {
             audience: None,
             claim_set,
             grant_type: GrantType::Password,
-            provenance: Provenance::sign_in(now, user.totp.enabled),
+            provenance,
         };
         self.issue_for_user(&ts, holder, now).await
     }
@@ -220,7 +220,7 @@ impl Authority {
     /// The user, if `password` is theirs and their account is active. Unknown user, wrong
     /// password and disabled account are all the same `invalid_grant`, by the same path and
     /// after the same work (one Argon2id verification). Not counted: callers go through
-    /// [`Self::check_credentials`], which reserves the attempt first.
+    /// [`Self::sign_in`], which reserves the attempt first.
     pub(super) async fn password_matches(&self, tenant: &str, username: &str, password: Secret) -> Result<User> {
         // A name that breaks the rules is an unknown user (same answer, same work).
         let user = self.find_user(tenant, username).await?;
@@ -344,8 +344,7 @@ impl Authority {
             match self.find_user(&ts.tenant.name, u).await? {
                 Some(user) if !user.disabled => {}
                 _ => {
-                    let revoked = self.store.refresh_revoke_family(&rec.family_id, now).await?;
-                    self.end_family(ts, &rec.family_id, revoked, now).await?;
+                    self.revoke_family(ts, &rec.family_id, now).await?;
                     return Err(Error::invalid_grant("the user account is disabled or gone"));
                 }
             }

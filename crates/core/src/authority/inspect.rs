@@ -114,8 +114,13 @@ impl Authority {
     ) -> Result<(User, Arc<AccessClaims>)> {
         let claims = self.bearer(tenant, token, accepts)?;
         let username = claims.user().ok_or_else(|| Error::invalid_token("the token names no user"))?;
+        Ok((self.active_user(tenant, username).await?, claims))
+    }
+
+    /// The user a verified token names, if still active: `invalid_token` otherwise.
+    pub(super) async fn active_user(&self, tenant: &str, username: &str) -> Result<User> {
         match self.find_user(tenant, username).await? {
-            Some(u) if !u.disabled => Ok((u, claims)),
+            Some(u) if !u.disabled => Ok(u),
             _ => Err(Error::invalid_token("the token's user is disabled or no longer exists")),
         }
     }
@@ -241,9 +246,7 @@ impl Authority {
                 && r.tenant == tenant
                 && owned(Some(&r.client_id))
             {
-                let ts = self.tenant(tenant)?;
-                let revoked = self.store.refresh_revoke_family(&r.family_id, now).await?;
-                self.end_family(&ts, &r.family_id, revoked, now).await?;
+                self.revoke_family(&*self.tenant(tenant)?, &r.family_id, now).await?;
                 return Ok(Some(r.family_id));
             }
             return Ok(None);
@@ -276,30 +279,33 @@ impl Authority {
     /// (token exchange, a front's token from a bearer token) ends alone, so that a service
     /// cleaning up its own exchanged token does not sign the person out. Durable on return.
     pub async fn revoke_access(&self, claims: &AccessClaims) -> Result<()> {
-        let tenant = claims.tenant.clone();
-        let own = Revocation { tenant: tenant.clone(), jti: claims.jti.clone(), expires_at: claims.exp };
+        let own = Revocation { tenant: claims.tenant.clone(), jti: claims.jti.clone(), expires_at: claims.exp };
         if claims.session_exp.is_some() {
             return self.record_revocation(own).await;
         }
         let now = self.now();
-        let session = claims.session();
-        if claims.sid.is_some() {
-            // A refresh family is a session: no more rotations. (Another session id matches
-            // no family and changes nothing.)
-            let revoked = self.store.refresh_revoke_family(session, now).await?;
-            self.remember_revoked(revoked)?;
+        let ts = self.tenant(&claims.tenant)?;
+        match &claims.sid {
+            // A refresh family (no more rotations), or the sign-in a renewed token belongs
+            // to (which matches no family): the session ends, with every token of it.
+            Some(sid) => {
+                self.revoke_family(&ts, sid, now).await?;
+                self.record_revocation(own).await
+            }
+            // The token is its own session. A person's may have been renewed (ICA) into
+            // tokens that outlive it: it stays listed for as long as any of them can live.
+            None if claims.username.is_some() => {
+                let expires_at = self.session_horizon(&ts, now).max(claims.exp);
+                self.record_revocation(Revocation { expires_at, ..own }).await
+            }
+            None => self.record_revocation(own).await,
         }
-        // Tokens of a person's session may outlive this one (a session renewed at ICA):
-        // the session stays listed for as long as any of them can live.
-        let session_exp = match claims.username {
-            Some(_) => self.session_horizon(&*self.tenant(&tenant)?, now).max(claims.exp),
-            None => claims.exp,
-        };
-        self.record_revocation(Revocation { tenant, jti: session.to_owned(), expires_at: session_exp }).await?;
-        if session != claims.jti {
-            self.record_revocation(own).await?;
-        }
-        Ok(())
+    }
+
+    /// Revoke a refresh family in the store, then end it ([`Self::end_family`]).
+    pub(super) async fn revoke_family(&self, ts: &TenantState, family_id: &str, now: i64) -> Result<()> {
+        let revoked = self.store.refresh_revoke_family(family_id, now).await?;
+        self.end_family(ts, family_id, revoked, now).await
     }
 
     /// After a refresh family was revoked in the store (`revoked`: its access tokens): list

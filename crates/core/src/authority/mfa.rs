@@ -130,15 +130,16 @@ impl Authority {
     /// against the brute-force limits (per user, per client address `origin`) before anything
     /// is checked; past a limit, `rate_limited` without checking. A failure of either factor
     /// (a disabled account is one, answered as a wrong password) stays counted; a success
-    /// clears the user's failures.
-    pub async fn check_credentials(
+    /// clears the user's failures. Returns the user, and what their tokens carry of this
+    /// sign-in.
+    pub async fn sign_in(
         &self,
         tenant: &str,
         username: &str,
         password: Secret,
         otp: Option<&Secret>,
         origin: Option<IpAddr>,
-    ) -> Result<User> {
+    ) -> Result<(User, Provenance)> {
         let counters = self.limits.login(tenant, username, origin);
         let reserved_at = self.reserve_attempt(&counters).await?;
         let checked = match self.password_matches(tenant, username, password).await {
@@ -147,7 +148,9 @@ impl Authority {
         };
         let failed = matches!(&checked, Err(e) if e.kind == ErrorKind::InvalidGrant);
         self.settle_attempt(&counters, reserved_at, failed, checked.is_ok()).await?;
-        checked
+        let user = checked?;
+        let how = Provenance::sign_in(self.now(), user.totp.enabled);
+        Ok((user, how))
     }
 
     // ----- API keys -----------------------------------------------------------------------
@@ -239,18 +242,16 @@ impl Authority {
         Ok((user, k))
     }
 
-    /// Password (and one-time code) sign-in at a front: the user, and what their tokens carry.
-    pub async fn sign_in(
+    /// Sign-in with a bearer token of the tenant meant for `accepts`: its active user, and what
+    /// a token minted from it inherits ([`Provenance::inherited`]).
+    pub async fn bearer_sign_in(
         &self,
         tenant: &str,
-        username: &str,
-        password: Secret,
-        otp: Option<&Secret>,
-        origin: Option<IpAddr>,
+        token: &str,
+        accepts: &[Audience<'_>],
     ) -> Result<(User, Provenance)> {
-        let user = self.check_credentials(tenant, username, password, otp, origin).await?;
-        let how = Provenance::sign_in(self.now(), user.totp.enabled);
-        Ok((user, how))
+        let (user, claims) = self.bearer_user(tenant, token, accepts).await?;
+        Ok((user, Provenance::inherited(&claims)))
     }
 
     /// Sign-in with an API key (see [`Self::authenticate_api_key`]).

@@ -92,8 +92,7 @@ async fn user_of_token(state: &AppState, tenant: &str, value: &str) -> Result<(U
     if value.starts_with(prefix::API_KEY) {
         return state.auth.api_key_sign_in(Some(tenant), value).await;
     }
-    let (user, claims) = state.auth.bearer_user(tenant, value, ACCEPTS).await?;
-    Ok((user, Provenance::inherited(&claims)))
+    state.auth.bearer_sign_in(tenant, value, ACCEPTS).await
 }
 
 /// Every scheme the SDKs and real clients use: Basic (e-mail and password), Bearer token or

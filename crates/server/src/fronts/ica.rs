@@ -115,19 +115,19 @@ async fn sign_in(
         return state.auth.sign_in(&tenant, &username, password, otp.as_ref(), origin).await;
     }
     if let Some(raw) = bearer_token(headers) {
-        let tenant = match named {
-            Some(t) => t,
-            None => claimed_tenant(raw)?,
-        };
-        let (user, claims) = state.auth.bearer_user(&tenant, raw, &[Audience::Issuer]).await?;
-        return Ok((user, Provenance::inherited(&claims)));
+        let tenant = bearer_tenant(state, q, headers, raw)?;
+        return state.auth.bearer_sign_in(&tenant, raw, &[Audience::Issuer]).await;
     }
     Err(Error::invalid_token("authenticate with X-API-Key, HTTP Basic or a Bearer token"))
 }
 
-/// The tenant a token says it belongs to (checked afterwards by verifying it with that
-/// tenant's keys only).
-fn claimed_tenant(raw: &str) -> Result<String, Error> {
+/// The tenant to verify a bearer token at: the one the request names, else the one the token
+/// says it belongs to. The core verifies it with that tenant's keys only, so a token of
+/// another tenant than the one named is refused there.
+fn bearer_tenant(state: &AppState, q: &TenantParam, headers: &HeaderMap, raw: &str) -> Result<String, Error> {
+    if let Some(t) = named_tenant(state, q, headers) {
+        return Ok(t);
+    }
     tessera_core::token::parse(raw)
         .ok()
         .and_then(|p| p.claims.get("tenant").and_then(|t| t.as_str()).map(str::to_owned))
@@ -168,11 +168,6 @@ async fn refresh_post(
 
 async fn refresh(state: &AppState, q: &TenantParam, headers: &HeaderMap) -> Result<String, Error> {
     let raw = bearer_token(headers).ok_or_else(|| Error::invalid_token("a Bearer JWT is required"))?;
-    // The token names its tenant; it is then verified with that tenant's keys only, and
-    // refused if the request names another tenant.
-    let claimed = claimed_tenant(raw)?;
-    if named_tenant(state, q, headers).is_some_and(|t| t != claimed) {
-        return Err(Error::invalid_token("the token belongs to another tenant"));
-    }
-    Ok(state.auth.renew_session(&claimed, raw, AUDIENCE, session(Provenance::default())).await?.access_token)
+    let tenant = bearer_tenant(state, q, headers, raw)?;
+    Ok(state.auth.renew_session(&tenant, raw, AUDIENCE, session(Provenance::default())).await?.access_token)
 }

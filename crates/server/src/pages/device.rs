@@ -125,8 +125,8 @@ pub async fn device_post(
     let username = form.remove("username").unwrap_or_default();
     let password = Secret::new(form.remove("password").unwrap_or_default());
     let otp = form.remove("otp").filter(|o| !o.is_empty()).map(Secret::new);
-    let user = match state.auth.check_credentials(&tenant, &username, password, otp.as_ref(), origin).await {
-        Ok(user) => user,
+    let user = match state.auth.sign_in(&tenant, &username, password, otp.as_ref(), origin).await {
+        Ok((user, _)) => user,
         Err(e) => {
             let say = match e.kind {
                 ErrorKind::MfaRequired => "Enter the one-time code from your authenticator app too.",
