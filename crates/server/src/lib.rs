@@ -27,11 +27,11 @@ use std::sync::Arc;
 use std::time::Duration;
 use tessera_core::Authority;
 
-/// What the handlers share: a reference to [`Shared`], made once per server and kept for the
-/// life of the process. Axum clones the state for every request; cloning an `Arc` would be a
-/// reference count that both worker threads write, next to fields every request reads.
-#[derive(Clone, Copy)]
-pub struct AppState(&'static Shared);
+/// What the handlers share: the [`Shared`] state of one server, behind an `Arc` (axum clones
+/// the state for every request; the count lives in the `Arc`'s own allocation, apart from the
+/// fields every request reads).
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
 
 /// The authority and the metrics handle, behind [`AppState`].
 pub struct Shared {
@@ -41,11 +41,9 @@ pub struct Shared {
 }
 
 impl AppState {
-    /// The state of one server. It is never freed (a server runs once per process): the
-    /// authority's store is closed by the process's exit, and every write was awaited before
-    /// its request was answered, so nothing is pending then.
+    /// The state of one server.
     pub fn new(auth: Arc<Authority>, metrics: Option<PrometheusHandle>, metrics_access: MetricsAccess) -> Self {
-        AppState(Box::leak(Box::new(Shared { auth, metrics, metrics_access })))
+        AppState(Arc::new(Shared { auth, metrics, metrics_access }))
     }
 }
 
@@ -98,7 +96,7 @@ impl std::ops::Deref for AppState {
     type Target = Shared;
 
     fn deref(&self) -> &Shared {
-        self.0
+        &self.0
     }
 }
 
