@@ -51,6 +51,19 @@ enum Command {
     Apikey(admin::ApiKeyCmd),
     /// Create or update the database schema, then exit.
     Migrate,
+    /// Settings of the whole deployment (every node of one database).
+    #[command(subcommand)]
+    Deployment(DeploymentCmd),
+}
+
+#[derive(Subcommand, Debug)]
+enum DeploymentCmd {
+    /// Show the public URL the nodes of this database agree on (the base of the default
+    /// issuers), or move the deployment to URL (then restart every node with it).
+    PublicUrl {
+        /// The new public URL.
+        url: Option<String>,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -120,6 +133,9 @@ fn run(cli: Cli) -> Result<()> {
             Command::Device(c) => admin::device(&config, c).await,
             Command::Apikey(c) => admin::apikey(&config, c).await,
             Command::Migrate => setup::migrate(&config).await,
+            Command::Deployment(DeploymentCmd::PublicUrl { url }) => {
+                setup::deployment_public_url(&config, url.as_deref()).await
+            }
         }
     })
 }

@@ -152,19 +152,35 @@ async fn open_store(config: &Config) -> Result<(Backend, bool)> {
 /// tenant and the `admin` user; the one-time password is returned for the caller to show.
 pub async fn open(
     config: &Config,
-    public_url: String,
+    listen_url: String,
     hasher: Arc<dyn PasswordHasher>,
 ) -> Result<(Arc<Authority>, Option<tessera_core::secret::Secret>)> {
-    let (auth, password, _) = open_engine(config, public_url, hasher).await?;
+    let (auth, password, _, _) = open_engine(config, listen_url, Role::Command, hasher).await?;
     Ok((auth, password))
 }
 
+/// Who opens the engine: a node that serves (and may record the deployment's public URL),
+/// or an admin command (which only reads it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Node,
+    Command,
+}
+
+/// The engine over the configured store, and the public URL it runs with (see
+/// [`agree_public_url`]; `listen_url` is the URL of this process's listen address).
 async fn open_engine(
     config: &Config,
-    public_url: String,
+    listen_url: String,
+    role: Role,
     hasher: Arc<dyn PasswordHasher>,
-) -> Result<(Arc<Authority>, Option<tessera_core::secret::Secret>, Backend)> {
+) -> Result<(Arc<Authority>, Option<tessera_core::secret::Secret>, Backend, String)> {
     let (backend, db_has_keys) = open_store(config).await?;
+    let public_url = if backend.is_shared() {
+        agree_public_url(&*backend.store(), config.public_url.as_deref(), listen_url, role).await?
+    } else {
+        config.public_url.clone().unwrap_or(listen_url)
+    };
     let master = master_key(config, db_has_keys, backend.is_shared())?;
     let auth = Authority::open(
         backend.store(),
@@ -172,12 +188,112 @@ async fn open_engine(
         Arc::new(SystemRng),
         hasher,
         master,
-        config.settings(public_url),
+        config.settings(public_url.clone()),
     )
     .await
     .map_err(|e| anyhow!("{}", e.description))?;
     let password = auth.bootstrap().await.map_err(|e| anyhow!("bootstrap failed: {}", e.description))?;
-    Ok((Arc::new(auth), password, backend))
+    Ok((Arc::new(auth), password, backend, public_url))
+}
+
+/// The deployment setting that holds the public URL: `configured <url>` when a node's
+/// configuration set it, `listen <url>` when the first node took its own listen address.
+const PUBLIC_URL: &str = "public_url";
+
+/// The public URL of a node of a shared database (PostgreSQL), which is the base of every
+/// tenant's default issuer: nodes that disagree on it mint tokens the others refuse, so the
+/// database holds the deployment's, recorded by the first node that serves.
+/// - A node configured with another URL than the one recorded from a configuration refuses to
+///   start (moving a deployment is `tessera deployment public-url URL`, on purpose).
+/// - A configured URL replaces one recorded from a listen address (with a warning: the
+///   issuers change).
+/// - A node without one uses the recorded URL, warning when it is not its own address.
+///
+/// Admin commands read the recorded URL and record nothing.
+async fn agree_public_url(
+    store: &dyn tessera_core::store::Store,
+    configured: Option<&str>,
+    listen_url: String,
+    role: Role,
+) -> Result<String> {
+    let read_err = |e: tessera_core::store::StoreError| anyhow!("reading the deployment's public URL: {e}");
+    let ours = match configured {
+        Some(url) => format!("configured {url}"),
+        None => format!("listen {listen_url}"),
+    };
+    let recorded = match role {
+        Role::Node => Some(store.setting_claim(PUBLIC_URL, &ours).await.map_err(read_err)?),
+        Role::Command => store.setting_get(PUBLIC_URL).await.map_err(read_err)?,
+    };
+    let Some(recorded) = recorded else { return Ok(configured.map_or(listen_url, str::to_owned)) };
+    let Some((how, url)) = recorded.split_once(' ') else {
+        bail!(
+            "the deployment's recorded public URL is unreadable ({recorded:?}); set it with `tessera deployment public-url URL`"
+        )
+    };
+    let same = |a: &str, b: &str| a.trim_end_matches('/') == b.trim_end_matches('/');
+    match configured {
+        Some(ours) if same(ours, url) => Ok(ours.to_owned()),
+        Some(ours) if how == "configured" => bail!(
+            "this node's public_url is {ours}, but the deployment's (recorded in the database) is {url}: \
+             every node of one database must use one public URL, or each mints tokens the others refuse. \
+             Use {url}, or move the whole deployment with `tessera deployment public-url {ours}`"
+        ),
+        Some(ours) => {
+            if role == Role::Node {
+                store.setting_set(PUBLIC_URL, &format!("configured {ours}")).await.map_err(read_err)?;
+            }
+            tracing::warn!(
+                recorded = url,
+                public_url = ours,
+                "the deployment's public URL was recorded from a node's listen address; it is now the configured \
+                 one, and the default issuers change with it"
+            );
+            Ok(ours.to_owned())
+        }
+        None if same(&listen_url, url) => Ok(listen_url),
+        None => {
+            tracing::warn!(
+                public_url = url,
+                listen = %listen_url,
+                "public_url is not set: this node uses the deployment's public URL recorded in the database, \
+                 not its own listen address; set public_url to the URL clients use"
+            );
+            Ok(url.to_owned())
+        }
+    }
+}
+
+/// `tessera deployment public-url [URL]`: show the deployment's recorded public URL, or move
+/// the deployment to `url` (every node must then run with it).
+pub async fn deployment_public_url(config: &Config, url: Option<&str>) -> Result<()> {
+    let (backend, _) = open_store(config).await?;
+    if !backend.is_shared() {
+        bail!(
+            "a SQLite database is served by one node, which takes its public URL from its configuration \
+             (public_url); only PostgreSQL deployments record one"
+        );
+    }
+    let store = backend.store();
+    let err = |e: tessera_core::store::StoreError| anyhow!("the deployment's public URL: {e}");
+    match url {
+        Some(url) => {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                bail!("the public URL must be an http(s) URL");
+            }
+            store.setting_set(PUBLIC_URL, &format!("configured {url}")).await.map_err(err)?;
+            println!("the deployment's public URL is now {url}; restart every node with public_url = {url}");
+        }
+        None => match store.setting_get(PUBLIC_URL).await.map_err(err)? {
+            Some(v) => match v.split_once(' ') {
+                Some(("listen", u)) => println!("{u} (recorded from the first node's listen address)"),
+                Some((_, u)) => println!("{u}"),
+                None => println!("{v}"),
+            },
+            None => println!("no public URL recorded yet (no node has served this database)"),
+        },
+    }
+    Ok(())
 }
 
 /// With PostgreSQL, sync as soon as any node commits a change or a revocation (LISTEN/NOTIFY)
@@ -197,8 +313,7 @@ fn sync_on_notify(auth: Arc<Authority>, wake: Arc<Notify>) -> tokio::task::JoinH
 pub async fn open_admin(config: &Config) -> Result<Arc<Authority>> {
     let rng: Arc<dyn Rng> = Arc::new(SystemRng);
     let hasher = Arc::new(InlineHasher { argon: Argon2id::default(), rng });
-    let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{}", config.listen));
-    let (auth, password) = open(config, public_url, hasher).await?;
+    let (auth, password) = open(config, format!("http://{}", config.listen), hasher).await?;
     if let Some(pw) = password {
         eprintln!("bootstrap admin: username=admin password={} (shown once)", pw.expose());
     }
@@ -210,14 +325,14 @@ pub async fn serve(config: Config) -> Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
-    let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
     let hasher = Arc::new(PooledHasher::new(
         Argon2id::default(),
         Arc::new(SystemRng),
         config.hash_concurrency.unwrap_or(cores.saturating_sub(1).max(1)),
     ));
-    let (auth, password, backend) = open_engine(&config, public_url.clone(), hasher).await?;
+    let (auth, password, backend, public_url) =
+        open_engine(&config, format!("http://{addr}"), Role::Node, hasher).await?;
     let shutdown = shutdown_signal()?;
     let mut out = std::io::stdout().lock();
     if let Some(pw) = password {

@@ -21,6 +21,10 @@ pub enum StoreError {
     /// A stored row could not be decoded.
     #[error("corrupt stored data: {0}")]
     Corrupt(String),
+    /// The database was written by a newer version of Tessera (its schema is ahead of this
+    /// binary's migrations): refuse it rather than misread it.
+    #[error("{0}")]
+    Newer(String),
 }
 
 impl From<StoreError> for Error {
@@ -31,6 +35,7 @@ impl From<StoreError> for Error {
             StoreError::Conflict(what) => Error::conflict(format!("{what} already exists")),
             StoreError::NotFound(what) => Error::not_found(format!("{what} not found")),
             StoreError::Corrupt(_) => Error::internal("stored data could not be read"),
+            StoreError::Newer(_) => Error::unavailable("the database was written by a newer version"),
         }
     }
 }
@@ -311,4 +316,12 @@ pub trait Store: Send + Sync {
     async fn changes_since(&self, after: i64) -> StoreResult<Vec<(i64, Change)>>;
     /// The newest change and revocation sequence numbers.
     async fn heads(&self) -> StoreResult<(i64, i64)>;
+
+    /// A setting of the whole deployment (see `setting_claim`); `None` if never recorded.
+    async fn setting_get(&self, name: &str) -> StoreResult<Option<String>>;
+    /// Record `value` for `name` unless a value is recorded already (by another node starting
+    /// at the same moment, say): the recorded value either way.
+    async fn setting_claim(&self, name: &str, value: &str) -> StoreResult<String>;
+    /// Record `value` for `name`, replacing any.
+    async fn setting_set(&self, name: &str, value: &str) -> StoreResult<()>;
 }

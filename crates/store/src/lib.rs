@@ -12,8 +12,10 @@ pub use postgres::{CHANNEL, PgSettings, PgStore, is_postgres_url};
 pub use sqlite::SqliteStore;
 
 use shared::Sql;
+use sqlx::migrate::Migrator;
 use std::path::Path;
 use std::sync::Arc;
+use tessera_core::store::StoreError;
 use tessera_core::store::{Store, StoreResult};
 use tokio::sync::Notify;
 
@@ -67,3 +69,22 @@ impl Backend {
         }
     }
 }
+
+/// Refuse a database whose schema is ahead of `migrator` (`applied` is the newest migration
+/// recorded in it): a newer Tessera wrote it, and this binary would misread what it added.
+/// sqlx would refuse too, but with a message about a missing migration file. (A failure to
+/// read `applied`, a new database without the table, say, counts as `None`: any other failure
+/// shows again at once when the migrations run.)
+fn refuse_newer(applied: Option<i64>, migrator: &Migrator) -> StoreResult<()> {
+    let known = migrator.iter().map(|m| m.version).max().unwrap_or(0);
+    match applied {
+        Some(v) if v > known => Err(StoreError::Newer(format!(
+            "the database schema is at version {v}, newer than this binary knows (up to {known}): \
+             a newer Tessera upgraded it; run that version (refusing to start rather than misread the data)"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The newest migration recorded (`_sqlx_migrations` is sqlx's table).
+const APPLIED_VERSION: &str = "SELECT MAX(version) FROM _sqlx_migrations";

@@ -127,6 +127,8 @@ impl PgStore {
         // that is closed afterwards rather than returned to the pool.
         let mut conn = pool.acquire().await.db()?.detach();
         sqlx::query("SET statement_timeout = 0").execute(&mut conn).await.db()?;
+        let applied: Option<i64> = sqlx::query_scalar(crate::APPLIED_VERSION).fetch_one(&mut conn).await.ok().flatten();
+        crate::refuse_newer(applied, &MIGRATOR)?;
         MIGRATOR.run(&mut conn).await.map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))?;
         let _ = sqlx::Connection::close(conn).await;
         let schema: String = sqlx::query_scalar("SELECT current_schema()::text").fetch_one(&pool).await.db()?;

@@ -788,6 +788,23 @@ impl<D: Dialect> Store for Sql<D> {
         })
         .await
     }
+
+    async fn setting_get(&self, name: &str) -> StoreResult<Option<String>> {
+        self.run(self.read(sql::SETTING_GET, args![name], |row| get(row, "value"))).await
+    }
+
+    async fn setting_claim(&self, name: &str, value: &str) -> StoreResult<String> {
+        self.run(async {
+            let mut conn = self.conn().await?;
+            conn.exec(sql::SETTING_CLAIM, args![name, value]).await?;
+            get(&conn.one(sql::SETTING_GET, args![name]).await?, "value")
+        })
+        .await
+    }
+
+    async fn setting_set(&self, name: &str, value: &str) -> StoreResult<()> {
+        self.run(async { self.exec(sql::SETTING_SET, args![name, value]).await.map(drop) }).await
+    }
 }
 
 /// The keys that settle attempts (see `Store::attempt_release`), each with whether it is

@@ -175,3 +175,12 @@ pub(crate) const ROW_LOCKS: Locking = Locking {
 /// The last sequence numbers of the change feed and the revocation list, in one round trip.
 pub(crate) const HEADS: &str = "SELECT (SELECT COALESCE(MAX(seq), 0) FROM changes) AS c, \
      (SELECT COALESCE(MAX(seq), 0) FROM revocations) AS r";
+
+/// The deployment setting $1.
+pub(crate) const SETTING_GET: &str = "SELECT value FROM deployment WHERE name = $1";
+/// Record the deployment setting $1 = $2 unless it is recorded.
+pub(crate) const SETTING_CLAIM: &str =
+    "INSERT INTO deployment (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING";
+/// Record the deployment setting $1 = $2.
+pub(crate) const SETTING_SET: &str =
+    "INSERT INTO deployment (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = excluded.value";

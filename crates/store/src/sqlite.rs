@@ -40,6 +40,8 @@ impl SqliteStore {
             .connect_with(opts)
             .await
             .db()?;
+        let applied: Option<i64> = sqlx::query_scalar(crate::APPLIED_VERSION).fetch_one(&pool).await.ok().flatten();
+        crate::refuse_newer(applied, &MIGRATOR)?;
         MIGRATOR.run(&pool).await.map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))?;
         Ok(SqliteStore { pool })
     }

@@ -109,7 +109,7 @@ fn http_client() -> reqwest::Client {
 }
 
 /// Commands must not pick up configuration from the developer's environment.
-fn scrub_env(cmd: &mut Command) {
+pub fn scrub_env(cmd: &mut Command) {
     for (k, _) in std::env::vars_os() {
         if k.to_string_lossy().starts_with("TESSERA_") {
             cmd.env_remove(k);

@@ -9,6 +9,7 @@ mod audience;
 mod chains;
 mod cli;
 mod connections;
+mod deployment;
 mod discovery;
 mod errors;
 mod fronts_policy;

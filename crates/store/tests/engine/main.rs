@@ -2,6 +2,7 @@
 //! expiry, key rotation, and two engines sharing one database. Every test here runs against
 //! both backends (`sqlite::*` and `pg::*`); `pg_nodes` holds the multi-node PostgreSQL tests.
 
+mod deployment;
 mod env;
 mod faults;
 mod limits;
@@ -9,6 +10,7 @@ mod mfa;
 mod newtypes;
 mod pg_nodes;
 
+use deployment::*;
 use faults::*;
 use limits::*;
 use mfa::*;
@@ -52,6 +54,8 @@ macro_rules! on_both_backends {
 }
 
 on_both_backends!(
+    a_deployment_setting_is_claimed_once_then_replaced_on_purpose,
+    a_database_migrated_by_a_newer_version_is_refused,
     concurrent_presentations_of_one_refresh_token_succeed_exactly_once,
     grace_window_tolerates_a_second_tab_then_reuse_kills_the_family,
     without_grace_a_second_presentation_is_reuse,
