@@ -47,11 +47,11 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub struct RefreshRecord {
     pub token_hash: String,
     pub family_id: String,
-    pub tenant: String,
-    pub client_id: String,
+    pub tenant: TenantName,
+    pub client_id: ClientId,
     pub subject: String,
     /// The user behind the token, for user grants.
-    pub username: Option<String>,
+    pub username: Option<Username>,
     pub scope: Option<String>,
     pub audience: String,
     pub issued_at: i64,
@@ -85,7 +85,7 @@ pub struct NewRefresh {
 /// A revoked access token id, kept until the token would have expired anyway.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Revocation {
-    pub tenant: String,
+    pub tenant: TenantName,
     pub jti: String,
     pub expires_at: i64,
 }
@@ -135,8 +135,8 @@ pub struct DeviceRecord {
     pub device_code_hash: String,
     /// Normalised: the 8 characters without separator.
     pub user_code: String,
-    pub tenant: String,
-    pub client_id: String,
+    pub tenant: TenantName,
+    pub client_id: ClientId,
     pub scope: Option<String>,
     pub claim_set: ClaimSet,
     pub created_at: i64,
@@ -145,7 +145,7 @@ pub struct DeviceRecord {
     pub last_poll_at: Option<i64>,
     pub status: DeviceStatus,
     /// Who approved (or denied) it.
-    pub username: Option<String>,
+    pub username: Option<Username>,
 }
 
 /// The answer to one poll, decided atomically by the store.
@@ -167,10 +167,10 @@ pub enum DevicePoll {
 pub struct LegacyRecord {
     pub token_hash: String,
     pub jti: String,
-    pub tenant: String,
+    pub tenant: TenantName,
     pub subject: String,
-    pub username: Option<String>,
-    pub client_id: Option<String>,
+    pub username: Option<Username>,
+    pub client_id: Option<ClientId>,
     pub scope: Option<String>,
     pub issued_at: i64,
     pub expires_at: i64,
@@ -192,10 +192,10 @@ pub fn split_words(s: Option<String>) -> Vec<String> {
 /// admin command changed) drops or reloads what it holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
-    Tenant { tenant: String },
-    Key { tenant: String },
-    Client { tenant: String, client_id: String },
-    User { tenant: String, username: String },
+    Tenant { tenant: TenantName },
+    Key { tenant: TenantName },
+    Client { tenant: TenantName, client_id: ClientId },
+    User { tenant: TenantName, username: Username },
 }
 
 #[async_trait::async_trait]

@@ -113,6 +113,11 @@ fn name<N: TryFrom<String>>(r: &impl Cols, col: &str) -> StoreResult<N> {
     N::try_from(get::<String>(r, col)?).map_err(|_| corrupt("name"))
 }
 
+/// A stored optional name, checked again as it is read.
+fn opt_name<N: TryFrom<String>>(r: &impl Cols, col: &str) -> StoreResult<Option<N>> {
+    get::<Option<String>>(r, col)?.map(|s| N::try_from(s).map_err(|_| corrupt("name"))).transpose()
+}
+
 fn claim_set(r: &impl Cols) -> StoreResult<ClaimSet> {
     ClaimSet::parse(&get::<String>(r, "claim_set")?).ok_or_else(|| corrupt("claim set"))
 }
@@ -203,10 +208,10 @@ pub(crate) fn refresh(r: &impl Cols) -> StoreResult<RefreshRecord> {
     Ok(RefreshRecord {
         token_hash: get(r, "token_hash")?,
         family_id: get(r, "family_id")?,
-        tenant: get(r, "tenant")?,
-        client_id: get(r, "client_id")?,
+        tenant: name(r, "tenant")?,
+        client_id: name(r, "client_id")?,
         subject: get(r, "subject")?,
-        username: get(r, "username")?,
+        username: opt_name(r, "username")?,
         scope: get(r, "scope")?,
         audience: get(r, "audience")?,
         issued_at: get(r, "issued_at")?,
@@ -228,8 +233,8 @@ pub(crate) fn device(r: &impl Cols) -> StoreResult<DeviceRecord> {
     Ok(DeviceRecord {
         device_code_hash: get(r, "device_code_hash")?,
         user_code: get(r, "user_code")?,
-        tenant: get(r, "tenant")?,
-        client_id: get(r, "client_id")?,
+        tenant: name(r, "tenant")?,
+        client_id: name(r, "client_id")?,
         scope: get(r, "scope")?,
         claim_set: claim_set(r)?,
         created_at: get(r, "created_at")?,
@@ -237,7 +242,7 @@ pub(crate) fn device(r: &impl Cols) -> StoreResult<DeviceRecord> {
         interval: get(r, "interval_secs")?,
         last_poll_at: get(r, "last_poll_at")?,
         status: DeviceStatus::parse(&get::<String>(r, "status")?).ok_or_else(|| corrupt("device status"))?,
-        username: get(r, "username")?,
+        username: opt_name(r, "username")?,
     })
 }
 
@@ -245,10 +250,10 @@ pub(crate) fn legacy(r: &impl Cols) -> StoreResult<LegacyRecord> {
     Ok(LegacyRecord {
         token_hash: get(r, "token_hash")?,
         jti: get(r, "jti")?,
-        tenant: get(r, "tenant")?,
+        tenant: name(r, "tenant")?,
         subject: get(r, "subject")?,
-        username: get(r, "username")?,
-        client_id: get(r, "client_id")?,
+        username: opt_name(r, "username")?,
+        client_id: opt_name(r, "client_id")?,
         scope: get(r, "scope")?,
         issued_at: get(r, "issued_at")?,
         expires_at: get(r, "expires_at")?,
@@ -258,18 +263,17 @@ pub(crate) fn legacy(r: &impl Cols) -> StoreResult<LegacyRecord> {
 
 /// From a row with `tenant`, `jti` and `expires_at`.
 pub(crate) fn revocation(r: &impl Cols) -> StoreResult<Revocation> {
-    Ok(Revocation { tenant: get(r, "tenant")?, jti: get(r, "jti")?, expires_at: get(r, "expires_at")? })
+    Ok(Revocation { tenant: name(r, "tenant")?, jti: get(r, "jti")?, expires_at: get(r, "expires_at")? })
 }
 
 /// From a row of the change feed (`kind`, `tenant`, `subject`).
 pub(crate) fn change(r: &impl Cols) -> StoreResult<Change> {
-    let tenant: String = get(r, "tenant")?;
-    let subject: Option<String> = get(r, "subject")?;
+    let tenant = name(r, "tenant")?;
     Ok(match get::<String>(r, "kind")?.as_str() {
         "tenant" => Change::Tenant { tenant },
         "key" => Change::Key { tenant },
-        "client" => Change::Client { tenant, client_id: subject.unwrap_or_default() },
-        "user" => Change::User { tenant, username: subject.unwrap_or_default() },
+        "client" => Change::Client { tenant, client_id: name(r, "subject")? },
+        "user" => Change::User { tenant, username: name(r, "subject")? },
         _ => return Err(corrupt("change kind")),
     })
 }

@@ -44,6 +44,11 @@ macro_rules! name_arg {
                 Arg::Text(Some(v.as_str()))
             }
         }
+        impl<'a> From<&'a Option<$t>> for Arg<'a> {
+            fn from(v: &'a Option<$t>) -> Self {
+                Arg::Text(v.as_ref().map(|n| n.as_str()))
+            }
+        }
     )*};
 }
 name_arg!(TenantName, Username, ClientId);

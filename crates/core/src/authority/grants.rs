@@ -4,6 +4,7 @@ use super::{Audience, Authority, Mint, TenantState};
 use crate::device;
 use crate::error::{Error, ErrorKind, Result};
 use crate::grant::{ClientAuth, DeviceAuthorization, Grant, IssuedTokens, TokenRequest, token_type};
+use crate::name::{ClientId, Username};
 use crate::principal::{Client, GrantType, User, parse_scope};
 use crate::secret::{self, Secret, prefix};
 use crate::store::{DevicePoll, DeviceRecord, DeviceStatus, LegacyRecord, NewRefresh, RefreshRecord, Rotation};
@@ -26,7 +27,7 @@ pub(super) struct Exchange<'a> {
 /// Who a token is for, and how it came to be.
 struct Holder<'a> {
     client: Option<&'a Client>,
-    username: &'a str,
+    username: &'a Username,
     scope: Option<String>,
     audience: Option<&'a str>,
     claim_set: ClaimSet,
@@ -273,10 +274,10 @@ impl Authority {
                 let record = RefreshRecord {
                     token_hash: secret::sha256_b64(rt.expose()),
                     family_id,
-                    tenant: ts.tenant.name.to_string(),
-                    client_id: c.client_id.to_string(),
-                    subject: h.username.to_owned(),
-                    username: Some(h.username.to_owned()),
+                    tenant: ts.tenant.name.clone(),
+                    client_id: c.client_id.clone(),
+                    subject: h.username.to_string(),
+                    username: Some(h.username.clone()),
                     scope: h.scope.clone(),
                     audience: h.audience.unwrap_or(&ts.issuer).to_owned(),
                     issued_at: now,
@@ -298,7 +299,7 @@ impl Authority {
         };
         let subject = Subject {
             tenant: &ts.tenant.name,
-            username: Some(h.username),
+            username: Some(h.username.as_str()),
             client_id,
             grant_type: h.grant_type,
             refresh_count: 0,
@@ -306,7 +307,7 @@ impl Authority {
         let (sub, extra) = token::shape(h.claim_set, &subject);
         let mint = Mint {
             sub: &sub,
-            username: Some(h.username),
+            username: Some(h.username.as_str()),
             client_id,
             scope: h.scope,
             audience: h.audience,
@@ -417,8 +418,8 @@ impl Authority {
         let mut record = DeviceRecord {
             device_code_hash: secret::sha256_b64(device_code.expose()),
             user_code: String::new(),
-            tenant: tenant.to_owned(),
-            client_id: client.client_id.to_string(),
+            tenant: ts.tenant.name.clone(),
+            client_id: client.client_id.clone(),
             scope,
             claim_set,
             created_at: now,
@@ -555,7 +556,7 @@ impl Authority {
                 };
                 let holder = Holder {
                     client: Some(client),
-                    username,
+                    username: &user.username,
                     scope: rec.scope.clone(),
                     audience: None,
                     claim_set: rec.claim_set,
@@ -591,16 +592,20 @@ impl Authority {
         let subject = self
             .verify_access(&ts.tenant.name, subject_token)
             .map_err(|_| Error::invalid_grant("the subject token is invalid, expired or revoked"))?;
-        if let Some(u) = subject.username.as_deref() {
-            match self.find_user(&ts.tenant.name, u).await? {
-                Some(user) if !user.disabled => {}
+        let user = match subject.username.as_deref() {
+            Some(u) => match self.find_user(&ts.tenant.name, u).await? {
+                Some(user) if !user.disabled => Some(user.username),
                 _ => return Err(Error::invalid_grant("the subject token's user is disabled or no longer exists")),
-            }
-        }
+            },
+            None => None,
+        };
         let granted: Vec<String> = subject.scope.as_deref().map(parse_scope).transpose()?.unwrap_or_default();
         let scope = Self::grant_scope(&granted, wanted.scope)?;
         let jti = secret::random_b64(self.rng.as_ref(), 16);
-        let client_id = client.map(|c| c.client_id.to_string()).or_else(|| subject.client_id.clone());
+        let client_id = match client {
+            Some(c) => Some(c.client_id.clone()),
+            None => subject.client_id.as_deref().map(ClientId::parse).transpose()?,
+        };
         let provenance = Provenance::inherited(&subject);
         let latest = provenance.session_exp.unwrap_or(subject.exp);
         match wanted.requested.unwrap_or(token_type::ACCESS_TOKEN) {
@@ -633,9 +638,9 @@ impl Authority {
                 let rec = LegacyRecord {
                     token_hash: secret::sha256_b64(token.expose()),
                     jti: jti.clone(),
-                    tenant: ts.tenant.name.to_string(),
+                    tenant: ts.tenant.name.clone(),
                     subject: subject.sub.clone(),
-                    username: subject.username.clone(),
+                    username: user,
                     client_id,
                     scope: scope.clone(),
                     issued_at: now,

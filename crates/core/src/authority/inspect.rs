@@ -3,6 +3,7 @@
 use super::{Audience, Authority, Introspection, TenantState, lock_poisoned};
 use crate::error::{Error, Result};
 use crate::grant::ClientAuth;
+use crate::name::{ClientId, TenantName, Username};
 use crate::principal::User;
 use crate::secret::{self, prefix};
 use crate::store::Revocation;
@@ -182,14 +183,14 @@ impl Authority {
         Ok(Introspection {
             active: true,
             scope: r.scope,
-            client_id: Some(r.client_id),
-            username: r.username,
+            client_id: Some(r.client_id.into_string()),
+            username: r.username.map(Username::into_string),
             token_type: Some("refresh_token"),
             exp: Some(r.expires_at),
             iat: Some(r.issued_at),
             sub: Some(r.subject),
             iss: Some(ts.issuer.clone()),
-            tenant: Some(r.tenant),
+            tenant: Some(r.tenant.into_string()),
             auth_time: r.auth_time,
             amr: r.amr,
             ..Introspection::default()
@@ -209,15 +210,15 @@ impl Authority {
         Ok(Introspection {
             active: true,
             scope: r.scope,
-            client_id: r.client_id,
-            username: r.username,
+            client_id: r.client_id.map(ClientId::into_string),
+            username: r.username.map(Username::into_string),
             token_type: Some("Bearer"),
             exp: Some(r.expires_at),
             iat: Some(r.issued_at),
             sub: Some(r.subject),
             iss: Some(ts.issuer.clone()),
             jti: Some(r.jti),
-            tenant: Some(r.tenant),
+            tenant: Some(r.tenant.into_string()),
             ..Introspection::default()
         })
     }
@@ -279,7 +280,8 @@ impl Authority {
     /// (token exchange, a front's token from a bearer token) ends alone, so that a service
     /// cleaning up its own exchanged token does not sign the person out. Durable on return.
     pub async fn revoke_access(&self, claims: &AccessClaims) -> Result<()> {
-        let own = Revocation { tenant: claims.tenant.clone(), jti: claims.jti.clone(), expires_at: claims.exp };
+        let own =
+            Revocation { tenant: TenantName::parse(&claims.tenant)?, jti: claims.jti.clone(), expires_at: claims.exp };
         if claims.session_exp.is_some() {
             return self.record_revocation(own).await;
         }
@@ -319,7 +321,7 @@ impl Authority {
     ) -> Result<()> {
         self.remember_revoked(revoked)?;
         let r = Revocation {
-            tenant: ts.tenant.name.to_string(),
+            tenant: ts.tenant.name.clone(),
             jti: family_id.to_owned(),
             expires_at: self.session_horizon(ts, now),
         };
@@ -329,7 +331,7 @@ impl Authority {
     /// End every token minted from an API key (the key itself was revoked in the store).
     pub(super) async fn end_api_key(&self, ts: &TenantState, key_id: &str) -> Result<()> {
         let r = Revocation {
-            tenant: ts.tenant.name.to_string(),
+            tenant: ts.tenant.name.clone(),
             jti: key_id.to_owned(),
             expires_at: self.session_horizon(ts, self.now()),
         };

@@ -190,7 +190,11 @@ async fn a_follower_never_skips_revocations_written_concurrently_by_other_nodes(
     for i in 0..200 {
         let store = writers[i % 2].clone();
         tasks.push(tokio::spawn(async move {
-            let r = Revocation { tenant: "t".into(), jti: format!("jti-{i}"), expires_at: i64::MAX };
+            let r = Revocation {
+                tenant: tessera_core::TenantName::parse("t").unwrap(),
+                jti: format!("jti-{i}"),
+                expires_at: i64::MAX,
+            };
             store.revocation_insert(&r).await.unwrap();
         }));
     }
