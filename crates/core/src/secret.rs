@@ -297,4 +297,69 @@ mod tests {
     fn debug_is_redacted() {
         assert_eq!(format!("{:?}", Secret::new("hunter2")), "Secret(***)");
     }
+
+    /// Every type that holds a secret prints none of it with `Debug` (none has `Display`).
+    #[test]
+    fn debug_of_every_secret_type_is_redacted() -> crate::Result<()> {
+        use crate::grant::IssuedTokens;
+        use crate::keys::{Alg, MasterKey, SigningKey};
+        use crate::name::{ClientId, TenantName, Username};
+        use crate::principal::{Client, TotpState, User};
+        let mut printed = vec![];
+        let master = MasterKey::from_base64("c2VjcmV0LW1hc3Rlci1rZXktb2YtMzItYnl0ZXMhISE=")?;
+        printed.push(format!("{master:?}"));
+        let (key, record) = SigningKey::generate(&SystemRng, &master, "t", Alg::EdDSA, 0, 0)?;
+        printed.push(format!("{key:?}"));
+        let issued = IssuedTokens::access("eyJhbGciOi.secret-access-token.sig".into(), "j".into(), None, 10, 0)
+            .with_refresh(Some(Secret::new("tsr_secret-refresh-token")), 100);
+        printed.push(format!("{issued:?}"));
+        let enrolment = crate::authority::TotpEnrolment {
+            otpauth_uri: "otpauth://totp/x?secret=TOTPSECRETBASE32".into(),
+            secret_base32: "TOTPSECRETBASE32".into(),
+        };
+        printed.push(format!("{enrolment:?}"));
+        let user = User {
+            tenant: TenantName::parse("t")?,
+            username: Username::parse("alice")?,
+            password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$secret-password-hash".into(),
+            roles: vec![],
+            disabled: false,
+            created_at: 0,
+            profile: Default::default(),
+            totp: TotpState { sealed_secret: Some(b"sealed-totp-secret".to_vec()), ..Default::default() },
+        };
+        printed.push(format!("{user:?}"));
+        let client = Client {
+            tenant: TenantName::parse("t")?,
+            client_id: ClientId::parse("c")?,
+            name: "c".into(),
+            secret_hash: Some("secret-client-hash".into()),
+            grants: vec![],
+            scopes: vec![],
+            owner: None,
+            callback_url: None,
+            description: None,
+            created_at: 0,
+            updated_at: 0,
+        };
+        printed.push(format!("{client:?}"));
+        let all = printed.join("\n");
+        let sealed_key = URL_SAFE_NO_PAD.encode(&record.private_sealed);
+        for secret in [
+            "c2VjcmV0LW1hc3Rlci1rZXktb2YtMzItYnl0ZXMhISE",
+            "secret-master-key",
+            "secret-access-token",
+            "secret-refresh-token",
+            "TOTPSECRETBASE32",
+            "secret-password-hash",
+            "argon2id",
+            "sealed-totp-secret",
+            "secret-client-hash",
+            &sealed_key,
+        ] {
+            assert!(!all.contains(secret), "{secret:?} printed by Debug:\n{all}");
+        }
+        assert!(all.contains("alice") && all.contains("IssuedTokens"), "the rest is still shown: {all}");
+        Ok(())
+    }
 }

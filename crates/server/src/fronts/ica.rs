@@ -107,7 +107,7 @@ async fn sign_in(
         if let Some(t) = &named {
             state.auth.tenant(t).map_err(|_| Error::invalid_token("unknown tenant"))?;
         }
-        return state.auth.api_key_sign_in(named.as_deref(), key).await;
+        return state.auth.api_key_sign_in(named.as_deref(), key, origin).await;
     }
     if let Some((username, password)) = basic_credentials(headers)? {
         let tenant = named.unwrap_or_else(|| tessera_core::DEFAULT_TENANT.to_owned());
