@@ -32,6 +32,7 @@ mod fronts;
 
 mod forgery;
 mod guessing;
+mod hygiene;
 mod input;
 mod replay;
 mod tenants;
