@@ -88,7 +88,7 @@ pub fn verify_sha256(presented: &str, stored_hash: &str) -> bool {
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, presented.as_bytes());
     let mut encoded = [0u8; 43];
     match URL_SAFE_NO_PAD.encode_slice(digest.as_ref(), &mut encoded) {
-        Ok(n) => ct_eq(&encoded[..n], stored_hash.as_bytes()),
+        Ok(n) => encoded.get(..n).is_some_and(|e| ct_eq(e, stored_hash.as_bytes())),
         Err(_) => false,
     }
 }
@@ -185,8 +185,11 @@ impl Argon2id {
         if memory.len() < blocks {
             memory.resize(blocks, argon2::Block::default());
         }
+        let Some(memory) = memory.get_mut(..blocks) else {
+            return false;
+        };
         argon2::Argon2::new(alg, version, params)
-            .hash_password_into_with_memory(password.as_bytes(), salt, out, &mut memory[..blocks])
+            .hash_password_into_with_memory(password.as_bytes(), salt, out, memory)
             .is_ok()
             && ct_eq(out, expected)
     }

@@ -33,7 +33,7 @@ pub fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, Secret)>
     let heap;
     let decoded: &[u8] = if rest.len() <= 340 {
         let n = STANDARD.decode_slice(rest, &mut stack).map_err(|_| bad())?;
-        &stack[..n]
+        stack.get(..n).ok_or_else(bad)?
     } else {
         heap = STANDARD.decode(rest).map_err(|_| bad())?;
         &heap

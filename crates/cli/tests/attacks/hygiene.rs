@@ -70,7 +70,7 @@ async fn no_secret_reaches_the_log_even_at_trace_level() {
     secrets.push(t.assert_ok("device token")["access_token"].as_str().expect("token").to_owned());
     secrets.push(code);
     // Revocations, and a metrics scrape.
-    s.revoke("default", &rotated["refresh_token"].as_str().expect("rt").to_owned(), auth).await;
+    s.revoke("default", rotated["refresh_token"].as_str().expect("rt"), auth).await;
     s.get("/metrics").await;
 
     let log = s.server_log();

@@ -19,9 +19,11 @@
 //! - oversized bodies in each front's format, repeated form parameters: `api/errors.rs`.
 //!
 //! Device user codes: 8 characters of a 20-consonant alphabet, 20^8 ~ 2^34.6 codes
-//! (`tessera_core::device`). A tenant's failed look-ups are capped (100 per 5-minute window
-//! by default) and a code lives 10 minutes, so one pending code is found with probability at
-//! most 200 / 20^8 ~ 8e-9 per code lifetime, whatever the attacker's number of addresses.
+//! (`tessera_core::device`; `guessing` checks that codes are drawn as stated). A tenant's
+//! failed look-ups are capped (100 per 5-minute window by default, `api/limits.rs`) and a
+//! code lives 10 minutes (at most three windows), so one pending code is found with
+//! probability at most 300 / 20^8 ~ 1.2e-8, whatever the attacker's number of addresses
+//! (README, "Device user codes").
 
 #[path = "../api/harness.rs"]
 mod harness;
@@ -34,6 +36,7 @@ mod forgery;
 mod guessing;
 mod hygiene;
 mod input;
+mod panics;
 mod replay;
 mod tenants;
 mod timing;

@@ -61,13 +61,15 @@ impl Authority {
             }
             ClientAuth::Absent => return Err(bad()),
         };
-        let counters = self.limits.client(tenant, id, origin);
-        self.refuse_if_locked(&counters)?;
+        // Made only when needed: client authentication is on the hot paths.
+        let counters = || self.limits.client(tenant, id, origin);
+        self.refuse_if_locked(counters)?;
         let client = self.client(tenant, id).await?;
         match client.as_ref().and_then(|c| c.secret_hash.as_deref()) {
             // A secret the client's maker chose (Argon2id, see `NewClient::secret`) may be
             // weak: counted before it is checked, like a password.
             Some(h) if h.starts_with("$argon2") => {
+                let counters = counters();
                 let reserved_at = self.reserve_attempt(&counters).await?;
                 let ok = self.hasher.verify(h.to_owned(), secret.clone()).await;
                 self.settle_attempt(&counters, reserved_at, !ok, ok).await?;
@@ -79,19 +81,21 @@ impl Authority {
                     // Same work as a real check, so that unknown ids do not answer faster.
                     let _ = secret::verify_sha256(secret.expose(), "");
                 }
-                self.count_failure(&counters).await?;
+                self.count_failure(&counters()).await?;
                 Err(bad())
             }
         }
     }
 
-    /// Refuse, before any check, a credential whose counters this node has found past a
-    /// limit (until that window ends). Lock-free while nothing is locked.
-    pub(super) fn refuse_if_locked(&self, counters: &[throttle::Counter]) -> Result<()> {
+    /// Refuse, before any check, a credential whose `counters` this node has found past a
+    /// limit (until that window ends). Lock-free, and the counters are not made, while
+    /// nothing is locked.
+    pub(super) fn refuse_if_locked(&self, counters: impl FnOnce() -> Vec<throttle::Counter>) -> Result<()> {
         if !self.any_locked.load(std::sync::atomic::Ordering::Acquire) {
             return Ok(());
         }
         let now = self.now();
+        let counters = counters();
         let locked = self.locked.read().map_err(super::lock_poisoned)?;
         match counters.iter().filter_map(|c| locked.get(&c.key)).filter(|until| **until > now).max() {
             Some(until) => Err(Error::rate_limited(until - now)),

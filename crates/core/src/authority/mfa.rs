@@ -235,11 +235,10 @@ impl Authority {
         key: &str,
         origin: Option<IpAddr>,
     ) -> Result<(User, ApiKey)> {
-        let counters = self.limits.api_key(origin);
-        self.refuse_if_locked(&counters)?;
+        self.refuse_if_locked(|| self.limits.api_key(origin))?;
         let found = self.check_api_key(tenant, key).await;
         if matches!(&found, Err(e) if e.kind == ErrorKind::InvalidToken) {
-            self.count_failure(&counters).await?;
+            self.count_failure(&self.limits.api_key(origin)).await?;
         }
         found
     }

@@ -71,7 +71,7 @@ fn json_reply(status: StatusCode, body: impl Serialize) -> Response {
     res
 }
 
-fn failure(e: Error) -> Response {
+pub(crate) fn failure(e: Error) -> Response {
     let status = crate::status::sign_in_status(e.kind, false);
     let body = ErrorEnvelope {
         error: ErrorMessage { message: format!("{}: {}", e.kind.code(), e.description) },

@@ -106,13 +106,16 @@ pub(crate) async fn api_key_lifecycle(kind: Kind) {
     let (k, key) =
         auth.create_api_key(&Actor::Operator, "t", "alice", "ci", Some(3600), vec!["read".into()]).await.unwrap();
     assert!(key.expose().starts_with("tsk_"));
-    let (user, found) = auth.authenticate_api_key(Some("t"), key.expose()).await.unwrap();
+    let (user, found) = auth.authenticate_api_key(Some("t"), key.expose(), None).await.unwrap();
     assert_eq!((user.username.as_str(), found.id.as_str()), ("alice", k.id.as_str()));
     assert_eq!(found.scopes, vec!["read".to_owned()]);
     let listed = auth.list_api_keys(&Actor::Operator, "t", Some("alice")).await.unwrap();
     assert_eq!(listed[0].last_used_at, Some(T0), "use is recorded");
     // Another tenant, a wrong key, expiry, revocation, a disabled user: all refused.
-    assert_eq!(auth.authenticate_api_key(Some("other"), key.expose()).await.unwrap_err().kind, ErrorKind::InvalidToken);
+    assert_eq!(
+        auth.authenticate_api_key(Some("other"), key.expose(), None).await.unwrap_err().kind,
+        ErrorKind::InvalidToken
+    );
     assert!(auth.authenticate_api_key(None, "tsk_nope", None).await.is_err());
     env.clock.advance(3600);
     assert!(auth.authenticate_api_key(None, key.expose(), None).await.is_err(), "expired");
