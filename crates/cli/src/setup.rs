@@ -69,8 +69,9 @@ fn master_key(config: &Config, db_has_keys: bool, shared: bool) -> Result<Master
         return MasterKey::from_base64(&v).map_err(|e| anyhow!("TESSERA_MASTER_KEY: {}", e.description));
     }
     let path = config.master_key_file.clone().unwrap_or_else(|| config.data_dir.join("master.key"));
-    match std::fs::read_to_string(&path) {
+    match std::fs::read_to_string(&path).map(zeroize::Zeroizing::new) {
         Ok(text) => {
+            refuse_if_shared(&path)?;
             MasterKey::from_base64(&text).map_err(|e| anyhow!("master key file {}: {}", path.display(), e.description))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -103,6 +104,22 @@ fn master_key(config: &Config, db_has_keys: bool, shared: bool) -> Result<Master
         }
         Err(e) => Err(e).with_context(|| format!("reading master key file {}", path.display())),
     }
+}
+
+/// A master key file that its group or others may read (or write) is refused: the key opens
+/// every signing key, so it must be its owner's alone (mode 0600 or stricter).
+fn refuse_if_shared(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?.permissions().mode();
+    if mode & 0o077 != 0 {
+        bail!(
+            "master key file {} has mode {:04o}: its group or others can reach it; run `chmod 600 {}`",
+            path.display(),
+            mode & 0o7777,
+            path.display()
+        );
+    }
+    Ok(())
 }
 
 fn create_private_dir(dir: &Path) -> Result<()> {

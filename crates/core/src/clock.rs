@@ -49,6 +49,7 @@ pub trait Rng: Send + Sync {
 pub struct SystemRng;
 
 impl Rng for SystemRng {
+    #[allow(clippy::expect_used, reason = "no input reaches it; without entropy nothing safe can go on")]
     fn fill(&self, buf: &mut [u8]) {
         // aws-lc's RNG only fails if the OS entropy source is gone; nothing safe can go on then.
         aws_lc_rs::rand::fill(buf).expect("operating system random source failed");

@@ -14,8 +14,11 @@ pub fn generate_user_code(rng: &dyn Rng) -> String {
         rng.fill(&mut b);
         // Rejection sampling keeps the distribution uniform: 240 = 12 * 20.
         for x in b {
-            if x < 240 && out.len() < USER_CODE_LEN {
-                out.push(ALPHABET[(x % 20) as usize] as char);
+            if x < 240
+                && out.len() < USER_CODE_LEN
+                && let Some(&c) = ALPHABET.get(usize::from(x % 20))
+            {
+                out.push(char::from(c));
             }
         }
     }

@@ -82,7 +82,7 @@ impl TokenRequest {
 }
 
 /// A successful token response in core terms (the front renders it).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct IssuedTokens {
     pub access_token: String,
     pub expires_in: i64,
@@ -94,6 +94,19 @@ pub struct IssuedTokens {
     pub refresh_expires_in: Option<i64>,
     /// RFC 8693 `issued_token_type`, for token exchange.
     pub issued_token_type: Option<&'static str>,
+}
+
+/// The tokens themselves are left out: a bearer token in a log is a credential.
+impl std::fmt::Debug for IssuedTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedTokens")
+            .field("access_token", &"***")
+            .field("jti", &self.jti)
+            .field("expires_at", &self.expires_at)
+            .field("scope", &self.scope)
+            .field("refresh_token", &self.refresh_token)
+            .finish_non_exhaustive()
+    }
 }
 
 impl IssuedTokens {

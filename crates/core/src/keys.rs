@@ -85,12 +85,14 @@ impl MasterKey {
         Zeroizing::new(STANDARD.encode(self.0.as_ref()))
     }
 
+    #[allow(clippy::expect_used, reason = "no input reaches it: a 32-byte key is always a valid AES-256 key")]
     fn aead(&self) -> LessSafeKey {
         // A 32-byte key is always a valid AES-256 key.
         LessSafeKey::new(UnboundKey::new(&AES_256_GCM, self.0.as_ref()).expect("32-byte AES key"))
     }
 
     /// AES-256-GCM; `context` (e.g. the kid) is bound as associated data.
+    #[allow(clippy::expect_used, reason = "sealing an in-memory buffer cannot fail")]
     pub fn seal(&self, rng: &dyn Rng, context: &str, plaintext: &[u8]) -> Vec<u8> {
         let mut nonce = [0u8; NONCE_LEN];
         rng.fill(&mut nonce);
@@ -194,10 +196,10 @@ impl SigningKey {
                 let kp = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der).map_err(bad)?;
                 let public = kp.public_key().as_ref().to_vec();
                 // Uncompressed point: 0x04 || x (32) || y (32).
-                if public.len() != 65 {
+                let (Some(x), Some(y), 65) = (public.get(1..33), public.get(33..65), public.len()) else {
                     return Err(Error::internal("unexpected P-256 public key length"));
-                }
-                let jwk = json!({"kty": "EC", "crv": "P-256", "x": b64(&public[1..33]), "y": b64(&public[33..])});
+                };
+                let jwk = json!({"kty": "EC", "crv": "P-256", "x": b64(x), "y": b64(y)});
                 (Pair::Ec(kp), public, jwk)
             }
             Alg::RS256 => {
@@ -213,9 +215,11 @@ impl SigningKey {
             }
         };
         let mut jwk = jwk;
-        jwk["kid"] = Value::String(kid.to_owned());
-        jwk["alg"] = Value::String(alg.as_str().to_owned());
-        jwk["use"] = Value::String("sig".to_owned());
+        if let Some(members) = jwk.as_object_mut() {
+            members.insert("kid".into(), Value::String(kid.to_owned()));
+            members.insert("alg".into(), Value::String(alg.as_str().to_owned()));
+            members.insert("use".into(), Value::String("sig".to_owned()));
+        }
         let verifier = UnparsedPublicKey::new(verification_alg(alg), public);
         let header = json!({"alg": alg.as_str(), "typ": "at+jwt", "kid": kid});
         Ok(SigningKey {
@@ -361,12 +365,15 @@ impl KeyRing {
 
     /// Where each key is in its life, given the longest lifetime of a token it may have signed.
     pub fn status(&self, idx: usize, now: i64, max_token_ttl: i64) -> KeyStatus {
-        let k = &self.keys[idx];
+        let Some(k) = self.keys.get(idx) else {
+            return KeyStatus::Retired;
+        };
         if k.activates_at > now {
             return KeyStatus::Pending;
         }
         // The first later key that has taken over ends this key's signing life.
-        match self.keys[idx + 1..].iter().find(|n| n.activates_at <= now) {
+        let later = self.keys.get(idx + 1..).unwrap_or_default();
+        match later.iter().find(|n| n.activates_at <= now) {
             None => KeyStatus::Active,
             Some(next) if next.activates_at + max_token_ttl > now => KeyStatus::Retiring,
             Some(_) => KeyStatus::Retired,
@@ -375,17 +382,19 @@ impl KeyRing {
 
     /// The keys to publish in JWKS: everything not retired.
     pub fn published(&self, now: i64, max_token_ttl: i64) -> impl Iterator<Item = &std::sync::Arc<SigningKey>> {
-        (0..self.keys.len())
-            .filter(move |&i| self.status(i, now, max_token_ttl) != KeyStatus::Retired)
-            .map(move |i| &self.keys[i])
+        self.keys
+            .iter()
+            .enumerate()
+            .filter(move |&(i, _)| self.status(i, now, max_token_ttl) != KeyStatus::Retired)
+            .map(|(_, k)| k)
     }
 
     /// A key usable to verify a token now (not retired).
     pub fn verifying_key(&self, kid: &str, now: i64, max_token_ttl: i64) -> Option<&std::sync::Arc<SigningKey>> {
-        let i = self.keys.iter().position(|k| k.kid == kid)?;
+        let (i, k) = self.keys.iter().enumerate().find(|(_, k)| k.kid == kid)?;
         match self.status(i, now, max_token_ttl) {
             KeyStatus::Retired => None,
-            _ => Some(&self.keys[i]),
+            _ => Some(k),
         }
     }
 }

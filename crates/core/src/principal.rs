@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 pub const ROLE_ADMIN: &str = "admin";
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct User {
     pub tenant: TenantName,
     pub username: Username,
@@ -18,6 +18,20 @@ pub struct User {
     pub created_at: i64,
     pub profile: Profile,
     pub totp: TotpState,
+}
+
+/// The password hash (which an attacker could attack offline) and the second factor are
+/// left out.
+impl std::fmt::Debug for User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("User")
+            .field("tenant", &self.tenant)
+            .field("username", &self.username)
+            .field("roles", &self.roles)
+            .field("disabled", &self.disabled)
+            .field("totp_enabled", &self.totp.enabled)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A user's second factor.
@@ -143,7 +157,7 @@ impl FromStr for GrantType {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Client {
     pub tenant: TenantName,
     pub client_id: ClientId,
@@ -159,6 +173,19 @@ pub struct Client {
     pub description: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
+}
+
+/// The secret's hash is left out.
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("tenant", &self.tenant)
+            .field("client_id", &self.client_id)
+            .field("public", &self.secret_hash.is_none())
+            .field("grants", &self.grants)
+            .field("scopes", &self.scopes)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Client {

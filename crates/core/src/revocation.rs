@@ -12,10 +12,10 @@ fn key(jti: &str) -> u128 {
     if jti.len() == 22
         && let Ok(16) = URL_SAFE_NO_PAD.decode_slice(jti, &mut buf)
     {
-        return u128::from_le_bytes(buf[..16].try_into().unwrap_or_default());
+        return u128::from_le_bytes(buf.get(..16).and_then(|b| b.try_into().ok()).unwrap_or_default());
     }
     let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, jti.as_bytes());
-    u128::from_le_bytes(d.as_ref()[..16].try_into().unwrap_or_default())
+    u128::from_le_bytes(d.as_ref().get(..16).and_then(|b| b.try_into().ok()).unwrap_or_default())
 }
 
 /// Expiry is stored relative to a base, in seconds, to halve the value size.

@@ -88,7 +88,7 @@ pub fn verify_sha256(presented: &str, stored_hash: &str) -> bool {
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, presented.as_bytes());
     let mut encoded = [0u8; 43];
     match URL_SAFE_NO_PAD.encode_slice(digest.as_ref(), &mut encoded) {
-        Ok(n) => ct_eq(&encoded[..n], stored_hash.as_bytes()),
+        Ok(n) => encoded.get(..n).is_some_and(|e| ct_eq(e, stored_hash.as_bytes())),
         Err(_) => false,
     }
 }
@@ -185,8 +185,11 @@ impl Argon2id {
         if memory.len() < blocks {
             memory.resize(blocks, argon2::Block::default());
         }
+        let Some(memory) = memory.get_mut(..blocks) else {
+            return false;
+        };
         argon2::Argon2::new(alg, version, params)
-            .hash_password_into_with_memory(password.as_bytes(), salt, out, &mut memory[..blocks])
+            .hash_password_into_with_memory(password.as_bytes(), salt, out, memory)
             .is_ok()
             && ct_eq(out, expected)
     }
@@ -296,5 +299,70 @@ mod tests {
     #[test]
     fn debug_is_redacted() {
         assert_eq!(format!("{:?}", Secret::new("hunter2")), "Secret(***)");
+    }
+
+    /// Every type that holds a secret prints none of it with `Debug` (none has `Display`).
+    #[test]
+    fn debug_of_every_secret_type_is_redacted() -> crate::Result<()> {
+        use crate::grant::IssuedTokens;
+        use crate::keys::{Alg, MasterKey, SigningKey};
+        use crate::name::{ClientId, TenantName, Username};
+        use crate::principal::{Client, TotpState, User};
+        let mut printed = vec![];
+        let master = MasterKey::from_base64("c2VjcmV0LW1hc3Rlci1rZXktb2YtMzItYnl0ZXMhISE=")?;
+        printed.push(format!("{master:?}"));
+        let (key, record) = SigningKey::generate(&SystemRng, &master, "t", Alg::EdDSA, 0, 0)?;
+        printed.push(format!("{key:?}"));
+        let issued = IssuedTokens::access("eyJhbGciOi.secret-access-token.sig".into(), "j".into(), None, 10, 0)
+            .with_refresh(Some(Secret::new("tsr_secret-refresh-token")), 100);
+        printed.push(format!("{issued:?}"));
+        let enrolment = crate::authority::TotpEnrolment {
+            otpauth_uri: "otpauth://totp/x?secret=TOTPSECRETBASE32".into(),
+            secret_base32: "TOTPSECRETBASE32".into(),
+        };
+        printed.push(format!("{enrolment:?}"));
+        let user = User {
+            tenant: TenantName::parse("t")?,
+            username: Username::parse("alice")?,
+            password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$secret-password-hash".into(),
+            roles: vec![],
+            disabled: false,
+            created_at: 0,
+            profile: Default::default(),
+            totp: TotpState { sealed_secret: Some(b"sealed-totp-secret".to_vec()), ..Default::default() },
+        };
+        printed.push(format!("{user:?}"));
+        let client = Client {
+            tenant: TenantName::parse("t")?,
+            client_id: ClientId::parse("c")?,
+            name: "c".into(),
+            secret_hash: Some("secret-client-hash".into()),
+            grants: vec![],
+            scopes: vec![],
+            owner: None,
+            callback_url: None,
+            description: None,
+            created_at: 0,
+            updated_at: 0,
+        };
+        printed.push(format!("{client:?}"));
+        let all = printed.join("\n");
+        let sealed_key = URL_SAFE_NO_PAD.encode(&record.private_sealed);
+        for secret in [
+            "c2VjcmV0LW1hc3Rlci1rZXktb2YtMzItYnl0ZXMhISE",
+            "secret-master-key",
+            "secret-access-token",
+            "secret-refresh-token",
+            "TOTPSECRETBASE32",
+            "secret-password-hash",
+            "argon2id",
+            "sealed-totp-secret",
+            "secret-client-hash",
+            &sealed_key,
+        ] {
+            assert!(!all.contains(secret), "{secret:?} printed by Debug:\n{all}");
+        }
+        assert!(all.contains("alice") && all.contains("IssuedTokens"), "the rest is still shown: {all}");
+        Ok(())
     }
 }

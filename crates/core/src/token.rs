@@ -313,6 +313,8 @@ pub enum Invalid {
     AlgorithmMismatch,
     BadSignature,
     Expired,
+    /// Issued (`iat`) or valid from (`nbf`) later than now, beyond the allowed clock skew.
+    NotYetValid,
     WrongIssuer,
     WrongTenant,
     Revoked,
@@ -357,8 +359,14 @@ impl Parsed<'_> {
     }
 }
 
+/// How far ahead of this node's clock a token's `iat` or `nbf` may be: the clock skew allowed
+/// between the nodes of a deployment. Tessera never mints a token that is not valid at once,
+/// so a later one was signed by someone else's clock, or by a stolen key.
+pub const CLOCK_SKEW: i64 = 60;
+
 /// Verify a token issued by this tenant: key by `kid` from its ring, that key's algorithm
-/// only, issuer and tenant claims, expiry. Revocation is the caller's check.
+/// only, issuer and tenant claims, expiry, issue time and `nbf`. Revocation is the caller's
+/// check.
 pub fn verify(
     token: &str,
     ring: &KeyRing,
@@ -383,6 +391,14 @@ pub fn verify(
     }
     if claims.exp <= now {
         return Err(Invalid::Expired);
+    }
+    if claims.iat > now + CLOCK_SKEW {
+        return Err(Invalid::NotYetValid);
+    }
+    match claims.extra.get("nbf") {
+        None => {}
+        Some(nbf) if nbf.as_i64().is_some_and(|n| n <= now + CLOCK_SKEW) => {}
+        Some(_) => return Err(Invalid::NotYetValid),
     }
     Ok(claims)
 }
@@ -498,6 +514,26 @@ mod tests {
             assert_eq!(verify(&t, &r, "https://a", "a", 70, 3600), Err(Invalid::Expired));
             assert_eq!(verify(&t, &r, "https://b", "a", 20, 3600), Err(Invalid::WrongIssuer));
             assert_eq!(verify(&t, &ring(alg), "https://a", "a", 20, 3600), Err(Invalid::UnknownKey));
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn tokens_from_the_future_are_not_yet_valid() -> TestResult {
+        let r = ring(Alg::EdDSA);
+        let mut c = claims(1000);
+        c.exp = 5000;
+        let t = mint_claims(&r, &c)?;
+        assert_eq!(verify(&t, &r, "https://a", "a", 1000 - CLOCK_SKEW, 3600).map(|_| ()), Ok(()));
+        assert_eq!(verify(&t, &r, "https://a", "a", 1000 - CLOCK_SKEW - 1, 3600), Err(Invalid::NotYetValid));
+        for (nbf, ok) in
+            [(serde_json::json!(1060), true), (serde_json::json!(1061), false), (serde_json::json!("1"), false)]
+        {
+            let mut c = claims(1000);
+            c.exp = 5000;
+            c.extra.insert("nbf".into(), nbf.clone());
+            let t = mint_claims(&r, &c)?;
+            assert_eq!(verify(&t, &r, "https://a", "a", 1000, 3600).is_ok(), ok, "nbf {nbf}");
         }
         Ok(())
     }

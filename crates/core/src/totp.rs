@@ -62,7 +62,9 @@ pub fn recovery_codes(rng: &dyn Rng) -> Vec<String> {
                         if out.len() == 5 {
                             out.push('-');
                         }
-                        out.push(RECOVERY_ALPHABET[(x % 31) as usize] as char);
+                        if let Some(&c) = RECOVERY_ALPHABET.get(usize::from(x % 31)) {
+                            out.push(char::from(c));
+                        }
                     }
                 }
             }

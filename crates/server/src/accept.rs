@@ -10,12 +10,10 @@
 //! per request. Keep it only while `bench/run` shows that is still worth it; everything
 //! off the hot path uses the framework's parts.
 
-use crate::{AppState, deadline, extract, oauth, router};
-use axum::response::{IntoResponse, Response};
+use crate::{AppState, deadline, extract, router};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tower_http::catch_panic::CatchPanicLayer;
 
 /// Time limits of the HTTP server (defaults and settings: [`Config`]).
 #[derive(Debug, Clone, Copy)]
@@ -29,11 +27,9 @@ pub struct Limits {
     pub request_timeout: Duration,
     /// Connections served at once; more wait in the listen queue until one ends.
     pub max_connections: usize,
-}
-
-/// The catch-panic layer's answer.
-fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
-    oauth::OAuthError(tessera_core::Error::internal("internal error")).into_response()
+    /// Debug builds only, for tests: requests carrying `x-tessera-test-panic` panic in place
+    /// of their handler ([`crate::panic::CatchPanicLayer`]).
+    pub inject_panics: bool,
 }
 
 /// Serve HTTP/1.1 until `shutdown` resolves, then finish in-flight requests (connections
@@ -51,7 +47,7 @@ pub async fn run(
         // No `DefaultBodyLimit` layer (an extension per request): every body is read by
         // `extract::read_body`, which holds to `BODY_LIMIT`. An axum body extractor added
         // later would allow its default of 2 MB.
-        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(crate::panic::CatchPanicLayer { inject: limits.inject_panics })
         .layer(deadline::Deadline(limits.request_timeout))
         .service(router(state));
     // No hyper timer: its header-read timeout arms a timer for every request (an allocation,

@@ -189,6 +189,8 @@ impl Config {
             header_timeout: std::time::Duration::from_millis(self.header_timeout_ms),
             request_timeout: std::time::Duration::from_millis(self.request_timeout_ms),
             max_connections: self.max_connections,
+            // Not a setting: a fault injection for the tests of debug builds only.
+            inject_panics: cfg!(debug_assertions) && std::env::var_os("TESSERA_TEST_PANICS").is_some_and(|v| v == "1"),
         }
     }
 
@@ -216,11 +218,13 @@ impl Config {
 impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut v = serde_json::to_value(self).map_err(|_| std::fmt::Error)?;
-        if let Some(url) = self.database_url.as_deref() {
-            v["database_url"] = redact_url(url).into();
-        }
-        if self.metrics_token.is_some() {
-            v["metrics_token"] = "***".into();
+        if let Some(members) = v.as_object_mut() {
+            if let Some(url) = self.database_url.as_deref() {
+                members.insert("database_url".into(), redact_url(url).into());
+            }
+            if self.metrics_token.is_some() {
+                members.insert("metrics_token".into(), "***".into());
+            }
         }
         write!(f, "Config {v}")
     }

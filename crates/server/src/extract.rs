@@ -33,7 +33,7 @@ pub fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, Secret)>
     let heap;
     let decoded: &[u8] = if rest.len() <= 340 {
         let n = STANDARD.decode_slice(rest, &mut stack).map_err(|_| bad())?;
-        &stack[..n]
+        stack.get(..n).ok_or_else(bad)?
     } else {
         heap = STANDARD.decode(rest).map_err(|_| bad())?;
         &heap
@@ -253,10 +253,24 @@ impl FromRequestParts<AppState> for Tenant {
         {
             return Ok(Tenant(Cow::Owned(t)));
         }
-        if let Ok(params) = RawPathParams::from_request_parts(parts, state).await
-            && let Some((_, t)) = params.iter().find(|(k, _)| *k == "tenant")
-        {
-            return Ok(Tenant(Cow::Owned(t.to_owned())));
+        match RawPathParams::from_request_parts(parts, state).await {
+            Ok(params) => {
+                if let Some((_, t)) = params.iter().find(|(k, _)| *k == "tenant") {
+                    return Ok(Tenant(Cow::Owned(t.to_owned())));
+                }
+            }
+            // A tenant segment that is not UTF-8 once decoded names no tenant: never the
+            // default one (its raw text breaks the name rules, so the core answers unknown).
+            Err(_)
+                if parts
+                    .extensions
+                    .get::<axum::extract::MatchedPath>()
+                    .is_some_and(|m| m.as_str().contains("{tenant}")) =>
+            {
+                let raw = parts.uri.path().split('/').find(|seg| seg.contains('%')).unwrap_or("%");
+                return Ok(Tenant(Cow::Owned(raw.to_owned())));
+            }
+            Err(_) => {}
         }
         Ok(Tenant(Cow::Borrowed(tessera_core::DEFAULT_TENANT)))
     }

@@ -11,6 +11,14 @@ pub fn rfc3339_z(secs: i64) -> String {
     at.format(&Rfc3339).unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_owned())
 }
 
+/// Seconds since the epoch by the system clock (for answers made outside the engine, which
+/// has its own clock).
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
 /// `2026-01-01T04:00:00+00:00`: the same with an explicit offset (Tapis, whose client parses
 /// it as a time with offset).
 pub fn rfc3339(secs: i64) -> String {

@@ -4,7 +4,7 @@
 //! hit from a miss only after the sign-in, and limits failed look-ups.
 
 use crate::harness::*;
-use crate::nodes::two_nodes_with;
+use crate::pg::two_nodes_with;
 use serde_json::{Value, json};
 
 const PASSWORD: &str = "alice's long password";

@@ -4,6 +4,7 @@
 //! the admin CLI and talks OAuth over HTTP, so tests run in parallel under nextest.
 
 mod harness;
+mod pg;
 
 mod audience;
 mod chains;

@@ -4,7 +4,7 @@
 
 use crate::audience::{bearer, docspace, ica, ica_refresh, setup, tapis_password, tapis_userinfo};
 use crate::harness::*;
-use crate::nodes::{PG, Schema};
+use crate::pg::{PG, Schema};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 

@@ -38,35 +38,89 @@ struct Holder<'a> {
 impl Authority {
     /// Authenticate the calling client (RFC 6749 section 2.3): a confidential client by its
     /// secret, on every call and for every grant (the device flow included); a public client
-    /// by naming itself.
-    pub async fn authenticate_client(&self, tenant: &str, auth: &ClientAuth) -> Result<Arc<Client>> {
+    /// by naming itself. Wrong secrets count against the brute-force limits like passwords,
+    /// per client and per address `origin` (see `throttle`): a secret the client's maker chose
+    /// is counted before it is checked, a generated one only when it fails.
+    pub async fn authenticate_client(
+        &self,
+        tenant: &str,
+        auth: &ClientAuth,
+        origin: Option<IpAddr>,
+    ) -> Result<Arc<Client>> {
         let Some(id) = auth.client_id() else {
             return Err(Error::invalid_client("client authentication is required"));
         };
         let bad = || Error::invalid_client("unknown client or invalid client credentials");
+        let secret = match auth {
+            ClientAuth::Basic { secret, .. } | ClientAuth::Post { secret, .. } => secret,
+            ClientAuth::None { .. } => {
+                return match self.client(tenant, id).await? {
+                    Some(c) if c.is_public() => Ok(c),
+                    Some(_) => Err(Error::invalid_client("client authentication is required")),
+                    None => Err(bad()),
+                };
+            }
+            ClientAuth::Absent => return Err(bad()),
+        };
+        // Made only when needed: client authentication is on the hot paths.
+        let counters = || self.limits.client(tenant, id, origin);
+        self.refuse_if_locked(counters)?;
         let client = self.client(tenant, id).await?;
-        match (auth, client) {
-            (ClientAuth::Basic { secret, .. } | ClientAuth::Post { secret, .. }, Some(c)) => match &c.secret_hash {
-                // A secret the client's maker chose: Argon2id (see `NewClient::secret`).
-                Some(h) if h.starts_with("$argon2") => {
-                    if self.hasher.verify(h.clone(), secret.clone()).await {
-                        Ok(c)
-                    } else {
-                        Err(bad())
-                    }
+        match client.as_ref().and_then(|c| c.secret_hash.as_deref()) {
+            // A secret the client's maker chose (Argon2id, see `NewClient::secret`) may be
+            // weak: counted before it is checked, like a password.
+            Some(h) if h.starts_with("$argon2") => {
+                let counters = counters();
+                let reserved_at = self.reserve_attempt(&counters).await?;
+                let ok = self.hasher.verify(h.to_owned(), secret.clone()).await;
+                self.settle_attempt(&counters, reserved_at, !ok, ok).await?;
+                client.filter(|_| ok).ok_or_else(bad)
+            }
+            Some(h) if secret::verify_sha256(secret.expose(), h) => client.ok_or_else(bad),
+            hash => {
+                if hash.is_none() {
+                    // Same work as a real check, so that unknown ids do not answer faster.
+                    let _ = secret::verify_sha256(secret.expose(), "");
                 }
-                Some(h) if secret::verify_sha256(secret.expose(), h) => Ok(c),
-                _ => Err(bad()),
-            },
-            (ClientAuth::None { .. }, Some(c)) if c.is_public() => Ok(c),
-            (ClientAuth::None { .. }, Some(_)) => Err(Error::invalid_client("client authentication is required")),
-            (ClientAuth::Basic { secret, .. } | ClientAuth::Post { secret, .. }, None) => {
-                // Same work as a real check, so that unknown ids do not answer faster.
-                let _ = secret::verify_sha256(secret.expose(), "");
+                self.count_failure(&counters()).await?;
                 Err(bad())
             }
-            (ClientAuth::Absent, _) | (ClientAuth::None { .. }, None) => Err(bad()),
         }
+    }
+
+    /// Refuse, before any check, a credential whose `counters` this node has found past a
+    /// limit (until that window ends). Lock-free, and the counters are not made, while
+    /// nothing is locked.
+    pub(super) fn refuse_if_locked(&self, counters: impl FnOnce() -> Vec<throttle::Counter>) -> Result<()> {
+        if !self.any_locked.load(std::sync::atomic::Ordering::Acquire) {
+            return Ok(());
+        }
+        let now = self.now();
+        let counters = counters();
+        let locked = self.locked.read().map_err(super::lock_poisoned)?;
+        match counters.iter().filter_map(|c| locked.get(&c.key)).filter(|until| **until > now).max() {
+            Some(until) => Err(Error::rate_limited(until - now)),
+            None => Ok(()),
+        }
+    }
+
+    /// Count a failed check of a server-made secret against each of `counters`; one past its
+    /// limit is remembered as locked (see [`Self::refuse_if_locked`]) and the answer is
+    /// `rate_limited`.
+    pub(super) async fn count_failure(&self, counters: &[throttle::Counter]) -> Result<()> {
+        let now = self.now();
+        let mut wait = None;
+        for c in counters {
+            let Some(w) = self.store.attempt_reserve(std::slice::from_ref(c), now, self.limits.window).await? else {
+                continue;
+            };
+            let mut locked = self.locked.write().map_err(super::lock_poisoned)?;
+            locked.retain(|_, until| *until > now);
+            locked.insert(c.key.clone(), now + w);
+            self.any_locked.store(true, std::sync::atomic::Ordering::Release);
+            wait = wait.max(Some(w));
+        }
+        wait.map_or(Ok(()), |w| Err(Error::rate_limited(w)))
     }
 
     fn grant_scope(allowed: &[String], requested: Option<&str>) -> Result<Option<String>> {
@@ -121,7 +175,7 @@ impl Authority {
             Grant::TokenExchange { .. } => GrantType::TokenExchange,
         };
         Self::check_tenant_allows(&ts, grant_type)?;
-        let client = self.authenticate_client(tenant, auth).await?;
+        let client = self.authenticate_client(tenant, auth, req.origin).await?;
         if !client.allows(grant_type) {
             return Err(Error::unauthorized_client(format!(
                 "this client is not allowed to use the {grant_type} grant"
@@ -405,10 +459,11 @@ impl Authority {
         auth: &ClientAuth,
         scope: Option<&str>,
         claim_set: ClaimSet,
+        origin: Option<IpAddr>,
     ) -> Result<DeviceAuthorization> {
         let ts = self.tenant(tenant)?;
         Self::check_tenant_allows(&ts, GrantType::DeviceCode)?;
-        let client = self.authenticate_client(tenant, auth).await?;
+        let client = self.authenticate_client(tenant, auth, origin).await?;
         if !client.allows(GrantType::DeviceCode) {
             return Err(Error::unauthorized_client("this client is not allowed to use the device flow"));
         }

@@ -132,10 +132,10 @@ impl Authority {
         tenant: &str,
         auth: &ClientAuth,
         token: &str,
-        _hint: Option<&str>,
+        origin: Option<std::net::IpAddr>,
     ) -> Result<Introspection> {
         let ts = self.tenant(tenant)?;
-        let caller = self.authenticate_client(tenant, auth).await?;
+        let caller = self.authenticate_client(tenant, auth, origin).await?;
         if caller.is_public() {
             return Err(Error::invalid_client("introspection requires a confidential client"));
         }
@@ -225,9 +225,15 @@ impl Authority {
 
     /// RFC 7009: revoke a token issued to the calling client. Unknown, foreign or invalid
     /// tokens are answered with success and change nothing (section 2.2).
-    pub async fn revoke(&self, tenant: &str, auth: &ClientAuth, token: &str, _hint: Option<&str>) -> Result<()> {
+    pub async fn revoke(
+        &self,
+        tenant: &str,
+        auth: &ClientAuth,
+        token: &str,
+        origin: Option<std::net::IpAddr>,
+    ) -> Result<()> {
         self.tenant(tenant)?;
-        let caller = self.authenticate_client(tenant, auth).await?;
+        let caller = self.authenticate_client(tenant, auth, origin).await?;
         self.revoke_token(tenant, token, Some(&caller.client_id)).await.map(|_| ())
     }
 

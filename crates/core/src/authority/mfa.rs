@@ -13,10 +13,17 @@ use serde_json::{Map, Value};
 use std::net::IpAddr;
 
 /// What enrolment hands the user, once.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct TotpEnrolment {
     pub otpauth_uri: String,
     pub secret_base32: String,
+}
+
+/// Both members carry the TOTP secret.
+impl std::fmt::Debug for TotpEnrolment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TotpEnrolment(***)")
+    }
 }
 
 /// A token for a user signed in at a front that mints its own sessions (SFTPGo, ICA,
@@ -220,8 +227,23 @@ impl Authority {
     }
 
     /// The user an API key speaks for. `tenant`: where the key is presented, if the API
-    /// names one; a key never works at another tenant.
-    pub async fn authenticate_api_key(&self, tenant: Option<&str>, key: &str) -> Result<(User, ApiKey)> {
+    /// names one; a key never works at another tenant. A key that does not work counts
+    /// against the address `origin`'s brute-force limit, shared with sign-ins.
+    pub async fn authenticate_api_key(
+        &self,
+        tenant: Option<&str>,
+        key: &str,
+        origin: Option<IpAddr>,
+    ) -> Result<(User, ApiKey)> {
+        self.refuse_if_locked(|| self.limits.api_key(origin))?;
+        let found = self.check_api_key(tenant, key).await;
+        if matches!(&found, Err(e) if e.kind == ErrorKind::InvalidToken) {
+            self.count_failure(&self.limits.api_key(origin)).await?;
+        }
+        found
+    }
+
+    async fn check_api_key(&self, tenant: Option<&str>, key: &str) -> Result<(User, ApiKey)> {
         let bad = || Error::invalid_token("invalid, expired or revoked API key");
         if !key.starts_with(prefix::API_KEY) || key.len() > 200 {
             return Err(bad());
@@ -255,8 +277,13 @@ impl Authority {
     }
 
     /// Sign-in with an API key (see [`Self::authenticate_api_key`]).
-    pub async fn api_key_sign_in(&self, tenant: Option<&str>, key: &str) -> Result<(User, Provenance)> {
-        let (user, k) = self.authenticate_api_key(tenant, key).await?;
+    pub async fn api_key_sign_in(
+        &self,
+        tenant: Option<&str>,
+        key: &str,
+        origin: Option<IpAddr>,
+    ) -> Result<(User, Provenance)> {
+        let (user, k) = self.authenticate_api_key(tenant, key, origin).await?;
         let how = Provenance::api_key(self.now(), &k.id);
         Ok((user, how))
     }

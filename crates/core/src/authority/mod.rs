@@ -196,6 +196,11 @@ pub struct Authority {
     /// an unknown username costs the same time as a wrong password.
     dummy_hash: String,
     limits: crate::throttle::Limits,
+    /// Brute-force counters this node found past their limit, until when: server-made
+    /// secrets are refused by them before being checked (see `throttle`).
+    locked: RwLock<FastMap<String, i64>>,
+    /// Whether `locked` has any entry (read on every client authentication, lock-free).
+    any_locked: std::sync::atomic::AtomicBool,
 }
 
 fn lock_poisoned<T>(_: T) -> Error {
@@ -232,6 +237,8 @@ impl Authority {
             cursor: Mutex::new((0, 0)),
             dummy_hash,
             limits: settings_limits,
+            locked: RwLock::default(),
+            any_locked: std::sync::atomic::AtomicBool::new(false),
         };
         let heads = auth.store.heads().await?;
         for t in auth.store.tenant_list().await? {

@@ -71,7 +71,7 @@ fn json_reply(status: StatusCode, body: impl Serialize) -> Response {
     res
 }
 
-fn failure(e: Error) -> Response {
+pub(crate) fn failure(e: Error) -> Response {
     let status = crate::status::sign_in_status(e.kind, false);
     let body = ErrorEnvelope {
         error: ErrorMessage { message: format!("{}: {}", e.kind.code(), e.description) },
@@ -87,10 +87,15 @@ fn failure(e: Error) -> Response {
 
 /// A credential that is a token or an API key. A token minted from a token keeps its
 /// authentication facts, session and expiry.
-async fn user_of_token(state: &AppState, tenant: &str, value: &str) -> Result<(User, Provenance), Error> {
+async fn user_of_token(
+    state: &AppState,
+    tenant: &str,
+    value: &str,
+    origin: Option<IpAddr>,
+) -> Result<(User, Provenance), Error> {
     let value = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")).unwrap_or(value).trim();
     if value.starts_with(prefix::API_KEY) {
-        return state.auth.api_key_sign_in(Some(tenant), value).await;
+        return state.auth.api_key_sign_in(Some(tenant), value, origin).await;
     }
     state.auth.bearer_sign_in(tenant, value, ACCEPTS).await
 }
@@ -109,13 +114,13 @@ async fn caller(
         return state.auth.sign_in(tenant, &username, password, otp.as_ref(), origin).await;
     }
     if let Some(v) = header_text(headers, "authorization") {
-        return user_of_token(state, tenant, v).await;
+        return user_of_token(state, tenant, v, origin).await;
     }
     if let Some(v) = header_text(headers, "apikeybearer") {
-        return user_of_token(state, tenant, v).await;
+        return user_of_token(state, tenant, v, origin).await;
     }
     if let Some(v) = cookie_value(headers, "asc_auth_key", true) {
-        return user_of_token(state, tenant, v).await;
+        return user_of_token(state, tenant, v, origin).await;
     }
     Err(Error::invalid_token("not authenticated"))
 }

@@ -52,7 +52,7 @@ pub struct TenantParam {
     tenant: Option<String>,
 }
 
-fn problem(e: &Error, instance: &str, state: &AppState) -> Response {
+pub(crate) fn problem(e: &Error, instance: &str, now: i64) -> Response {
     let status = crate::status::sign_in_status(e.kind, true);
     let title = status.canonical_reason().unwrap_or("Error");
     let body = Problem {
@@ -63,7 +63,7 @@ fn problem(e: &Error, instance: &str, state: &AppState) -> Response {
         detail: format!("{}: {}", e.kind.code(), e.description),
         instance,
         parameters: Default::default(),
-        timestamp: rfc3339_z(state.auth.now()),
+        timestamp: rfc3339_z(now),
     };
     let mut res = (status, axum::Json(body)).into_response();
     res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
@@ -107,7 +107,7 @@ async fn sign_in(
         if let Some(t) = &named {
             state.auth.tenant(t).map_err(|_| Error::invalid_token("unknown tenant"))?;
         }
-        return state.auth.api_key_sign_in(named.as_deref(), key).await;
+        return state.auth.api_key_sign_in(named.as_deref(), key, origin).await;
     }
     if let Some((username, password)) = basic_credentials(headers)? {
         let tenant = named.unwrap_or_else(|| tessera_core::DEFAULT_TENANT.to_owned());
@@ -150,7 +150,7 @@ async fn tokens_post(
             crate::metrics_layer::tokens_issued("ica").increment(1);
             token_reply(&t.access_token)
         }
-        Err(e) => problem(&e, uri.path(), &state),
+        Err(e) => problem(&e, uri.path(), state.auth.now()),
     }
 }
 
@@ -162,7 +162,7 @@ async fn refresh_post(
 ) -> Response {
     match refresh(&state, &q, &headers).await {
         Ok(token) => token_reply(&token),
-        Err(e) => problem(&e, uri.path(), &state),
+        Err(e) => problem(&e, uri.path(), state.auth.now()),
     }
 }
 

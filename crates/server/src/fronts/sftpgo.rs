@@ -59,7 +59,7 @@ fn unauthorized(error: Option<&str>) -> Response {
     reply(StatusCode::UNAUTHORIZED, "Unauthorized", error)
 }
 
-fn failure(e: Error) -> Response {
+pub(crate) fn failure(e: Error) -> Response {
     match e.kind {
         ErrorKind::Unavailable => {
             let mut r = reply(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable", Some(&e.description));

@@ -394,6 +394,7 @@ struct DeviceCodeBody {
 async fn device_code_post(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
+    Origin(origin): Origin,
     headers: HeaderMap,
     TapisBody(bytes): TapisBody,
 ) -> TapisResult {
@@ -402,7 +403,7 @@ async fn device_code_post(
         ClientAuth::Absent => return Err(Error::invalid_request("missing the required client_id parameter").into()),
         auth => auth,
     };
-    let d = state.auth.device_authorize(&tenant, &auth, None, ClaimSet::Tapis).await?;
+    let d = state.auth.device_authorize(&tenant, &auth, None, ClaimSet::Tapis, origin).await?;
     let uri = crate::oauth::device_verification_uri(&state, &tenant);
     let result = DeviceCodeResponse {
         device_code: d.device_code.expose(),

@@ -4,7 +4,7 @@ use super::OAuthError;
 use super::metadata::endpoint_base;
 use super::token::{client_auth, no_store};
 use crate::AppState;
-use crate::extract::{Posted, Tenant, parse_form};
+use crate::extract::{Origin, Posted, Tenant, parse_form};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -24,12 +24,13 @@ pub struct DeviceAuthorizationAnswer<'a> {
 pub async fn device_authorization_post(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
+    Origin(origin): Origin,
     Posted { headers, body }: Posted,
 ) -> Result<Response, OAuthError> {
     let mut form = parse_form(&headers, &body)?;
     let auth = client_auth(&headers, &mut form)?;
     let scope = form.remove("scope");
-    let d = state.auth.device_authorize(&tenant, &auth, scope.as_deref(), ClaimSet::Standard).await?;
+    let d = state.auth.device_authorize(&tenant, &auth, scope.as_deref(), ClaimSet::Standard, origin).await?;
     let uri = verification_uri(&state, &tenant);
     let answer = DeviceAuthorizationAnswer {
         device_code: d.device_code.expose(),

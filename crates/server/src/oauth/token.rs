@@ -166,26 +166,30 @@ fn issued_counter(grant_type: &str) -> &'static metrics::Counter {
 pub async fn introspect_post(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
+    Origin(origin): Origin,
     Posted { headers, body }: Posted,
 ) -> Result<Response, OAuthError> {
     let mut form = parse_form(&headers, &body)?;
     let auth = client_auth(&headers, &mut form)?;
     let token = required(&mut form, "token")?;
-    let hint = form.remove("token_type_hint");
-    let answer = state.auth.introspect(&tenant, &auth, &token, hint.as_deref()).await?;
+    // RFC 7662 / 7009: a hint only; every kind of token is looked for anyway.
+    form.remove("token_type_hint");
+    let answer = state.auth.introspect(&tenant, &auth, &token, origin).await?;
     Ok(no_store(axum::Json(answer).into_response()))
 }
 
 pub async fn revoke_post(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
+    Origin(origin): Origin,
     Posted { headers, body }: Posted,
 ) -> Result<Response, OAuthError> {
     let mut form = parse_form(&headers, &body)?;
     let auth = client_auth(&headers, &mut form)?;
     let token = required(&mut form, "token")?;
-    let hint = form.remove("token_type_hint");
-    state.auth.revoke(&tenant, &auth, &token, hint.as_deref()).await?;
+    // RFC 7662 / 7009: a hint only; every kind of token is looked for anyway.
+    form.remove("token_type_hint");
+    state.auth.revoke(&tenant, &auth, &token, origin).await?;
     Ok(no_store(StatusCode::OK.into_response()))
 }
 

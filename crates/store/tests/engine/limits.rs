@@ -133,7 +133,7 @@ pub(crate) async fn device_look_ups_are_limited_and_tickets_bound(kind: Kind) {
     let lim = Limits { device_per_origin: 3, device_per_tenant: 5, window: 60, ..Limits::default() };
     let auth = env.engine(Settings { limits: lim, device_ttl: 120, ..settings() }).await.unwrap();
     let client = device_setup(&auth).await;
-    let d = auth.device_authorize("t", &client, None, ClaimSet::Standard).await.unwrap();
+    let d = auth.device_authorize("t", &client, None, ClaimSet::Standard, None).await.unwrap();
     let other: IpAddr = "198.51.100.1".parse().unwrap();
     let miss = if d.user_code == "BCDF-GHJK" { "BCDF-GHJL" } else { "BCDF-GHJK" };
     for _ in 0..3 {
@@ -165,7 +165,7 @@ pub(crate) async fn device_look_ups_are_limited_and_tickets_bound(kind: Kind) {
     assert!(not_found(auth.device_decide_with_ticket("t", &d.user_code, &forged, true).await), "tampered");
     assert_eq!(auth.device_decide_with_ticket("t", &d.user_code, &ticket, true).await.unwrap(), "alice");
     assert!(not_found(auth.device_decide_with_ticket("t", &d.user_code, &ticket, false).await), "decided once");
-    let late = auth.device_authorize("t", &client, None, ClaimSet::Standard).await.unwrap();
+    let late = auth.device_authorize("t", &client, None, ClaimSet::Standard, None).await.unwrap();
     let (late_rec, _) = auth.device_lookup("t", &late.user_code, None).await.unwrap();
     let late_ticket = auth.device_ticket(&late_rec, "alice");
     env.clock.advance(120);

@@ -214,10 +214,10 @@ async fn a_second_engine_on_the_same_database_follows_changes(kind: Kind) {
     b.sync().await.unwrap();
     assert_eq!(b.verify_access("t", &issued.access_token).unwrap_err(), Invalid::Revoked);
     // A client deleted through A stops working at B (which had it cached).
-    b.authenticate_client("t", &client).await.unwrap();
+    b.authenticate_client("t", &client, None).await.unwrap();
     a.delete_client(&Actor::Operator, "t", client.client_id().unwrap()).await.unwrap();
     b.sync().await.unwrap();
-    assert_eq!(b.authenticate_client("t", &client).await.unwrap_err().kind, ErrorKind::InvalidClient);
+    assert_eq!(b.authenticate_client("t", &client, None).await.unwrap_err().kind, ErrorKind::InvalidClient);
     // A key rotated through A is published by B, in the served (cached) document too.
     let served = |e: &Authority| serde_json::from_slice::<serde_json::Value>(&e.jwks_json("t").unwrap()).unwrap();
     assert_eq!(served(&b)["keys"].as_array().unwrap().len(), 1);
@@ -294,7 +294,7 @@ async fn device_flow_pending_slow_down_approve_once(kind: Kind) {
     let env = Env::new(kind, "device").await;
     let auth = env.engine(Settings { device_interval: 5, device_ttl: 300, ..settings() }).await.unwrap();
     let client = device_setup(&auth).await;
-    let d = auth.device_authorize("t", &client, None, ClaimSet::Standard).await.unwrap();
+    let d = auth.device_authorize("t", &client, None, ClaimSet::Standard, None).await.unwrap();
     assert_eq!(d.user_code.len(), 9, "shown as XXXX-XXXX");
     let kind = |r: Result<_, tessera_core::Error>| r.map(|_| ()).unwrap_err().kind;
     assert_eq!(kind(auth.token("t", &client, poll(&d.device_code)).await), ErrorKind::AuthorizationPending);
@@ -318,12 +318,12 @@ async fn device_flow_denied_expired_and_foreign_client(kind: Kind) {
     let auth = env.engine(Settings { device_interval: 1, device_ttl: 60, ..settings() }).await.unwrap();
     let client = device_setup(&auth).await;
     let kind = |r: Result<_, tessera_core::Error>| r.map(|_| ()).unwrap_err().kind;
-    let denied = auth.device_authorize("t", &client, None, ClaimSet::Standard).await.unwrap();
+    let denied = auth.device_authorize("t", &client, None, ClaimSet::Standard, None).await.unwrap();
     auth.device_decide("t", &denied.user_code, "alice", false).await.unwrap();
     assert_eq!(kind(auth.token("t", &client, poll(&denied.device_code)).await), ErrorKind::AccessDenied);
     assert!(auth.device_decide("t", &denied.user_code, "alice", true).await.is_err(), "decided once");
     assert!(auth.device_decide("t", "BCDF-GHJK", "alice", true).await.is_err(), "unknown code");
-    let late = auth.device_authorize("t", &client, None, ClaimSet::Standard).await.unwrap();
+    let late = auth.device_authorize("t", &client, None, ClaimSet::Standard, None).await.unwrap();
     assert!(auth.device_decide("t", &late.user_code, "nobody", true).await.is_err(), "unknown user");
     env.clock.advance(61);
     assert_eq!(kind(auth.token("t", &client, poll(&late.device_code)).await), ErrorKind::ExpiredToken);
@@ -334,7 +334,7 @@ async fn device_flow_denied_expired_and_foreign_client(kind: Kind) {
         .await
         .unwrap();
     let other = ClientAuth::Basic { client_id: c.client_id.into(), secret: s.unwrap() };
-    let refused = auth.device_authorize("t", &other, None, ClaimSet::Standard).await.unwrap_err();
+    let refused = auth.device_authorize("t", &other, None, ClaimSet::Standard, None).await.unwrap_err();
     assert_eq!(refused.kind, ErrorKind::UnauthorizedClient);
 }
 

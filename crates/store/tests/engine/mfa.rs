@@ -106,24 +106,27 @@ pub(crate) async fn api_key_lifecycle(kind: Kind) {
     let (k, key) =
         auth.create_api_key(&Actor::Operator, "t", "alice", "ci", Some(3600), vec!["read".into()]).await.unwrap();
     assert!(key.expose().starts_with("tsk_"));
-    let (user, found) = auth.authenticate_api_key(Some("t"), key.expose()).await.unwrap();
+    let (user, found) = auth.authenticate_api_key(Some("t"), key.expose(), None).await.unwrap();
     assert_eq!((user.username.as_str(), found.id.as_str()), ("alice", k.id.as_str()));
     assert_eq!(found.scopes, vec!["read".to_owned()]);
     let listed = auth.list_api_keys(&Actor::Operator, "t", Some("alice")).await.unwrap();
     assert_eq!(listed[0].last_used_at, Some(T0), "use is recorded");
     // Another tenant, a wrong key, expiry, revocation, a disabled user: all refused.
-    assert_eq!(auth.authenticate_api_key(Some("other"), key.expose()).await.unwrap_err().kind, ErrorKind::InvalidToken);
-    assert!(auth.authenticate_api_key(None, "tsk_nope").await.is_err());
+    assert_eq!(
+        auth.authenticate_api_key(Some("other"), key.expose(), None).await.unwrap_err().kind,
+        ErrorKind::InvalidToken
+    );
+    assert!(auth.authenticate_api_key(None, "tsk_nope", None).await.is_err());
     env.clock.advance(3600);
-    assert!(auth.authenticate_api_key(None, key.expose()).await.is_err(), "expired");
+    assert!(auth.authenticate_api_key(None, key.expose(), None).await.is_err(), "expired");
     let (k2, key2) = auth.create_api_key(&Actor::Operator, "t", "alice", "", None, vec![]).await.unwrap();
-    auth.authenticate_api_key(None, key2.expose()).await.unwrap();
+    auth.authenticate_api_key(None, key2.expose(), None).await.unwrap();
     auth.revoke_api_key(&Actor::Operator, "t", &k2.id).await.unwrap();
-    assert!(auth.authenticate_api_key(None, key2.expose()).await.is_err(), "revoked");
+    assert!(auth.authenticate_api_key(None, key2.expose(), None).await.is_err(), "revoked");
     assert_eq!(auth.revoke_api_key(&Actor::Operator, "t", &k2.id).await.unwrap_err().kind, ErrorKind::NotFound);
     let (_, key3) = auth.create_api_key(&Actor::Operator, "t", "alice", "", None, vec![]).await.unwrap();
     auth.set_user_disabled(&Actor::Operator, "t", "alice", true).await.unwrap();
-    assert!(auth.authenticate_api_key(None, key3.expose()).await.is_err(), "disabled user");
+    assert!(auth.authenticate_api_key(None, key3.expose(), None).await.is_err(), "disabled user");
     assert!(auth.create_api_key(&Actor::Operator, "t", "alice", "", None, vec![]).await.is_err());
     assert!(auth.create_api_key(&Actor::Operator, "t", "nobody", "", None, vec![]).await.is_err());
 }

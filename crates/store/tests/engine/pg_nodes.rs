@@ -115,7 +115,7 @@ async fn a_device_code_is_exchanged_once_across_nodes() {
     let a = Arc::new(env.engine(s.clone()).await.unwrap());
     let client = device_setup(&a).await;
     let b = Arc::new(env.engine(s).await.unwrap());
-    let d = a.device_authorize("t", &client, None, ClaimSet::Standard).await.unwrap();
+    let d = a.device_authorize("t", &client, None, ClaimSet::Standard, None).await.unwrap();
     b.device_decide("t", &d.user_code, "alice", true).await.unwrap();
     let mut tasks = Vec::new();
     for i in 0..20 {
