@@ -2,7 +2,7 @@
 //! default issuer: a node that would mint tokens the others refuse does not start silently.
 
 use crate::harness::*;
-use crate::nodes::Schema;
+use crate::pg::Schema;
 use base64::Engine;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
