@@ -2,16 +2,9 @@
 //! default issuer: a node that would mint tokens the others refuse does not start silently.
 
 use crate::harness::*;
-use crate::pg::Schema;
-use base64::Engine;
+use crate::pg::{Schema, master_key};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn master_key() -> String {
-    let mut key = [0u8; 32];
-    aws_lc_rs::rand::fill(&mut key).expect("random");
-    base64::engine::general_purpose::STANDARD.encode(key)
-}
 
 /// `tessera serve` on a fresh data dir with `env`, which must exit with an error within 30 s:
 /// its stderr.

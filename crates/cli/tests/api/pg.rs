@@ -33,13 +33,18 @@ pub fn psql(sql: &str) {
     assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// A fresh master key (base64), to give every node of one deployment.
+pub fn master_key() -> String {
+    let mut key = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut key).expect("random");
+    base64::engine::general_purpose::STANDARD.encode(key)
+}
+
 /// Node A (which bootstraps the schema), then node B, with `more` settings for both; one
 /// master key and one public URL (the load balancer's) for both, as a deployment has.
 pub async fn two_nodes_with(tag: &str, more: &[(&str, &str)]) -> (Schema, TestServer, TestServer) {
     let schema = Schema::new(tag);
-    let mut key = [0u8; 32];
-    aws_lc_rs::rand::fill(&mut key).expect("random");
-    let key = base64::engine::general_purpose::STANDARD.encode(key);
+    let key = master_key();
     let env = [
         ("TESSERA_DATABASE_URL", schema.url.as_str()),
         ("TESSERA_MASTER_KEY", key.as_str()),

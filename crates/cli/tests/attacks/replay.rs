@@ -131,26 +131,12 @@ const PW: &str = "alice-password-1";
 fn enrol(s: &TestServer) -> (Vec<u8>, Vec<String>) {
     let out = s.cli_ok(&["user", "totp", "enable", "--username", "alice", "--json"], None);
     let enrol: Value = serde_json::from_str(&out).expect("json");
-    let raw = b32(enrol["secret"].as_str().expect("secret"));
+    let raw = base32_decode(enrol["secret"].as_str().expect("secret"));
     let code = totp::code_at(&raw, now() - 30);
     let out = s.cli_ok(&["user", "totp", "confirm", "--username", "alice", "--code", &code, "--json"], None);
     let v: Value = serde_json::from_str(&out).expect("json");
     let codes = v["recovery_codes"].as_array().expect("codes").iter().map(|c| c.as_str().unwrap().to_owned()).collect();
     (raw, codes)
-}
-
-fn b32(s: &str) -> Vec<u8> {
-    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    let (mut bits, mut acc, mut out) = (0u32, 0u64, Vec::new());
-    for c in s.bytes().filter(|c| *c != b'=') {
-        acc = (acc << 5) | alphabet.iter().position(|a| *a == c).expect("base32") as u64;
-        bits += 5;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
-    }
-    out
 }
 
 /// `otp` presented at the same time at the standard token endpoint, SFTPGo, ICA and
