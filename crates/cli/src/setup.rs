@@ -155,7 +155,7 @@ pub async fn open(
     public_url: String,
     hasher: Arc<dyn PasswordHasher>,
 ) -> Result<(Arc<Authority>, Option<tessera_core::secret::Secret>)> {
-    let (auth, password, _) = open_engine(config, public_url, hasher).await?;
+    let (auth, password, _) = open_engine(config, public_url, hasher, None).await?;
     Ok((auth, password))
 }
 
@@ -163,6 +163,7 @@ async fn open_engine(
     config: &Config,
     public_url: String,
     hasher: Arc<dyn PasswordHasher>,
+    origin: Option<fn() -> tessera_core::audit::Origin>,
 ) -> Result<(Arc<Authority>, Option<tessera_core::secret::Secret>, Backend)> {
     let (backend, db_has_keys) = open_store(config).await?;
     let master = master_key(config, db_has_keys, backend.is_shared())?;
@@ -176,6 +177,10 @@ async fn open_engine(
     )
     .await
     .map_err(|e| anyhow!("{}", e.description))?;
+    let auth = match origin {
+        Some(f) => auth.with_origin(f),
+        None => auth,
+    };
     let password = auth.bootstrap().await.map_err(|e| anyhow!("bootstrap failed: {}", e.description))?;
     Ok((Arc::new(auth), password, backend))
 }
@@ -193,12 +198,36 @@ fn sync_on_notify(auth: Arc<Authority>, wake: Arc<Notify>) -> tokio::task::JoinH
     })
 }
 
+tokio::task_local! {
+    /// The engines opened by the admin command being run, whose audit events are written
+    /// when it ends ([`with_admin_audit`]).
+    static OPENED: std::cell::RefCell<Vec<Arc<Authority>>>;
+}
+
+/// Run an admin command, then write the audit events of every engine it opened.
+pub async fn with_admin_audit(command: impl Future<Output = Result<()>>) -> Result<()> {
+    OPENED
+        .scope(std::cell::RefCell::new(Vec::new()), async {
+            let done = command.await;
+            let opened = OPENED.with(|o| std::mem::take(&mut *o.borrow_mut()));
+            for auth in opened {
+                if let Err(e) = auth.write_audit().await {
+                    eprintln!("warning: the audit trail could not be written: {}", e.description);
+                }
+            }
+            done
+        })
+        .await
+}
+
 /// The engine for one admin command (hashing inline).
 pub async fn open_admin(config: &Config) -> Result<Arc<Authority>> {
     let rng: Arc<dyn Rng> = Arc::new(SystemRng);
     let hasher = Arc::new(InlineHasher { argon: Argon2id::default(), rng });
     let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{}", config.listen));
     let (auth, password) = open(config, public_url, hasher).await?;
+    // Outside `with_admin_audit` (tests of this module) nothing is recorded for later.
+    let _ = OPENED.try_with(|o| o.borrow_mut().push(auth.clone()));
     if let Some(pw) = password {
         eprintln!("bootstrap admin: username=admin password={} (shown once)", pw.expose());
     }
@@ -217,7 +246,8 @@ pub async fn serve(config: Config) -> Result<()> {
         Arc::new(SystemRng),
         config.hash_concurrency.unwrap_or(cores.saturating_sub(1).max(1)),
     ));
-    let (auth, password, backend) = open_engine(&config, public_url.clone(), hasher).await?;
+    let origin = tessera_server::extract::current_origin;
+    let (auth, password, backend) = open_engine(&config, public_url.clone(), hasher, Some(origin)).await?;
     let shutdown = shutdown_signal()?;
     let mut out = std::io::stdout().lock();
     if let Some(pw) = password {
@@ -232,12 +262,15 @@ pub async fn serve(config: Config) -> Result<()> {
     };
     tracing::info!(%addr, %public_url, %store, "tessera started");
     let background = tessera_server::spawn_background(auth.clone(), Duration::from_millis(config.sync_interval_ms));
+    let audit = tessera_server::spawn_audit_writer(auth.clone(), Duration::from_millis(config.audit_flush_ms));
     let notified = backend.listen().map(|wake| sync_on_notify(auth.clone(), wake));
     let metrics = tessera_server::metrics_layer::install();
     let upkeep = metrics.clone().map(tessera_server::metrics_layer::spawn_upkeep);
     let access = tessera_server::MetricsAccess::new(addr, config.metrics_token.as_deref());
     let state = AppState::new(auth, metrics, access);
     tessera_server::run(listener, state, config.limits(), shutdown).await?;
+    // No request is in flight any more: what they recorded is queued.
+    audit.finish().await;
     background.abort();
     if let Some(u) = upkeep {
         u.abort();

@@ -2,6 +2,7 @@
 //! (`Authority`) that decides. No I/O here: storage is the `Store` port, time and
 //! randomness are injected.
 
+pub mod audit;
 pub mod authority;
 pub mod clock;
 pub mod device;

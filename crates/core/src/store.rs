@@ -1,5 +1,6 @@
 //! The port: what the engine needs from storage. Backends live in tessera-store.
 
+use crate::audit::{AuditEvent, AuditFilter, AuditRecord};
 use crate::error::Error;
 use crate::keys::KeyRecord;
 use crate::name::{ClientId, TenantName, Username};
@@ -311,4 +312,18 @@ pub trait Store: Send + Sync {
     async fn changes_since(&self, after: i64) -> StoreResult<Vec<(i64, Change)>>;
     /// The newest change and revocation sequence numbers.
     async fn heads(&self) -> StoreResult<(i64, i64)>;
+
+    /// Append audit events (one batch, one transaction).
+    async fn audit_insert(&self, events: &[AuditEvent]) -> StoreResult<()>;
+    /// Events of `tenant` matching `filter` with an id below `before` (all, without it),
+    /// newest first, at most `limit`.
+    async fn audit_list(
+        &self,
+        tenant: &TenantName,
+        filter: &AuditFilter,
+        before: Option<i64>,
+        limit: i64,
+    ) -> StoreResult<Vec<AuditRecord>>;
+    /// Delete events older than `before` (Unix seconds): how many.
+    async fn audit_purge(&self, before: i64) -> StoreResult<u64>;
 }

@@ -8,6 +8,7 @@ use crate::rows::{self, Cols, get, grants_json, json_list};
 use crate::sql;
 use async_trait::async_trait;
 use std::time::Duration;
+use tessera_core::audit::{AuditEvent, AuditFilter, AuditRecord};
 use tessera_core::keys::KeyRecord;
 use tessera_core::principal::{ApiKey, Client, User};
 use tessera_core::store::{
@@ -787,6 +788,55 @@ impl<D: Dialect> Store for Sql<D> {
             Ok((get(&row, "c")?, get(&row, "r")?))
         })
         .await
+    }
+
+    async fn audit_insert(&self, events: &[AuditEvent]) -> StoreResult<()> {
+        self.run(async {
+            let mut tx = self.begin().await?;
+            for e in events {
+                let a = args![
+                    e.at,
+                    &e.tenant,
+                    e.event.as_str(),
+                    e.actor.as_str(),
+                    &e.actor_name,
+                    &e.subject,
+                    &e.client_id,
+                    &e.address,
+                    e.outcome.as_str(),
+                    &e.request_id,
+                    &e.detail,
+                ];
+                tx.exec(sql::AUDIT_INSERT, a).await?;
+            }
+            tx.commit().await.db()
+        })
+        .await
+    }
+
+    async fn audit_list(
+        &self,
+        tenant: &TenantName,
+        f: &AuditFilter,
+        before: Option<i64>,
+        limit: i64,
+    ) -> StoreResult<Vec<AuditRecord>> {
+        let a = args![
+            tenant,
+            &f.actor,
+            &f.subject,
+            f.event.map(|e| e.as_str()),
+            f.outcome.map(|o| o.as_str()),
+            f.since,
+            f.until,
+            before,
+            limit,
+        ];
+        self.run(self.list(sql::AUDIT_LIST, a, rows::audit)).await
+    }
+
+    async fn audit_purge(&self, before: i64) -> StoreResult<u64> {
+        self.run(self.exec(sql::AUDIT_PURGE, args![before])).await
     }
 }
 

@@ -175,3 +175,12 @@ pub(crate) const ROW_LOCKS: Locking = Locking {
 /// The last sequence numbers of the change feed and the revocation list, in one round trip.
 pub(crate) const HEADS: &str = "SELECT (SELECT COALESCE(MAX(seq), 0) FROM changes) AS c, \
      (SELECT COALESCE(MAX(seq), 0) FROM revocations) AS r";
+
+pub(crate) const AUDIT_INSERT: &str = "INSERT INTO audit_events (at, tenant, event, actor_kind, actor_name, subject, \
+     client_id, address, outcome, request_id, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+/// A filter that is NULL matches every row; `$8` is the cursor (ids below it), `$9` the limit.
+pub(crate) const AUDIT_LIST: &str = "SELECT * FROM audit_events WHERE tenant = $1 \
+     AND ($2 IS NULL OR actor_name = $2) AND ($3 IS NULL OR subject = $3) AND ($4 IS NULL OR event = $4) \
+     AND ($5 IS NULL OR outcome = $5) AND ($6 IS NULL OR at >= $6) AND ($7 IS NULL OR at < $7) \
+     AND ($8 IS NULL OR id < $8) ORDER BY id DESC LIMIT $9";
+pub(crate) const AUDIT_PURGE: &str = "DELETE FROM audit_events WHERE at < $1";

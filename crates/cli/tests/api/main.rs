@@ -6,6 +6,7 @@
 mod harness;
 
 mod audience;
+mod audit;
 mod chains;
 mod cli;
 mod connections;
