@@ -188,6 +188,9 @@ pub(crate) trait Dialect: Send + Sync + 'static {
 
     /// Add one entry to the revocation list, acknowledged once durable.
     async fn revocation_insert(&self, r: &Revocation) -> StoreResult<()>;
+
+    /// Append audit events (in the caller's transaction).
+    async fn audit_insert(conn: &mut Self::Conn, events: &[AuditEvent]) -> StoreResult<()>;
 }
 
 /// The core's `Store` over a backend.
@@ -793,22 +796,7 @@ impl<D: Dialect> Store for Sql<D> {
     async fn audit_insert(&self, events: &[AuditEvent]) -> StoreResult<()> {
         self.run(async {
             let mut tx = self.begin().await?;
-            for e in events {
-                let a = args![
-                    e.at,
-                    &e.tenant,
-                    e.event.as_str(),
-                    e.actor.as_str(),
-                    &e.actor_name,
-                    &e.subject,
-                    &e.client_id,
-                    &e.address,
-                    e.outcome.as_str(),
-                    &e.request_id,
-                    &e.detail,
-                ];
-                tx.exec(sql::AUDIT_INSERT, a).await?;
-            }
+            D::audit_insert(&mut tx, events).await?;
             tx.commit().await.db()
         })
         .await

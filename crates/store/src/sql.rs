@@ -176,8 +176,6 @@ pub(crate) const ROW_LOCKS: Locking = Locking {
 pub(crate) const HEADS: &str = "SELECT (SELECT COALESCE(MAX(seq), 0) FROM changes) AS c, \
      (SELECT COALESCE(MAX(seq), 0) FROM revocations) AS r";
 
-pub(crate) const AUDIT_INSERT: &str = "INSERT INTO audit_events (at, tenant, event, actor_kind, actor_name, subject, \
-     client_id, address, outcome, request_id, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
 /// A filter that is NULL matches every row; `$8` is the cursor (ids below it), `$9` the limit.
 pub(crate) const AUDIT_LIST: &str = "SELECT * FROM audit_events WHERE tenant = $1 \
      AND ($2 IS NULL OR actor_name = $2) AND ($3 IS NULL OR subject = $3) AND ($4 IS NULL OR event = $4) \
