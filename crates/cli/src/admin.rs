@@ -521,7 +521,7 @@ pub enum ApiKeyCmd {
 }
 
 /// `90d`, `12h`, `30m`, `45s` or plain seconds.
-fn parse_duration(s: &str) -> Result<i64, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<i64, String> {
     let s = s.trim();
     let (num, unit) = match s.char_indices().last() {
         Some((i, c)) if c.is_ascii_alphabetic() => (&s[..i], c),

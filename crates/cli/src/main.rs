@@ -1,6 +1,7 @@
 //! `tessera`: the token server and its admin commands, all working on one data dir.
 
 mod admin;
+mod audit;
 mod setup;
 
 use anyhow::Result;
@@ -49,6 +50,8 @@ enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Apikey(admin::ApiKeyCmd),
+    /// Read the audit trail of a tenant.
+    Audit(audit::AuditArgs),
     /// Create or update the database schema, then exit.
     Migrate,
     /// Settings of the whole deployment (every node of one database).
@@ -122,7 +125,9 @@ fn run(cli: Cli) -> Result<()> {
     let serving = matches!(cli.command, Command::Serve(_));
     setup::init_logging(&config, serving);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    rt.block_on(async move {
+    // Admin commands record audit events; they are written when the command is done,
+    // whether it succeeded or not.
+    rt.block_on(setup::with_admin_audit(async move {
         match cli.command {
             Command::Serve(_) => setup::serve(config).await,
             Command::Tenant(c) => admin::tenant(&config, c).await,
@@ -132,10 +137,11 @@ fn run(cli: Cli) -> Result<()> {
             Command::Token(c) => admin::token(&config, c).await,
             Command::Device(c) => admin::device(&config, c).await,
             Command::Apikey(c) => admin::apikey(&config, c).await,
+            Command::Audit(a) => audit::audit(&config, a).await,
             Command::Migrate => setup::migrate(&config).await,
             Command::Deployment(DeploymentCmd::PublicUrl { url }) => {
                 setup::deployment_public_url(&config, url.as_deref()).await
             }
         }
-    })
+    }))
 }

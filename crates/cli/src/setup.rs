@@ -172,7 +172,7 @@ pub async fn open(
     listen_url: String,
     hasher: Arc<dyn PasswordHasher>,
 ) -> Result<(Arc<Authority>, Option<tessera_core::secret::Secret>)> {
-    let (auth, password, _, _) = open_engine(config, listen_url, Role::Command, hasher).await?;
+    let (auth, password, _, _) = open_engine(config, listen_url, Role::Command, hasher, None).await?;
     Ok((auth, password))
 }
 
@@ -191,6 +191,7 @@ async fn open_engine(
     listen_url: String,
     role: Role,
     hasher: Arc<dyn PasswordHasher>,
+    origin: Option<fn() -> tessera_core::audit::Origin>,
 ) -> Result<(Arc<Authority>, Option<tessera_core::secret::Secret>, Backend, String)> {
     let (backend, db_has_keys) = open_store(config).await?;
     let public_url = if backend.is_shared() {
@@ -209,6 +210,10 @@ async fn open_engine(
     )
     .await
     .map_err(|e| anyhow!("{}", e.description))?;
+    let auth = match origin {
+        Some(f) => auth.with_origin(f),
+        None => auth,
+    };
     let password = auth.bootstrap().await.map_err(|e| anyhow!("bootstrap failed: {}", e.description))?;
     Ok((Arc::new(auth), password, backend, public_url))
 }
@@ -270,12 +275,16 @@ async fn agree_public_url(
         }
         None if same(&listen_url, url) => Ok(listen_url),
         None => {
-            tracing::warn!(
-                public_url = url,
-                listen = %listen_url,
-                "public_url is not set: this node uses the deployment's public URL recorded in the database, \
-                 not its own listen address; set public_url to the URL clients use"
-            );
+            // An admin command takes the deployment's URL as it is: only a serving node is
+            // told that its configuration lacks one.
+            if role == Role::Node {
+                tracing::warn!(
+                    public_url = url,
+                    listen = %listen_url,
+                    "public_url is not set: this node uses the deployment's public URL recorded in the database, \
+                     not its own listen address; set public_url to the URL clients use"
+                );
+            }
             Ok(url.to_owned())
         }
     }
@@ -326,11 +335,35 @@ fn sync_on_notify(auth: Arc<Authority>, wake: Arc<Notify>) -> tokio::task::JoinH
     })
 }
 
+tokio::task_local! {
+    /// The engines opened by the admin command being run, whose audit events are written
+    /// when it ends ([`with_admin_audit`]).
+    static OPENED: std::cell::RefCell<Vec<Arc<Authority>>>;
+}
+
+/// Run an admin command, then write the audit events of every engine it opened.
+pub async fn with_admin_audit(command: impl Future<Output = Result<()>>) -> Result<()> {
+    OPENED
+        .scope(std::cell::RefCell::new(Vec::new()), async {
+            let done = command.await;
+            let opened = OPENED.with(|o| std::mem::take(&mut *o.borrow_mut()));
+            for auth in opened {
+                if let Err(e) = auth.write_audit().await {
+                    eprintln!("warning: the audit trail could not be written: {}", e.description);
+                }
+            }
+            done
+        })
+        .await
+}
+
 /// The engine for one admin command (hashing inline).
 pub async fn open_admin(config: &Config) -> Result<Arc<Authority>> {
     let rng: Arc<dyn Rng> = Arc::new(SystemRng);
     let hasher = Arc::new(InlineHasher { argon: Argon2id::default(), rng });
     let (auth, password) = open(config, format!("http://{}", config.listen), hasher).await?;
+    // Outside `with_admin_audit` (tests of this module) nothing is recorded for later.
+    let _ = OPENED.try_with(|o| o.borrow_mut().push(auth.clone()));
     if let Some(pw) = password {
         eprintln!("bootstrap admin: username=admin password={} (shown once)", pw.expose());
     }
@@ -348,8 +381,9 @@ pub async fn serve(config: Config) -> Result<()> {
         Arc::new(SystemRng),
         config.hash_concurrency.unwrap_or(cores.saturating_sub(1).max(1)),
     ));
+    let origin = tessera_server::extract::current_origin;
     let (auth, password, backend, public_url) =
-        open_engine(&config, format!("http://{addr}"), Role::Node, hasher).await?;
+        open_engine(&config, format!("http://{addr}"), Role::Node, hasher, Some(origin)).await?;
     let shutdown = shutdown_signal()?;
     let mut out = std::io::stdout().lock();
     if let Some(pw) = password {
@@ -364,12 +398,15 @@ pub async fn serve(config: Config) -> Result<()> {
     };
     tracing::info!(%addr, %public_url, %store, "tessera started");
     let background = tessera_server::spawn_background(auth.clone(), Duration::from_millis(config.sync_interval_ms));
+    let audit = tessera_server::spawn_audit_writer(auth.clone(), Duration::from_millis(config.audit_flush_ms));
     let notified = backend.listen().map(|wake| sync_on_notify(auth.clone(), wake));
     let metrics = tessera_server::metrics_layer::install();
     let upkeep = metrics.clone().map(tessera_server::metrics_layer::spawn_upkeep);
     let access = tessera_server::MetricsAccess::new(addr, config.metrics_token.as_deref());
     let state = AppState::new(auth, metrics, access);
     tessera_server::run(listener, state, config.limits(), shutdown).await?;
+    // No request is in flight any more: what they recorded is queued.
+    audit.finish().await;
     background.abort();
     if let Some(u) = upkeep {
         u.abort();

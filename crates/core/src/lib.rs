@@ -6,6 +6,7 @@
 // one is proven unreachable, it says why in an `#[allow]` on the spot.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing))]
 
+pub mod audit;
 pub mod authority;
 pub mod clock;
 pub mod device;

@@ -1,5 +1,6 @@
 //! The port: what the engine needs from storage. Backends live in tessera-store.
 
+use crate::audit::{AuditEvent, AuditFilter, AuditRecord};
 use crate::error::Error;
 use crate::keys::KeyRecord;
 use crate::name::{ClientId, TenantName, Username};
@@ -324,4 +325,17 @@ pub trait Store: Send + Sync {
     async fn setting_claim(&self, name: &str, value: &str) -> StoreResult<String>;
     /// Record `value` for `name`, replacing any.
     async fn setting_set(&self, name: &str, value: &str) -> StoreResult<()>;
+    /// Append audit events (one batch, one transaction).
+    async fn audit_insert(&self, events: &[AuditEvent]) -> StoreResult<()>;
+    /// Events of `tenant` matching `filter` with an id below `before` (all, without it),
+    /// newest first, at most `limit`.
+    async fn audit_list(
+        &self,
+        tenant: &TenantName,
+        filter: &AuditFilter,
+        before: Option<i64>,
+        limit: i64,
+    ) -> StoreResult<Vec<AuditRecord>>;
+    /// Delete events older than `before` (Unix seconds): how many.
+    async fn audit_purge(&self, before: i64) -> StoreResult<u64>;
 }

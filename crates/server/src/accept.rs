@@ -58,6 +58,12 @@ pub async fn run(
     // A slot per connection, taken before accepting: at the cap, new connections wait in the
     // kernel's listen queue (idle and slow ones are closed by `watch_idle`, freeing slots).
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+    // Request ids (see `extract::RequestTag`): this process, then a number per connection.
+    let node = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(0))
+        .unwrap_or(0);
+    let mut conns: u64 = 0;
     tokio::pin!(shutdown);
     loop {
         let slot = tokio::select! {
@@ -85,15 +91,27 @@ pub async fn run(
         let app = std::cell::RefCell::new(app.clone());
         let activity = Arc::new(Activity::default());
         let counted = activity.clone();
+        conns += 1;
+        let conn_no = conns;
         let service = hyper::service::service_fn(move |req: axum::http::Request<hyper::body::Incoming>| {
             let req = req.map(axum::body::Body::new);
-            let in_flight = InFlight::begin(&counted);
+            let (in_flight, seq) = InFlight::begin(&counted);
+            let tag = extract::RequestTag {
+                node,
+                conn: conn_no,
+                seq,
+                given: req.headers().get(&extract::X_REQUEST_ID).cloned(),
+            };
             let mut app = app.borrow_mut();
             // Every layer of the stack is always ready; should one ever not be, the request
             // waits for it on its own copy.
             match app.poll_ready(&mut std::task::Context::from_waker(std::task::Waker::noop())) {
-                std::task::Poll::Ready(Ok(())) => Called::InPlace { fut: app.call(req), _in_flight: in_flight },
-                _ => Called::OnCopy { fut: app.clone().oneshot(req), _in_flight: in_flight },
+                std::task::Poll::Ready(Ok(())) => {
+                    Called::InPlace { fut: extract::REQUEST.scope(tag, app.call(req)), _in_flight: in_flight }
+                }
+                _ => {
+                    Called::OnCopy { fut: extract::REQUEST.scope(tag, app.clone().oneshot(req)), _in_flight: in_flight }
+                }
             }
         });
         // The peer's address reaches handlers as a task-local (`extract::Origin`), not as a
@@ -155,9 +173,10 @@ impl Activity {
 struct InFlight(Arc<Activity>);
 
 impl InFlight {
-    fn begin(activity: &Arc<Activity>) -> Self {
-        activity.begun.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        InFlight(activity.clone())
+    /// The request in flight, and its number on the connection (from 0).
+    fn begin(activity: &Arc<Activity>) -> (Self, u64) {
+        let seq = activity.begun.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        (InFlight(activity.clone()), seq)
     }
 }
 

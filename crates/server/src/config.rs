@@ -66,6 +66,13 @@ pub struct Config {
     /// least 16 characters). When not set, `/metrics` is open if the server listens on a
     /// loopback address, and answers only loopback peers otherwise.
     pub metrics_token: Option<String>,
+    /// Days audit events are kept before the purge loop deletes them (0: kept for ever).
+    pub audit_retention_days: i64,
+    /// Audit events that may wait in memory to be written (past it they are dropped and
+    /// counted in `/metrics`, never making a request wait).
+    pub audit_queue: usize,
+    /// How often queued audit events are written to the store, milliseconds.
+    pub audit_flush_ms: u64,
 }
 
 impl Default for Config {
@@ -96,6 +103,9 @@ impl Default for Config {
             request_timeout_ms: 30_000,
             max_connections: 1024,
             metrics_token: None,
+            audit_retention_days: 90,
+            audit_queue: 65_536,
+            audit_flush_ms: 500,
         }
     }
 }
@@ -128,6 +138,9 @@ impl Config {
         "request_timeout_ms",
         "max_connections",
         "metrics_token",
+        "audit_retention_days",
+        "audit_queue",
+        "audit_flush_ms",
     ];
 
     pub fn validate(&self) -> Result<(), String> {
@@ -142,7 +155,11 @@ impl Config {
                 return Err(format!("{name} must be positive"));
             }
         }
-        for (name, v) in [("refresh_grace", self.refresh_grace), ("key_prepublish", self.key_prepublish)] {
+        for (name, v) in [
+            ("refresh_grace", self.refresh_grace),
+            ("key_prepublish", self.key_prepublish),
+            ("audit_retention_days", self.audit_retention_days),
+        ] {
             if v < 0 {
                 return Err(format!("{name} must not be negative"));
             }
@@ -155,6 +172,9 @@ impl Config {
         if self.db_pool_size == 0 {
             return Err("db_pool_size must be positive".into());
         }
+        if !(1..=10_000_000).contains(&self.audit_queue) {
+            return Err("audit_queue must be 1-10000000".into());
+        }
         if !(1..=1_000_000).contains(&self.max_connections) {
             return Err("max_connections must be 1-1000000".into());
         }
@@ -162,6 +182,7 @@ impl Config {
             ("db_statement_timeout_ms", self.db_statement_timeout_ms),
             ("header_timeout_ms", self.header_timeout_ms),
             ("request_timeout_ms", self.request_timeout_ms),
+            ("audit_flush_ms", self.audit_flush_ms),
         ] {
             if v == 0 {
                 return Err(format!("{name} must be positive"));
@@ -210,6 +231,8 @@ impl Config {
                 device_per_origin: self.device_lookup_failures_per_address.max(1),
                 device_per_tenant: self.device_lookup_failures_per_tenant.max(1),
             },
+            audit_retention_days: self.audit_retention_days,
+            audit_queue: self.audit_queue,
         }
     }
 }

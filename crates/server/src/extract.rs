@@ -47,6 +47,46 @@ tokio::task_local! {
     /// The peer of the connection being served, set by [`crate::run`] around each
     /// connection's task.
     pub static PEER: std::net::SocketAddr;
+    /// The request being served, set by [`crate::run`] around each request's future.
+    pub static REQUEST: RequestTag;
+}
+
+/// What names a request in the audit trail: the caller's `X-Request-Id` (from a proxy or
+/// the client) if it sent a usable one, else this server's own numbering. Made for every
+/// request, so nothing is formatted or allocated until an event asks for it.
+#[derive(Debug, Clone)]
+pub struct RequestTag {
+    /// This process (its start time, ms), the connection's number, the request's number on it.
+    pub node: u64,
+    pub conn: u64,
+    pub seq: u64,
+    pub given: Option<axum::http::HeaderValue>,
+}
+
+pub static X_REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-request-id");
+
+impl RequestTag {
+    /// The id as recorded: a given one of 1-128 printable characters, else `node-conn-seq`
+    /// in hexadecimal.
+    pub fn id(&self) -> String {
+        if let Some(v) = &self.given
+            && let Ok(s) = v.to_str()
+            && (1..=128).contains(&s.len())
+            && s.bytes().all(|b| b.is_ascii_graphic())
+        {
+            return s.to_owned();
+        }
+        format!("{:x}-{:x}-{:x}", self.node, self.conn, self.seq)
+    }
+}
+
+/// Where the request being served comes from, for the audit trail (installed into the
+/// engine with `Authority::with_origin`): empty outside a request.
+pub fn current_origin() -> tessera_core::audit::Origin {
+    tessera_core::audit::Origin {
+        address: PEER.try_with(|p| p.ip()).ok(),
+        request_id: REQUEST.try_with(RequestTag::id).ok(),
+    }
 }
 
 /// The client's address: the connection's peer (none outside [`crate::run`], e.g. a router

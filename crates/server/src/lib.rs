@@ -147,6 +147,8 @@ async fn metrics_get(
     match &state.metrics {
         Some(h) => {
             metrics::gauge!("tessera_revocations_live").set(state.auth.revoked_count() as f64);
+            metrics::counter!("tessera_audit_dropped_total").absolute(state.auth.audit_dropped());
+            metrics::gauge!("tessera_audit_pending").set(state.auth.audit_pending() as f64);
             ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], h.render()).into_response()
         }
         None => (StatusCode::NOT_FOUND, "metrics disabled").into_response(),
@@ -154,25 +156,75 @@ async fn metrics_get(
 }
 
 /// Keep this node in step with the store: apply changes (admin commands, other nodes) every
-/// `interval`, purge expired revocations every minute.
+/// `interval`, purge expired revocations and audit events past their retention at start and
+/// then every minute.
 pub fn spawn_background(auth: Arc<Authority>, interval: Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut last_purge = tokio::time::Instant::now();
+        let mut last_purge: Option<tokio::time::Instant> = None;
         loop {
             tick.tick().await;
             if let Err(e) = auth.sync().await {
                 tracing::warn!(error = %e, "sync with the store failed; will retry");
             }
-            if last_purge.elapsed() >= Duration::from_secs(60) {
-                last_purge = tokio::time::Instant::now();
+            if last_purge.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+                last_purge = Some(tokio::time::Instant::now());
                 if let Err(e) = auth.purge_expired().await {
                     tracing::warn!(error = %e, "purging expired entries failed");
                 }
             }
         }
     })
+}
+
+/// Write queued audit events to the store every `interval`, in batches, off the requests'
+/// path. The writer is not woken per event (that would cost every request a wake-up): it
+/// looks on its own clock. Events that fail to write stay queued for the next round.
+/// [`AuditWriter::finish`] writes what is left and stops it.
+pub fn spawn_audit_writer(auth: Arc<Authority>, interval: Duration) -> AuditWriter {
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let last = tokio::select! {
+                _ = tick.tick() => false,
+                _ = &mut stopped => true,
+            };
+            // Until the queue is empty: a burst may have queued more than one round holds.
+            loop {
+                match auth.write_audit().await {
+                    Ok(n) if n > 0 && auth.audit_pending() > 0 => continue,
+                    Ok(_) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, pending = auth.audit_pending(), "writing audit events failed");
+                        break;
+                    }
+                }
+            }
+            if last {
+                return;
+            }
+        }
+    });
+    AuditWriter { stop, task }
+}
+
+/// The running audit writer of [`spawn_audit_writer`].
+pub struct AuditWriter {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl AuditWriter {
+    /// Write the events still queued, then stop (at shutdown, once no request is in flight).
+    pub async fn finish(self) {
+        let _ = self.stop.send(());
+        if let Err(e) = self.task.await {
+            tracing::warn!(error = %e, "the audit writer ended abnormally");
+        }
+    }
 }
 
 /// The largest request body accepted (bigger ones get 413): the largest real request, a

@@ -14,6 +14,7 @@ use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::{PgConnection, PgPool, Postgres};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+use tessera_core::audit::AuditEvent;
 use tessera_core::store::{Revocation, StoreError, StoreResult};
 use tokio::sync::Notify;
 
@@ -43,6 +44,10 @@ const FAMILIES_REVOCATIONS_INSERT: &str = "INSERT INTO revocations (tenant, jti,
 /// A user's ($1, $2) recovery codes $3 (an array), in one statement.
 const RECOVERY_INSERT_ALL: &str =
     "INSERT INTO recovery_codes (tenant, username, code_hash) SELECT $1, $2, h FROM UNNEST($3::text[]) AS h";
+/// A batch of audit events, one array per column, in one statement.
+const AUDIT_INSERT_ALL: &str = "INSERT INTO audit_events (at, tenant, event, actor_kind, actor_name, subject, \
+     client_id, address, outcome, request_id, detail) SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], \
+     $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[])";
 
 /// Connection settings beyond the URL.
 #[derive(Debug, Clone)]
@@ -272,6 +277,30 @@ impl Dialect for PgStore {
         hashes: &[String],
     ) -> StoreResult<()> {
         sqlx::query(RECOVERY_INSERT_ALL).bind(tenant).bind(username).bind(hashes).execute(&mut *conn).await.db()?;
+        Ok(())
+    }
+
+    /// One statement for the whole batch, column by column.
+    async fn audit_insert(conn: &mut PgConnection, events: &[AuditEvent]) -> StoreResult<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let text = |f: fn(&AuditEvent) -> Option<&str>| events.iter().map(f).collect::<Vec<_>>();
+        sqlx::query(AUDIT_INSERT_ALL)
+            .bind(events.iter().map(|e| e.at).collect::<Vec<_>>())
+            .bind(text(|e| Some(&e.tenant)))
+            .bind(text(|e| Some(e.event.as_str())))
+            .bind(text(|e| Some(e.actor.as_str())))
+            .bind(text(|e| e.actor_name.as_deref()))
+            .bind(text(|e| e.subject.as_deref()))
+            .bind(text(|e| e.client_id.as_deref()))
+            .bind(text(|e| e.address.as_deref()))
+            .bind(text(|e| Some(e.outcome.as_str())))
+            .bind(text(|e| e.request_id.as_deref()))
+            .bind(text(|e| e.detail.as_deref()))
+            .execute(&mut *conn)
+            .await
+            .db()?;
         Ok(())
     }
 

@@ -3,6 +3,7 @@
 
 use crate::error::{DbResult, corrupt};
 use sqlx::{ColumnIndex, Decode, Row, Type};
+use tessera_core::audit::{ActorKind, AuditEvent, AuditRecord, EventKind, Outcome};
 use tessera_core::keys::{Alg, KeyRecord};
 use tessera_core::principal::{ApiKey, Client, GrantType, Profile, TotpState, User};
 use tessera_core::store::{
@@ -275,5 +276,28 @@ pub(crate) fn change(r: &impl Cols) -> StoreResult<Change> {
         "client" => Change::Client { tenant, client_id: name(r, "subject")? },
         "user" => Change::User { tenant, username: name(r, "subject")? },
         _ => return Err(corrupt("change kind")),
+    })
+}
+
+/// From a row of `audit_events`.
+pub(crate) fn audit(r: &impl Cols) -> StoreResult<AuditRecord> {
+    let event = EventKind::parse(&get::<String>(r, "event")?).map_err(|_| corrupt("audit event kind"))?;
+    let outcome = Outcome::parse(&get::<String>(r, "outcome")?).map_err(|_| corrupt("audit outcome"))?;
+    let actor = ActorKind::parse(&get::<String>(r, "actor_kind")?).ok_or_else(|| corrupt("audit actor kind"))?;
+    Ok(AuditRecord {
+        id: get(r, "id")?,
+        event: AuditEvent {
+            at: get(r, "at")?,
+            tenant: get(r, "tenant")?,
+            event,
+            actor,
+            actor_name: get(r, "actor_name")?,
+            subject: get(r, "subject")?,
+            client_id: get(r, "client_id")?,
+            address: get(r, "address")?,
+            outcome,
+            request_id: get(r, "request_id")?,
+            detail: get(r, "detail")?,
+        },
     })
 }

@@ -8,6 +8,7 @@ use crate::rows::{self, Cols, get, grants_json, json_list};
 use crate::sql;
 use async_trait::async_trait;
 use std::time::Duration;
+use tessera_core::audit::{AuditEvent, AuditFilter, AuditRecord};
 use tessera_core::keys::KeyRecord;
 use tessera_core::principal::{ApiKey, Client, User};
 use tessera_core::store::{
@@ -192,6 +193,9 @@ pub(crate) trait Dialect: Send + Sync + 'static {
 
     /// Add one entry to the revocation list, acknowledged once durable.
     async fn revocation_insert(&self, r: &Revocation) -> StoreResult<()>;
+
+    /// Append audit events (in the caller's transaction).
+    async fn audit_insert(conn: &mut Self::Conn, events: &[AuditEvent]) -> StoreResult<()>;
 }
 
 /// The core's `Store` over a backend.
@@ -809,6 +813,40 @@ impl<D: Dialect> Store for Sql<D> {
 
     async fn setting_set(&self, name: &str, value: &str) -> StoreResult<()> {
         self.run(async { self.exec(sql::SETTING_SET, args![name, value]).await.map(drop) }).await
+    }
+
+    async fn audit_insert(&self, events: &[AuditEvent]) -> StoreResult<()> {
+        self.run(async {
+            let mut tx = self.begin().await?;
+            D::audit_insert(&mut tx, events).await?;
+            tx.commit().await.db()
+        })
+        .await
+    }
+
+    async fn audit_list(
+        &self,
+        tenant: &TenantName,
+        f: &AuditFilter,
+        before: Option<i64>,
+        limit: i64,
+    ) -> StoreResult<Vec<AuditRecord>> {
+        let a = args![
+            tenant,
+            &f.actor,
+            &f.subject,
+            f.event.map(|e| e.as_str()),
+            f.outcome.map(|o| o.as_str()),
+            f.since,
+            f.until,
+            before,
+            limit,
+        ];
+        self.run(self.list(sql::AUDIT_LIST, a, rows::audit)).await
+    }
+
+    async fn audit_purge(&self, before: i64) -> StoreResult<u64> {
+        self.run(self.exec(sql::AUDIT_PURGE, args![before])).await
     }
 }
 

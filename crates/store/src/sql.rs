@@ -184,3 +184,9 @@ pub(crate) const SETTING_CLAIM: &str =
 /// Record the deployment setting $1 = $2.
 pub(crate) const SETTING_SET: &str =
     "INSERT INTO deployment (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = excluded.value";
+/// A filter that is NULL matches every row; `$8` is the cursor (ids below it), `$9` the limit.
+pub(crate) const AUDIT_LIST: &str = "SELECT * FROM audit_events WHERE tenant = $1 \
+     AND ($2 IS NULL OR actor_name = $2) AND ($3 IS NULL OR subject = $3) AND ($4 IS NULL OR event = $4) \
+     AND ($5 IS NULL OR outcome = $5) AND ($6 IS NULL OR at >= $6) AND ($7 IS NULL OR at < $7) \
+     AND ($8 IS NULL OR id < $8) ORDER BY id DESC LIMIT $9";
+pub(crate) const AUDIT_PURGE: &str = "DELETE FROM audit_events WHERE at < $1";

@@ -13,9 +13,14 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Sqlite, SqliteConnection, SqlitePool};
 use std::path::Path;
 use std::time::Duration;
+use tessera_core::audit::AuditEvent;
 use tessera_core::store::{Revocation, StoreError, StoreResult};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+
+/// One audit event (PostgreSQL inserts a batch in one statement over arrays).
+const AUDIT_INSERT: &str = "INSERT INTO audit_events (at, tenant, event, actor_kind, actor_name, subject, \
+     client_id, address, outcome, request_id, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
 
 conn_impl!(SqliteConnection, Sqlite);
 
@@ -97,6 +102,26 @@ impl Dialect for SqliteStore {
     ) -> StoreResult<()> {
         for h in hashes {
             conn.exec(sql::RECOVERY_INSERT, args![tenant, username, h]).await?;
+        }
+        Ok(())
+    }
+
+    async fn audit_insert(conn: &mut SqliteConnection, events: &[AuditEvent]) -> StoreResult<()> {
+        for e in events {
+            let a = args![
+                e.at,
+                &e.tenant,
+                e.event.as_str(),
+                e.actor.as_str(),
+                &e.actor_name,
+                &e.subject,
+                &e.client_id,
+                &e.address,
+                e.outcome.as_str(),
+                &e.request_id,
+                &e.detail,
+            ];
+            conn.exec(AUDIT_INSERT, a).await?;
         }
         Ok(())
     }

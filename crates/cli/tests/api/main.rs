@@ -7,6 +7,7 @@ mod harness;
 mod pg;
 
 mod audience;
+mod audit;
 mod chains;
 mod cli;
 mod connections;

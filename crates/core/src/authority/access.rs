@@ -78,6 +78,8 @@ pub enum Action<'a> {
     ReadUsers,
     /// Sign in to an administrators' API (SFTPGo's admin token).
     Administer,
+    /// Read the tenant's audit log.
+    ReadAudit,
     /// Register a client (owned by the user asking).
     CreateClient,
     /// Read, change or delete this client.
@@ -116,7 +118,11 @@ impl Authority {
         let admin = user.is_admin();
         match action {
             Action::ManageTenants => Err(Error::forbidden("only the operator may manage tenants")),
-            Action::ReadTenant | Action::ConfigureTenant | Action::ManageUsers | Action::Administer => {
+            Action::ReadTenant
+            | Action::ConfigureTenant
+            | Action::ManageUsers
+            | Action::Administer
+            | Action::ReadAudit => {
                 if admin {
                     Ok(())
                 } else {

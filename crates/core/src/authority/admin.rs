@@ -2,6 +2,7 @@
 
 use super::access::{Action, Actor};
 use super::{Authority, DEFAULT_TENANT, KeyInfo, TenantState, lock_poisoned};
+use crate::audit::EventKind;
 use crate::error::{Error, Result};
 use crate::keys::{Alg, KeyStatus, SigningKey};
 use crate::name::{ClientId, RedirectUri, TenantName, Username};
@@ -117,37 +118,45 @@ impl Authority {
         refresh_ttl: Option<i64>,
         hosts: Vec<String>,
     ) -> Result<Tenant> {
-        self.authorize(actor, name, Action::ManageTenants).await?;
-        let tenant_name = TenantName::parse(name)?;
-        check_url("issuer", &issuer)?;
-        check_ttl(access_ttl)?;
-        check_ttl(refresh_ttl)?;
-        let hosts: Vec<String> = hosts.iter().map(|h| normalize_host(h)).collect();
-        for h in &hosts {
-            if h.is_empty() || h.contains('/') {
-                return Err(Error::invalid_request(format!("invalid host name `{h}`")));
+        let done = async {
+            self.authorize(actor, name, Action::ManageTenants).await?;
+            let tenant_name = TenantName::parse(name)?;
+            check_url("issuer", &issuer)?;
+            check_ttl(access_ttl)?;
+            check_ttl(refresh_ttl)?;
+            let hosts: Vec<String> = hosts.iter().map(|h| normalize_host(h)).collect();
+            for h in &hosts {
+                if h.is_empty() || h.contains('/') {
+                    return Err(Error::invalid_request(format!("invalid host name `{h}`")));
+                }
+                if let Some(other) = self.tenant_for_host(h) {
+                    return Err(Error::conflict(format!("host `{h}` already belongs to tenant `{other}`")));
+                }
             }
-            if let Some(other) = self.tenant_for_host(h) {
-                return Err(Error::conflict(format!("host `{h}` already belongs to tenant `{other}`")));
-            }
+            let now = self.now();
+            let t = Tenant {
+                name: tenant_name,
+                alg,
+                issuer,
+                access_ttl,
+                refresh_ttl,
+                hosts,
+                allowed_grants: None,
+                created_at: now,
+                max_user_clients: None,
+                longest_access_ttl: None,
+            };
+            let (_, record) = SigningKey::generate(self.rng.as_ref(), &self.master, name, alg, now, now)?;
+            self.store
+                .tenant_insert(&t, &record)
+                .await
+                .map_err(conflict_as(format!("tenant `{name}` already exists")))?;
+            self.load_tenant(&t.name).await?;
+            Ok(t)
         }
-        let now = self.now();
-        let t = Tenant {
-            name: tenant_name,
-            alg,
-            issuer,
-            access_ttl,
-            refresh_ttl,
-            hosts,
-            allowed_grants: None,
-            created_at: now,
-            max_user_clients: None,
-            longest_access_ttl: None,
-        };
-        let (_, record) = SigningKey::generate(self.rng.as_ref(), &self.master, name, alg, now, now)?;
-        self.store.tenant_insert(&t, &record).await.map_err(conflict_as(format!("tenant `{name}` already exists")))?;
-        self.load_tenant(&t.name).await?;
-        Ok(t)
+        .await;
+        self.record_change(actor, name, EventKind::TenantCreate, name, &done);
+        done
     }
 
     pub async fn list_tenants(&self, actor: &Actor<'_>) -> Result<Vec<(Tenant, String)>> {
@@ -173,36 +182,51 @@ impl Authority {
     /// Change a tenant's token lifetimes, allowed grants and client policy. The longest
     /// access lifetime the tenant has had is kept, for key retirement ([`TenantState::key_ttl`]).
     pub async fn update_tenant_policy(&self, actor: &Actor<'_>, tenant: &str, policy: TenantPolicy) -> Result<Tenant> {
-        self.authorize(actor, tenant, Action::ConfigureTenant).await?;
-        let ts = self.tenant(tenant)?;
-        let mut t = ts.tenant.clone();
-        check_ttl(policy.access_ttl)?;
-        check_ttl(policy.refresh_ttl)?;
-        if let Some(a) = policy.access_ttl {
-            t.access_ttl = Some(a);
-            // Tokens issued under the lifetime in force until now outlive a lowered one.
-            t.longest_access_ttl = Some(ts.key_ttl.max(a));
-        }
-        if let Some(n) = policy.max_user_clients {
-            if !(0..=10_000).contains(&n) {
-                return Err(Error::invalid_request("max_user_clients must be 0-10000"));
+        let done = async {
+            self.authorize(actor, tenant, Action::ConfigureTenant).await?;
+            let ts = self.tenant(tenant)?;
+            let mut t = ts.tenant.clone();
+            check_ttl(policy.access_ttl)?;
+            check_ttl(policy.refresh_ttl)?;
+            if let Some(a) = policy.access_ttl {
+                t.access_ttl = Some(a);
+                // Tokens issued under the lifetime in force until now outlive a lowered one.
+                t.longest_access_ttl = Some(ts.key_ttl.max(a));
             }
-            t.max_user_clients = Some(n);
+            if let Some(n) = policy.max_user_clients {
+                if !(0..=10_000).contains(&n) {
+                    return Err(Error::invalid_request("max_user_clients must be 0-10000"));
+                }
+                t.max_user_clients = Some(n);
+            }
+            if let Some(r) = policy.refresh_ttl {
+                t.refresh_ttl = Some(r);
+            }
+            if let Some(g) = policy.allowed_grants {
+                t.allowed_grants = Some(g);
+            }
+            self.store.tenant_update(&t).await?;
+            self.load_tenant(&t.name).await?;
+            Ok(t)
         }
-        if let Some(r) = policy.refresh_ttl {
-            t.refresh_ttl = Some(r);
-        }
-        if let Some(g) = policy.allowed_grants {
-            t.allowed_grants = Some(g);
-        }
-        self.store.tenant_update(&t).await?;
-        self.load_tenant(&t.name).await?;
-        Ok(t)
+        .await;
+        self.record_change(actor, tenant, EventKind::TenantUpdate, tenant, &done);
+        done
     }
 
     /// Add a new signing key; it is published at once and signs after the
     /// pre-publication delay.
     pub async fn rotate_key(&self, actor: &Actor<'_>, tenant: &str) -> Result<KeyInfo> {
+        let done = self.add_key(actor, tenant).await;
+        let e = self.by(actor, tenant, EventKind::KeyRotate).subject(tenant);
+        self.record(match &done {
+            Ok(k) => e.detail(format!("kid={} alg={}", k.kid, k.alg)),
+            Err(err) => e.failed(err),
+        });
+        done
+    }
+
+    async fn add_key(&self, actor: &Actor<'_>, tenant: &str) -> Result<KeyInfo> {
         self.authorize(actor, tenant, Action::ConfigureTenant).await?;
         let ts = self.tenant(tenant)?;
         let now = self.now();
@@ -274,26 +298,31 @@ impl Authority {
         roles: Vec<String>,
         profile: Profile,
     ) -> Result<User> {
-        self.authorize(actor, tenant, Action::ManageUsers).await?;
-        let ts = self.tenant(tenant)?;
-        let username = &Username::parse(username)?;
-        secret::check_password_policy(password.expose())?;
-        let exists = || Error::conflict(format!("user `{username}` already exists in tenant `{tenant}`"));
-        if self.store.user_get(&ts.tenant.name, username).await?.is_some() {
-            return Err(exists());
+        let done = async {
+            self.authorize(actor, tenant, Action::ManageUsers).await?;
+            let ts = self.tenant(tenant)?;
+            let username = &Username::parse(username)?;
+            secret::check_password_policy(password.expose())?;
+            let exists = || Error::conflict(format!("user `{username}` already exists in tenant `{tenant}`"));
+            if self.store.user_get(&ts.tenant.name, username).await?.is_some() {
+                return Err(exists());
+            }
+            let user = User {
+                tenant: ts.tenant.name.clone(),
+                username: username.clone(),
+                password_hash: self.hasher.hash(password).await?,
+                roles,
+                disabled: false,
+                created_at: self.now(),
+                profile,
+                totp: Default::default(),
+            };
+            self.store.user_insert(&user).await.map_err(conflict_as(exists().description))?;
+            Ok(user)
         }
-        let user = User {
-            tenant: ts.tenant.name.clone(),
-            username: username.clone(),
-            password_hash: self.hasher.hash(password).await?,
-            roles,
-            disabled: false,
-            created_at: self.now(),
-            profile,
-            totp: Default::default(),
-        };
-        self.store.user_insert(&user).await.map_err(conflict_as(exists().description))?;
-        Ok(user)
+        .await;
+        self.record_change(actor, tenant, EventKind::UserCreate, username, &done);
+        done
     }
 
     /// A user's record, for an actor who may read users.
@@ -335,13 +364,23 @@ impl Authority {
         username: &str,
         disabled: bool,
     ) -> Result<()> {
-        self.authorize(actor, tenant, Action::ManageUsers).await?;
-        let ts = self.tenant(tenant)?;
-        let found = match Username::parse(username) {
-            Ok(name) => self.store.user_set_disabled(&ts.tenant.name, &name, disabled).await?,
-            Err(_) => false,
-        };
-        if found { Ok(()) } else { Err(Error::not_found(format!("user `{username}` not found in tenant `{tenant}`"))) }
+        let done = async {
+            self.authorize(actor, tenant, Action::ManageUsers).await?;
+            let ts = self.tenant(tenant)?;
+            let found = match Username::parse(username) {
+                Ok(name) => self.store.user_set_disabled(&ts.tenant.name, &name, disabled).await?,
+                Err(_) => false,
+            };
+            if found {
+                Ok(())
+            } else {
+                Err(Error::not_found(format!("user `{username}` not found in tenant `{tenant}`")))
+            }
+        }
+        .await;
+        let event = if disabled { EventKind::UserDisable } else { EventKind::UserEnable };
+        self.record_change(actor, tenant, event, username, &done);
+        done
     }
 
     // ----- clients ----------------------------------------------------------------------
@@ -350,7 +389,25 @@ impl Authority {
     /// asks (through a front's client API) owns it; a tenant administrator may always, another
     /// user only while they own fewer clients than the tenant allows
     /// ([`Tenant::max_user_clients`], default none).
-    pub async fn create_client(&self, actor: &Actor<'_>, mut spec: NewClient) -> Result<(Client, Option<Secret>)> {
+    pub async fn create_client(&self, actor: &Actor<'_>, spec: NewClient) -> Result<(Client, Option<Secret>)> {
+        let tenant = spec.tenant.clone();
+        let named = spec.client_id.clone();
+        let done = self.add_client(actor, spec).await;
+        let e = self.by(actor, &tenant, EventKind::ClientCreate);
+        self.record(match &done {
+            Ok((c, _)) => e
+                .subject(c.client_id.as_str())
+                .client(Some(&c.client_id))
+                .detail(format!("grants={}", c.grants.iter().map(|g| g.to_string()).collect::<Vec<_>>().join(","))),
+            Err(err) => match named {
+                Some(id) => e.subject(id).failed(err),
+                None => e.failed(err),
+            },
+        });
+        done
+    }
+
+    async fn add_client(&self, actor: &Actor<'_>, mut spec: NewClient) -> Result<(Client, Option<Secret>)> {
         self.authorize(actor, &spec.tenant, Action::CreateClient).await?;
         if let Actor::User(u) = actor {
             spec.owner = Some(u.username.clone());
@@ -447,37 +504,47 @@ impl Authority {
         callback_url: Option<String>,
         description: Option<String>,
     ) -> Result<Client> {
-        let mut c = self.get_client(actor, tenant, client_id).await?;
-        if let Some(n) = name {
-            if n.trim().is_empty() || n.len() > 200 {
-                return Err(Error::invalid_request("client name must be 1-200 characters"));
+        let done = async {
+            let mut c = self.get_client(actor, tenant, client_id).await?;
+            if let Some(n) = name {
+                if n.trim().is_empty() || n.len() > 200 {
+                    return Err(Error::invalid_request("client name must be 1-200 characters"));
+                }
+                c.name = n;
             }
-            c.name = n;
+            if let Some(u) = callback_url {
+                c.callback_url = Some(RedirectUri::parse(&u)?);
+            }
+            if description.is_some() {
+                c.description = description;
+            }
+            c.updated_at = self.now();
+            if !self.store.client_update(&c).await? {
+                return Err(Error::not_found(format!("client `{client_id}` not found")));
+            }
+            self.forget_client(tenant, client_id)?;
+            Ok(c)
         }
-        if let Some(u) = callback_url {
-            c.callback_url = Some(RedirectUri::parse(&u)?);
-        }
-        if description.is_some() {
-            c.description = description;
-        }
-        c.updated_at = self.now();
-        if !self.store.client_update(&c).await? {
-            return Err(Error::not_found(format!("client `{client_id}` not found")));
-        }
-        self.forget_client(tenant, client_id)?;
-        Ok(c)
+        .await;
+        self.record_change(actor, tenant, EventKind::ClientUpdate, client_id, &done);
+        done
     }
 
     /// Delete a client (its refresh families die with it); returns what was deleted.
     pub async fn delete_client(&self, actor: &Actor<'_>, tenant: &str, client_id: &str) -> Result<Client> {
-        let c = self.get_client(actor, tenant, client_id).await?;
-        let found = self.store.client_delete(&c.tenant, &c.client_id, self.now()).await?;
-        self.forget_client(tenant, client_id)?;
-        if found {
-            Ok(c)
-        } else {
-            Err(Error::not_found(format!("client `{client_id}` not found in tenant `{tenant}`")))
+        let done = async {
+            let c = self.get_client(actor, tenant, client_id).await?;
+            let found = self.store.client_delete(&c.tenant, &c.client_id, self.now()).await?;
+            self.forget_client(tenant, client_id)?;
+            if found {
+                Ok(c)
+            } else {
+                Err(Error::not_found(format!("client `{client_id}` not found in tenant `{tenant}`")))
+            }
         }
+        .await;
+        self.record_change(actor, tenant, EventKind::ClientDelete, client_id, &done);
+        done
     }
 
     /// A client from the cache, else from the store (then cached).

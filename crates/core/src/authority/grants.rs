@@ -1,6 +1,7 @@
 //! The token endpoint's grants, client authentication, and the device flow (RFC 8628).
 
 use super::{Audience, Authority, Mint, TenantState};
+use crate::audit::{ActorKind, AuditEvent, EventKind};
 use crate::device;
 use crate::error::{Error, ErrorKind, Result};
 use crate::grant::{ClientAuth, DeviceAuthorization, Grant, IssuedTokens, TokenRequest, token_type};
@@ -47,6 +48,20 @@ impl Authority {
         auth: &ClientAuth,
         origin: Option<IpAddr>,
     ) -> Result<Arc<Client>> {
+        let done = self.check_client(tenant, auth, origin).await;
+        if let Err(e) = &done {
+            let claimed = auth.client_id();
+            let e =
+                AuditEvent::new(tenant, EventKind::ClientAuth, ActorKind::Anonymous, None).client(claimed).failed(e);
+            self.record(match claimed {
+                Some(id) => e.subject(id),
+                None => e,
+            });
+        }
+        done
+    }
+
+    async fn check_client(&self, tenant: &str, auth: &ClientAuth, origin: Option<IpAddr>) -> Result<Arc<Client>> {
         let Some(id) = auth.client_id() else {
             return Err(Error::invalid_client("client authentication is required"));
         };
@@ -164,9 +179,10 @@ impl Authority {
         }
     }
 
-    /// The token endpoint: authenticate the client, then run the grant.
+    /// The token endpoint: authenticate the client, then run the grant. Failures are
+    /// audited here, unless they are recorded where they happen (client authentication,
+    /// sign-in) or are the device flow's normal answers while the user decides.
     pub async fn token(&self, tenant: &str, auth: &ClientAuth, req: TokenRequest) -> Result<IssuedTokens> {
-        let ts = self.tenant(tenant)?;
         let grant_type = match &req.grant {
             Grant::ClientCredentials => GrantType::ClientCredentials,
             Grant::Password { .. } => GrantType::Password,
@@ -174,6 +190,36 @@ impl Authority {
             Grant::DeviceCode { .. } => GrantType::DeviceCode,
             Grant::TokenExchange { .. } => GrantType::TokenExchange,
         };
+        let done = self.grant(tenant, auth, req, grant_type).await;
+        if let Err(e) = &done {
+            let recorded = match e.kind {
+                ErrorKind::InvalidClient | ErrorKind::AuthorizationPending | ErrorKind::SlowDown => true,
+                ErrorKind::InvalidGrant | ErrorKind::MfaRequired | ErrorKind::RateLimited => {
+                    grant_type == GrantType::Password
+                }
+                _ => false,
+            };
+            if !recorded {
+                let event =
+                    if grant_type == GrantType::RefreshToken { EventKind::TokenRefresh } else { EventKind::TokenIssue };
+                let e = AuditEvent::new(tenant, event, ActorKind::Client, auth.client_id())
+                    .client(auth.client_id())
+                    .detail(format!("grant={grant_type}"))
+                    .failed(e);
+                self.record(e);
+            }
+        }
+        done
+    }
+
+    async fn grant(
+        &self,
+        tenant: &str,
+        auth: &ClientAuth,
+        req: TokenRequest,
+        grant_type: GrantType,
+    ) -> Result<IssuedTokens> {
+        let ts = self.tenant(tenant)?;
         Self::check_tenant_allows(&ts, grant_type)?;
         let client = self.authenticate_client(tenant, auth, req.origin).await?;
         if !client.allows(grant_type) {
@@ -211,7 +257,14 @@ impl Authority {
                     exp: None,
                     provenance: None,
                 };
-                self.mint_access(&ts, mint, now)
+                let issued = self.mint_access(&ts, mint, now)?;
+                let id = Some(client.client_id.as_str());
+                let e = AuditEvent::new(tenant, EventKind::TokenIssue, ActorKind::Client, id)
+                    .subject(client.client_id.as_str())
+                    .client(id)
+                    .detail(format!("grant=client_credentials jti={}", issued.jti));
+                self.record(e);
+                Ok(issued)
             }
             Grant::Password { username, password, otp } => {
                 let scope = Self::grant_scope(&client.scopes, req.scope.as_deref())?;
@@ -370,7 +423,13 @@ impl Authority {
             exp: None,
             provenance: Some(h.provenance),
         };
-        Ok(self.mint_access(ts, mint, now)?.with_refresh(refresh, ts.refresh_ttl))
+        let issued = self.mint_access(ts, mint, now)?.with_refresh(refresh, ts.refresh_ttl);
+        let e = AuditEvent::new(&ts.tenant.name, EventKind::TokenIssue, ActorKind::User, Some(h.username.as_str()))
+            .subject(h.username.as_str())
+            .client(client_id)
+            .detail(format!("grant={} jti={}", h.grant_type, issued.jti));
+        self.record(e);
+        Ok(issued)
     }
 
     async fn refresh(
@@ -416,6 +475,13 @@ impl Authority {
         match self.store.refresh_rotate(&hash, &client.client_id, now, self.settings.refresh_grace, &next).await? {
             Rotation::Rotated | Rotation::WithinGrace => {}
             Rotation::Reused { revoked } => {
+                let id = Some(client.client_id.as_str());
+                let e = AuditEvent::new(&ts.tenant.name, EventKind::TokenReuse, ActorKind::Client, id)
+                    .subject(rec.subject.as_str())
+                    .client(id)
+                    .detail(format!("family={}", rec.family_id))
+                    .failed(&Error::invalid_grant("reused"));
+                self.record(e);
                 self.end_family(ts, &rec.family_id, revoked, now).await?;
                 return Err(Error::invalid_grant(
                     "the refresh token was already used; its whole session has been revoked",
@@ -447,7 +513,14 @@ impl Authority {
                 ..Provenance::default()
             }),
         };
-        Ok(self.mint_access(ts, mint, now)?.with_refresh(Some(rt), ts.refresh_ttl))
+        let issued = self.mint_access(ts, mint, now)?.with_refresh(Some(rt), ts.refresh_ttl);
+        let id = Some(client.client_id.as_str());
+        let e = AuditEvent::new(&ts.tenant.name, EventKind::TokenRefresh, ActorKind::Client, id)
+            .subject(rec.subject.as_str())
+            .client(id)
+            .detail(format!("family={} jti={}", rec.family_id, issued.jti));
+        self.record(e);
+        Ok(issued)
     }
 
     // ----- device flow (RFC 8628) -------------------------------------------------------
@@ -542,7 +615,27 @@ impl Authority {
     /// Approve or deny a pending device authorization on behalf of `username` (who must be
     /// an active user of the tenant; the caller has authenticated them).
     pub async fn device_decide(&self, tenant: &str, typed_code: &str, username: &str, approve: bool) -> Result<()> {
+        let mut client = None;
+        let done = self.decide_device(tenant, typed_code, username, approve, &mut client).await;
+        let e = AuditEvent::new(tenant, EventKind::DeviceDecision, ActorKind::User, Some(username))
+            .subject(username)
+            .client(client.as_deref())
+            .detail(if approve { "approved" } else { "denied" })
+            .outcome_of(&done);
+        self.record(e);
+        done
+    }
+
+    async fn decide_device(
+        &self,
+        tenant: &str,
+        typed_code: &str,
+        username: &str,
+        approve: bool,
+        client: &mut Option<String>,
+    ) -> Result<()> {
         let (rec, _) = self.device_pending(tenant, typed_code).await?;
+        *client = Some(rec.client_id.to_string());
         let user = match self.find_user(tenant, username).await? {
             Some(u) if !u.disabled => u,
             _ => return Err(Error::not_found(format!("no active user `{username}` in tenant `{tenant}`"))),
@@ -685,7 +778,9 @@ impl Authority {
                     exp: Some(latest.min(now + ts.access_ttl)),
                     provenance: Some(provenance),
                 };
-                Ok(self.mint_access(ts, mint, now)?.of_type(token_type::ACCESS_TOKEN))
+                let issued = self.mint_access(ts, mint, now)?.of_type(token_type::ACCESS_TOKEN);
+                self.record_exchange(ts, client, &subject, &issued);
+                Ok(issued)
             }
             token_type::LEGACY => {
                 let token = secret::generate_secret(self.rng.as_ref(), prefix::LEGACY_TOKEN);
@@ -703,7 +798,7 @@ impl Authority {
                     chain,
                 };
                 self.store.legacy_insert(&rec).await?;
-                Ok(IssuedTokens {
+                let issued = IssuedTokens {
                     access_token: token.expose().to_owned(),
                     expires_in: latest - now,
                     expires_at: latest,
@@ -713,10 +808,33 @@ impl Authority {
                     refresh_token: None,
                     refresh_expires_in: None,
                     issued_token_type: Some(token_type::LEGACY),
-                })
+                };
+                self.record_exchange(ts, client, &subject, &issued);
+                Ok(issued)
             }
             other => Err(Error::invalid_request(format!("requested_token_type `{other}` is not supported"))),
         }
+    }
+
+    /// A token issued by exchange: by the client that asked, else by the subject token's
+    /// holder (Tapis v2 legacy exchange).
+    fn record_exchange(
+        &self,
+        ts: &TenantState,
+        client: Option<&Client>,
+        subject: &AccessClaims,
+        issued: &IssuedTokens,
+    ) {
+        let (kind, name) = match (client, subject.username.as_deref()) {
+            (Some(c), _) => (ActorKind::Client, Some(c.client_id.as_str())),
+            (None, Some(u)) => (ActorKind::User, Some(u)),
+            (None, None) => (ActorKind::Client, subject.client_id.as_deref()),
+        };
+        let e = AuditEvent::new(&ts.tenant.name, EventKind::TokenIssue, kind, name)
+            .subject(subject.sub.as_str())
+            .client(client.map(|c| c.client_id.as_str()).or(subject.client_id.as_deref()))
+            .detail(format!("grant=token_exchange subject_jti={} jti={}", subject.jti, issued.jti));
+        self.record(e);
     }
 
     /// Tapis v2: exchange a v3 access token for a legacy bearer token. The caller has proved

@@ -1,6 +1,7 @@
 //! Verification, introspection (RFC 7662) and revocation (RFC 7009).
 
 use super::{Audience, Authority, Introspection, TenantState, lock_poisoned};
+use crate::audit::{ActorKind, AuditEvent, EventKind};
 use crate::error::{Error, Result};
 use crate::grant::ClientAuth;
 use crate::name::{ClientId, TenantName, Username};
@@ -254,6 +255,12 @@ impl Authority {
                 && owned(Some(&r.client_id))
             {
                 self.revoke_family(&*self.tenant(tenant)?, &r.family_id, now).await?;
+                let (kind, name) = revoker(client, r.username.as_deref(), Some(&r.client_id));
+                let e = AuditEvent::new(tenant, EventKind::TokenRevoke, kind, name)
+                    .subject(r.subject.as_str())
+                    .client(Some(&r.client_id))
+                    .detail(format!("refresh family={}", r.family_id));
+                self.record(e);
                 return Ok(Some(r.family_id));
             }
             return Ok(None);
@@ -264,8 +271,18 @@ impl Authority {
                 && r.expires_at > now
                 && owned(r.client_id.as_deref())
             {
-                self.record_revocation(Revocation { tenant: r.tenant, jti: r.jti.clone(), expires_at: r.expires_at })
-                    .await?;
+                self.record_revocation(Revocation {
+                    tenant: r.tenant.clone(),
+                    jti: r.jti.clone(),
+                    expires_at: r.expires_at,
+                })
+                .await?;
+                let (kind, name) = revoker(client, r.username.as_deref(), r.client_id.as_deref());
+                let e = AuditEvent::new(tenant, EventKind::TokenRevoke, kind, name)
+                    .subject(r.subject.as_str())
+                    .client(r.client_id.as_deref())
+                    .detail(format!("legacy jti={}", r.jti));
+                self.record(e);
                 return Ok(Some(r.jti));
             }
             return Ok(None);
@@ -286,6 +303,18 @@ impl Authority {
     /// (token exchange, a front's token from a bearer token) ends alone, so that a service
     /// cleaning up its own exchanged token does not sign the person out. Durable on return.
     pub async fn revoke_access(&self, claims: &AccessClaims) -> Result<()> {
+        let done = self.end_access(claims).await;
+        let (kind, name) = revoker(None, claims.username.as_deref(), claims.client_id.as_deref());
+        let e = AuditEvent::new(&claims.tenant, EventKind::TokenRevoke, kind, name)
+            .subject(claims.sub.as_str())
+            .client(claims.client_id.as_deref())
+            .detail(format!("access jti={}", claims.jti))
+            .outcome_of(&done);
+        self.record(e);
+        done
+    }
+
+    async fn end_access(&self, claims: &AccessClaims) -> Result<()> {
         let own =
             Revocation { tenant: TenantName::parse(&claims.tenant)?, jti: claims.jti.clone(), expires_at: claims.exp };
         if claims.session_exp.is_some() {
@@ -357,5 +386,19 @@ impl Authority {
             tenants.values().any(|ts| ts.ring.find(kid).is_some_and(|k| parsed.verify_with(k).is_ok()))
         });
         Ok((parsed.header.clone(), parsed.claims.clone(), valid))
+    }
+}
+
+/// Who revoked a token: the client that authenticated to do it, else its holder (its user,
+/// or the client it was issued to).
+fn revoker<'a>(
+    authenticated: Option<&'a str>,
+    username: Option<&'a str>,
+    issued_to: Option<&'a str>,
+) -> (ActorKind, Option<&'a str>) {
+    match (authenticated, username) {
+        (Some(c), _) => (ActorKind::Client, Some(c)),
+        (None, Some(u)) => (ActorKind::User, Some(u)),
+        (None, None) => (ActorKind::Client, issued_to),
     }
 }

@@ -2,6 +2,7 @@
 
 use super::access::{Action, Actor};
 use super::{Audience, Authority, Mint};
+use crate::audit::{ActorKind, AuditEvent, EventKind};
 use crate::error::{Error, ErrorKind, Result};
 use crate::grant::IssuedTokens;
 use crate::name::Username;
@@ -51,17 +52,22 @@ impl Authority {
 
     /// Start enrolment: a new secret, stored sealed but not yet enforced.
     pub async fn totp_enroll(&self, actor: &Actor<'_>, tenant: &str, username: &str) -> Result<TotpEnrolment> {
-        self.authorize(actor, tenant, Action::ManageCredentials { username }).await?;
-        let user = self.user_named(tenant, username).await?;
-        if user.totp.enabled {
-            return Err(Error::conflict("two-factor authentication is already enabled; disable it first"));
+        let done = async {
+            self.authorize(actor, tenant, Action::ManageCredentials { username }).await?;
+            let user = self.user_named(tenant, username).await?;
+            if user.totp.enabled {
+                return Err(Error::conflict("two-factor authentication is already enabled; disable it first"));
+            }
+            let raw = totp::new_secret(self.rng.as_ref());
+            let sealed = self.master.seal(self.rng.as_ref(), &seal_context(tenant, username), &raw);
+            let issuer = format!("Tessera ({tenant})");
+            let (otpauth_uri, secret_base32) = totp::provisioning(&raw, &issuer, username)?;
+            self.store.user_totp_set(&user.tenant, &user.username, Some(&sealed), false).await?;
+            Ok(TotpEnrolment { otpauth_uri, secret_base32 })
         }
-        let raw = totp::new_secret(self.rng.as_ref());
-        let sealed = self.master.seal(self.rng.as_ref(), &seal_context(tenant, username), &raw);
-        let issuer = format!("Tessera ({tenant})");
-        let (otpauth_uri, secret_base32) = totp::provisioning(&raw, &issuer, username)?;
-        self.store.user_totp_set(&user.tenant, &user.username, Some(&sealed), false).await?;
-        Ok(TotpEnrolment { otpauth_uri, secret_base32 })
+        .await;
+        self.record_change(actor, tenant, EventKind::TotpEnroll, username, &done);
+        done
     }
 
     /// Confirm enrolment with a first code; from now on the code is required. Returns the
@@ -73,30 +79,41 @@ impl Authority {
         username: &str,
         code: &str,
     ) -> Result<Vec<String>> {
-        self.authorize(actor, tenant, Action::ManageCredentials { username }).await?;
-        let user = self.user_named(tenant, username).await?;
-        if user.totp.enabled {
-            return Err(Error::conflict("two-factor authentication is already enabled"));
+        let done = async {
+            self.authorize(actor, tenant, Action::ManageCredentials { username }).await?;
+            let user = self.user_named(tenant, username).await?;
+            if user.totp.enabled {
+                return Err(Error::conflict("two-factor authentication is already enabled"));
+            }
+            let raw = self.totp_secret(&user)?.ok_or_else(|| Error::invalid_request("run enrolment first"))?;
+            let step = totp::matching_step(&raw, code, self.now())
+                .ok_or_else(|| Error::invalid_grant("the code does not match; check the device clock"))?;
+            let sealed = user.totp.sealed_secret.as_deref();
+            self.store.user_totp_set(&user.tenant, &user.username, sealed, true).await?;
+            self.store.user_totp_accept_step(&user.tenant, &user.username, step).await?;
+            let codes = totp::recovery_codes(self.rng.as_ref());
+            let hashes: Vec<String> =
+                codes.iter().map(|c| secret::sha256_b64(&totp::normalize_recovery_code(c))).collect();
+            self.store.recovery_codes_set(&user.tenant, &user.username, &hashes).await?;
+            Ok(codes)
         }
-        let raw = self.totp_secret(&user)?.ok_or_else(|| Error::invalid_request("run enrolment first"))?;
-        let step = totp::matching_step(&raw, code, self.now())
-            .ok_or_else(|| Error::invalid_grant("the code does not match; check the device clock"))?;
-        let sealed = user.totp.sealed_secret.as_deref();
-        self.store.user_totp_set(&user.tenant, &user.username, sealed, true).await?;
-        self.store.user_totp_accept_step(&user.tenant, &user.username, step).await?;
-        let codes = totp::recovery_codes(self.rng.as_ref());
-        let hashes: Vec<String> = codes.iter().map(|c| secret::sha256_b64(&totp::normalize_recovery_code(c))).collect();
-        self.store.recovery_codes_set(&user.tenant, &user.username, &hashes).await?;
-        Ok(codes)
+        .await;
+        self.record_change(actor, tenant, EventKind::TotpConfirm, username, &done);
+        done
     }
 
     /// Turn two-factor authentication off and forget the secret and recovery codes.
     pub async fn totp_disable(&self, actor: &Actor<'_>, tenant: &str, username: &str) -> Result<()> {
-        self.authorize(actor, tenant, Action::ManageCredentials { username }).await?;
-        let user = self.user_named(tenant, username).await?;
-        self.store.user_totp_set(&user.tenant, &user.username, None, false).await?;
-        self.store.recovery_codes_set(&user.tenant, &user.username, &[]).await?;
-        Ok(())
+        let done = async {
+            self.authorize(actor, tenant, Action::ManageCredentials { username }).await?;
+            let user = self.user_named(tenant, username).await?;
+            self.store.user_totp_set(&user.tenant, &user.username, None, false).await?;
+            self.store.recovery_codes_set(&user.tenant, &user.username, &[]).await?;
+            Ok(())
+        }
+        .await;
+        self.record_change(actor, tenant, EventKind::TotpDisable, username, &done);
+        done
     }
 
     fn totp_secret(&self, user: &User) -> Result<Option<zeroize::Zeroizing<Vec<u8>>>> {
@@ -147,17 +164,34 @@ impl Authority {
         otp: Option<&Secret>,
         origin: Option<IpAddr>,
     ) -> Result<(User, Provenance)> {
-        let counters = self.limits.login(tenant, username, origin);
-        let reserved_at = self.reserve_attempt(&counters).await?;
-        let checked = match self.password_matches(tenant, username, password).await {
-            Ok(user) => self.check_second_factor(&user, otp).await.map(|()| user),
-            Err(e) => Err(e),
+        let done = async {
+            let counters = self.limits.login(tenant, username, origin);
+            let reserved_at = self.reserve_attempt(&counters).await?;
+            let checked = match self.password_matches(tenant, username, password).await {
+                Ok(user) => self.check_second_factor(&user, otp).await.map(|()| user),
+                Err(e) => Err(e),
+            };
+            let failed = matches!(&checked, Err(e) if e.kind == ErrorKind::InvalidGrant);
+            self.settle_attempt(&counters, reserved_at, failed, checked.is_ok()).await?;
+            checked
+        }
+        .await;
+        let method = match &done {
+            Ok(u) if u.totp.enabled => "method=password+otp",
+            _ => "method=password",
         };
-        let failed = matches!(&checked, Err(e) if e.kind == ErrorKind::InvalidGrant);
-        self.settle_attempt(&counters, reserved_at, failed, checked.is_ok()).await?;
-        let user = checked?;
+        let mut e = self.sign_in_event(tenant, username, done.is_ok()).detail(method).outcome_of(&done);
+        e.address = origin.map(|a| a.to_canonical().to_string());
+        self.record(e);
+        let user = done?;
         let how = Provenance::sign_in(self.now(), user.totp.enabled);
         Ok((user, how))
+    }
+
+    /// A sign-in of `username`: by the user, or (failed) by someone not known.
+    fn sign_in_event(&self, tenant: &str, username: &str, ok: bool) -> AuditEvent {
+        let (kind, name) = if ok { (ActorKind::User, Some(username)) } else { (ActorKind::Anonymous, None) };
+        AuditEvent::new(tenant, EventKind::SignIn, kind, name).subject(username)
     }
 
     // ----- API keys -----------------------------------------------------------------------
@@ -172,30 +206,40 @@ impl Authority {
         expires_in: Option<i64>,
         scopes: Vec<String>,
     ) -> Result<(ApiKey, Secret)> {
-        self.authorize(actor, tenant, Action::ManageCredentials { username }).await?;
-        let user = self.user_named(tenant, username).await?;
-        if user.disabled {
-            return Err(Error::invalid_request(format!("user `{username}` is disabled")));
+        let done = async {
+            self.authorize(actor, tenant, Action::ManageCredentials { username }).await?;
+            let user = self.user_named(tenant, username).await?;
+            if user.disabled {
+                return Err(Error::invalid_request(format!("user `{username}` is disabled")));
+            }
+            if matches!(expires_in, Some(e) if e <= 0) {
+                return Err(Error::invalid_request("the expiry must be in the future"));
+            }
+            let scopes = parse_scope(&scopes.join(" ")).map_err(|e| Error::invalid_request(e.description))?;
+            let now = self.now();
+            let key = secret::generate_secret(self.rng.as_ref(), prefix::API_KEY);
+            let record = ApiKey {
+                id: secret::random_b64(self.rng.as_ref(), 9),
+                tenant: user.tenant.clone(),
+                username: user.username.clone(),
+                name: if name.is_empty() { "api key".to_owned() } else { name.to_owned() },
+                scopes,
+                created_at: now,
+                expires_at: expires_in.map(|e| now + e),
+                revoked_at: None,
+                last_used_at: None,
+            };
+            self.store.api_key_insert(&record, &secret::sha256_b64(key.expose())).await?;
+            Ok((record, key))
         }
-        if matches!(expires_in, Some(e) if e <= 0) {
-            return Err(Error::invalid_request("the expiry must be in the future"));
-        }
-        let scopes = parse_scope(&scopes.join(" ")).map_err(|e| Error::invalid_request(e.description))?;
-        let now = self.now();
-        let key = secret::generate_secret(self.rng.as_ref(), prefix::API_KEY);
-        let record = ApiKey {
-            id: secret::random_b64(self.rng.as_ref(), 9),
-            tenant: user.tenant.clone(),
-            username: user.username.clone(),
-            name: if name.is_empty() { "api key".to_owned() } else { name.to_owned() },
-            scopes,
-            created_at: now,
-            expires_at: expires_in.map(|e| now + e),
-            revoked_at: None,
-            last_used_at: None,
+        .await;
+        let e = self.by(actor, tenant, EventKind::ApiKeyCreate).subject(username);
+        let e = match &done {
+            Ok((k, _)) => e.detail(format!("key={}", k.id)),
+            Err(err) => e.failed(err),
         };
-        self.store.api_key_insert(&record, &secret::sha256_b64(key.expose())).await?;
-        Ok((record, key))
+        self.record(e);
+        done
     }
 
     /// API keys of one user, or (for administrators) of every user.
@@ -214,16 +258,25 @@ impl Authority {
 
     /// Revoke an API key, and every token minted from it (or from those).
     pub async fn revoke_api_key(&self, actor: &Actor<'_>, tenant: &str, id: &str) -> Result<()> {
-        let ts = self.tenant(tenant)?;
-        let missing = || Error::not_found(format!("no live API key `{id}` in tenant `{tenant}`"));
-        let keys = self.store.api_key_list(&ts.tenant.name, None).await?;
-        let key = keys.iter().find(|k| k.id == id).ok_or_else(missing)?;
-        self.authorize(actor, tenant, Action::ManageCredentials { username: &key.username }).await?;
-        if self.store.api_key_revoke(&ts.tenant.name, id, self.now()).await? {
-            self.end_api_key(&ts, id).await
-        } else {
-            Err(Error::not_found(format!("no live API key `{id}` in tenant `{tenant}`")))
+        let mut owner = None;
+        let done = async {
+            let ts = self.tenant(tenant)?;
+            let missing = || Error::not_found(format!("no live API key `{id}` in tenant `{tenant}`"));
+            let keys = self.store.api_key_list(&ts.tenant.name, None).await?;
+            let key = keys.iter().find(|k| k.id == id).ok_or_else(missing)?;
+            owner = Some(key.username.to_string());
+            self.authorize(actor, tenant, Action::ManageCredentials { username: &key.username }).await?;
+            if self.store.api_key_revoke(&ts.tenant.name, id, self.now()).await? {
+                self.end_api_key(&ts, id).await
+            } else {
+                Err(Error::not_found(format!("no live API key `{id}` in tenant `{tenant}`")))
+            }
         }
+        .await;
+        let mut e = self.by(actor, tenant, EventKind::ApiKeyRevoke).detail(format!("key={id}")).outcome_of(&done);
+        e.subject = owner;
+        self.record(e);
+        done
     }
 
     /// The user an API key speaks for. `tenant`: where the key is presented, if the API
@@ -272,7 +325,18 @@ impl Authority {
         token: &str,
         accepts: &[Audience<'_>],
     ) -> Result<(User, Provenance)> {
-        let (user, claims) = self.bearer_user(tenant, token, accepts).await?;
+        let done = self.bearer_user(tenant, token, accepts).await;
+        let e = match &done {
+            Ok((user, claims)) => AuditEvent::new(tenant, EventKind::SignIn, ActorKind::User, Some(&user.username))
+                .subject(user.username.as_str())
+                .client(claims.client_id.as_deref())
+                .detail(format!("method=bearer jti={}", claims.jti)),
+            Err(err) => AuditEvent::new(tenant, EventKind::SignIn, ActorKind::Anonymous, None)
+                .detail("method=bearer")
+                .failed(err),
+        };
+        self.record(e);
+        let (user, claims) = done?;
         Ok((user, Provenance::inherited(&claims)))
     }
 
@@ -283,7 +347,20 @@ impl Authority {
         key: &str,
         origin: Option<IpAddr>,
     ) -> Result<(User, Provenance)> {
-        let (user, k) = self.authenticate_api_key(tenant, key, origin).await?;
+        let done = self.authenticate_api_key(tenant, key, origin).await;
+        let e = match &done {
+            Ok((user, k)) => AuditEvent::new(&k.tenant, EventKind::SignIn, ActorKind::ApiKey, Some(&k.id))
+                .subject(user.username.as_str())
+                .detail("method=api_key"),
+            // A key that opens nothing names no tenant of its own: the one it was shown at.
+            Err(err) => {
+                AuditEvent::new(tenant.unwrap_or(super::DEFAULT_TENANT), EventKind::SignIn, ActorKind::Anonymous, None)
+                    .detail("method=api_key")
+                    .failed(err)
+            }
+        };
+        self.record(e);
+        let (user, k) = done?;
         let how = Provenance::api_key(self.now(), &k.id);
         Ok((user, how))
     }
@@ -291,6 +368,19 @@ impl Authority {
     /// Mint a session token for a user authenticated by a front. It lives the front's
     /// lifetime, at most the tenant's access lifetime, and never past its chain's expiry.
     pub fn issue_session(&self, user: &User, s: Session) -> Result<IssuedTokens> {
+        let issued = self.mint_session(user, s)?;
+        self.record_session(user, EventKind::TokenIssue, &issued);
+        Ok(issued)
+    }
+
+    fn record_session(&self, user: &User, event: EventKind, issued: &IssuedTokens) {
+        let e = AuditEvent::new(&user.tenant, event, ActorKind::User, Some(&user.username))
+            .subject(user.username.as_str())
+            .detail(format!("session jti={}", issued.jti));
+        self.record(e);
+    }
+
+    fn mint_session(&self, user: &User, s: Session) -> Result<IssuedTokens> {
         let ts = self.tenant(&user.tenant)?;
         let now = self.now();
         let ttl = s.ttl.map_or(ts.access_ttl, |t| t.min(ts.access_ttl));
@@ -339,6 +429,8 @@ impl Authority {
             api_key_id: claims.api_key_id.clone(),
             session_exp: claims.session_exp,
         };
-        self.issue_session(&user, s)
+        let issued = self.mint_session(&user, s)?;
+        self.record_session(&user, EventKind::TokenRefresh, &issued);
+        Ok(issued)
     }
 }

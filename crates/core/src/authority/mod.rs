@@ -6,12 +6,14 @@
 
 mod access;
 mod admin;
+mod audit;
 mod grants;
 mod inspect;
 mod mfa;
 
 pub use access::{Action, Actor, Caller};
 pub use admin::{NewClient, TenantPolicy};
+pub use audit::MAX_PAGE as AUDIT_MAX_PAGE;
 pub use mfa::{Session, TotpEnrolment};
 
 use crate::clock::{Clock, Rng};
@@ -53,6 +55,11 @@ pub struct Settings {
     pub device_interval: i64,
     /// Brute-force limits on failed credential checks.
     pub limits: crate::throttle::Limits,
+    /// How long audit events are kept, in days; 0 keeps them for ever.
+    pub audit_retention_days: i64,
+    /// How many audit events may wait in memory to be written; more are dropped (and
+    /// counted) rather than slow a request down.
+    pub audit_queue: usize,
 }
 
 impl Default for Settings {
@@ -66,6 +73,8 @@ impl Default for Settings {
             device_ttl: 600,
             device_interval: 5,
             limits: crate::throttle::Limits::default(),
+            audit_retention_days: 90,
+            audit_queue: 65_536,
         }
     }
 }
@@ -201,6 +210,10 @@ pub struct Authority {
     locked: RwLock<FastMap<String, i64>>,
     /// Whether `locked` has any entry (read on every client authentication, lock-free).
     any_locked: std::sync::atomic::AtomicBool,
+    /// Audit events waiting for the writer (`write_audit`).
+    audit: crate::audit::Queue,
+    /// Where the request being served came from (installed by the server).
+    origin_of: Option<fn() -> crate::audit::Origin>,
 }
 
 fn lock_poisoned<T>(_: T) -> Error {
@@ -220,6 +233,7 @@ impl Authority {
     ) -> Result<Self> {
         let dummy_hash = hasher.hash(Secret::new(secret::random_b64(rng.as_ref(), 16))).await?;
         let settings_limits = settings.limits;
+        let audit = crate::audit::Queue::new(settings.audit_queue);
         let started = clock.now();
         let auth = Authority {
             store,
@@ -239,6 +253,8 @@ impl Authority {
             limits: settings_limits,
             locked: RwLock::default(),
             any_locked: std::sync::atomic::AtomicBool::new(false),
+            audit,
+            origin_of: None,
         };
         let heads = auth.store.heads().await?;
         for t in auth.store.tenant_list().await? {
@@ -374,11 +390,16 @@ impl Authority {
         self.sync_revocations().await
     }
 
-    /// Forget revocations of tokens that have expired anyway (memory and store).
+    /// Forget revocations of tokens that have expired anyway (memory and store), and audit
+    /// events older than the retention.
     pub async fn purge_expired(&self) -> Result<u64> {
         let now = self.now();
         self.revoked.write().map_err(lock_poisoned)?.purge(now);
-        Ok(self.store.purge_expired(now).await?)
+        let purged = self.store.purge_expired(now).await?;
+        if self.settings.audit_retention_days > 0 {
+            self.store.audit_purge(now - self.settings.audit_retention_days * 86_400).await?;
+        }
+        Ok(purged)
     }
 
     pub fn revoked_count(&self) -> usize {

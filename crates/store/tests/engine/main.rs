@@ -2,6 +2,7 @@
 //! expiry, key rotation, and two engines sharing one database. Every test here runs against
 //! both backends (`sqlite::*` and `pg::*`); `pg_nodes` holds the multi-node PostgreSQL tests.
 
+mod audit;
 mod deployment;
 mod env;
 mod faults;
@@ -10,6 +11,7 @@ mod mfa;
 mod newtypes;
 mod pg_nodes;
 
+use audit::*;
 use deployment::*;
 use faults::*;
 use limits::*;
@@ -82,6 +84,7 @@ on_both_backends!(
     the_same_fault_is_the_same_error_kind_on_both_backends,
     refresh_grant_types_are_stored_by_their_short_names,
     names_that_break_the_rules_are_unknown,
+    audit_pages_filters_access_and_retention,
 );
 
 pub(crate) fn settings() -> Settings {
