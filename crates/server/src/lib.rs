@@ -2,6 +2,7 @@
 //! background work that keeps a node in step with the store.
 
 pub mod accept;
+pub mod admin;
 pub mod config;
 pub mod deadline;
 pub mod extract;
@@ -118,6 +119,10 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v2", fronts::sftpgo::routes())
         .nest("/ica/rest", fronts::ica::routes())
         .merge(fronts::docspace::routes())
+        .nest("/admin/v1", admin::routes())
+        .nest("/t/{tenant}/admin/v1", admin::routes())
+        .nest("/me", admin::me_routes())
+        .nest("/t/{tenant}/me", admin::me_routes())
         .route_layer(metrics_layer::Track)
         .with_state(state)
 }

@@ -5,6 +5,7 @@
 
 mod harness;
 
+mod admin;
 mod audience;
 mod chains;
 mod cli;

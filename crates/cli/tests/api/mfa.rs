@@ -4,7 +4,7 @@
 use crate::harness::*;
 use tessera_core::totp;
 
-fn b32(s: &str) -> Vec<u8> {
+pub(crate) fn b32(s: &str) -> Vec<u8> {
     let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
     let (mut bits, mut acc, mut out) = (0u32, 0u64, Vec::new());
     for c in s.bytes().filter(|c| *c != b'=') {

@@ -45,18 +45,21 @@ impl Authority {
         let bad = || Error::invalid_client("unknown client or invalid client credentials");
         let client = self.client(tenant, id).await?;
         match (auth, client) {
-            (ClientAuth::Basic { secret, .. } | ClientAuth::Post { secret, .. }, Some(c)) => match &c.secret_hash {
-                // A secret the client's maker chose: Argon2id (see `NewClient::secret`).
-                Some(h) if h.starts_with("$argon2") => {
-                    if self.hasher.verify(h.clone(), secret.clone()).await {
-                        Ok(c)
-                    } else {
-                        Err(bad())
-                    }
+            (ClientAuth::Basic { secret, .. } | ClientAuth::Post { secret, .. }, Some(c)) => {
+                if let Some(h) = &c.secret_hash
+                    && self.secret_matches(h, secret).await
+                {
+                    return Ok(c);
                 }
-                Some(h) if secret::verify_sha256(secret.expose(), h) => Ok(c),
-                _ => Err(bad()),
-            },
+                // After a rotation, the replaced secret works until its grace period ends.
+                if let Some((h, until)) = &c.previous_secret
+                    && *until > self.now()
+                    && self.secret_matches(h, secret).await
+                {
+                    return Ok(c);
+                }
+                Err(bad())
+            }
             (ClientAuth::None { .. }, Some(c)) if c.is_public() => Ok(c),
             (ClientAuth::None { .. }, Some(_)) => Err(Error::invalid_client("client authentication is required")),
             (ClientAuth::Basic { secret, .. } | ClientAuth::Post { secret, .. }, None) => {
@@ -65,6 +68,16 @@ impl Authority {
                 Err(bad())
             }
             (ClientAuth::Absent, _) | (ClientAuth::None { .. }, None) => Err(bad()),
+        }
+    }
+
+    /// Does `secret` match a client secret's stored hash? A secret the client's maker chose is
+    /// Argon2id (see `NewClient::secret`), a generated one SHA-256.
+    async fn secret_matches(&self, hash: &str, secret: &Secret) -> bool {
+        if hash.starts_with("$argon2") {
+            self.hasher.verify(hash.to_owned(), secret.clone()).await
+        } else {
+            secret::verify_sha256(secret.expose(), hash)
         }
     }
 

@@ -8,10 +8,12 @@ mod access;
 mod admin;
 mod grants;
 mod inspect;
+mod manage;
 mod mfa;
 
 pub use access::{Action, Actor, Caller};
 pub use admin::{NewClient, TenantPolicy};
+pub use manage::{ClientUpdate, MAX_SECRET_GRACE, UserFilter, UserUpdate};
 pub use mfa::{Session, TotpEnrolment};
 
 use crate::clock::{Clock, Rng};

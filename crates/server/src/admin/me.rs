@@ -1,0 +1,155 @@
+//! Self-service (`/me`): a user's own profile, password, second factor, API keys and sessions,
+//! with any valid token (or API key) of the user's tenant.
+
+use super::auth::{Body, Me};
+use super::problem::ApiError;
+use super::resources::{Answer, Created, IdPath};
+use super::views::{ApiKeyView, Count, RecoveryCodes, SessionView, TotpEnrolmentView, UserView};
+use crate::AppState;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use tessera_core::authority::UserUpdate;
+use tessera_core::principal::User;
+use tessera_core::secret::Secret;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(me_get).patch(me_patch))
+        .route("/password", post(password_post))
+        .route("/totp", post(totp_post).delete(totp_delete))
+        .route("/totp/confirm", post(totp_confirm_post))
+        .route("/recovery-codes", post(recovery_codes_post))
+        .route("/api-keys", get(api_keys_get).post(api_keys_post))
+        .route("/api-keys/{id}", delete(api_key_delete))
+        .route("/sessions", get(sessions_get).delete(sessions_delete))
+        .route("/sessions/{id}", delete(session_delete))
+        .fallback(super::resources::not_found)
+}
+
+impl Me {
+    /// The user asking (a client's machine token is refused by the core).
+    fn user(&self) -> Result<&User, ApiError> {
+        Ok(self.who.actor().user()?)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfilePatch {
+    pub email: Option<String>,
+    pub given_name: Option<String>,
+    pub last_name: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChange {
+    pub old_password: String,
+    pub new_password: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TotpCode {
+    pub code: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyCreate {
+    #[serde(default)]
+    pub name: String,
+    /// Lifetime in seconds; none: no expiry.
+    pub expires_in: Option<i64>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+}
+
+async fn me_get(State(s): State<AppState>, me: Me) -> Answer<UserView> {
+    let name = me.user()?.username.clone();
+    Ok(Json(s.auth.get_user(&me.who.actor(), &me.tenant, &name).await?.into()))
+}
+
+async fn me_patch(State(s): State<AppState>, me: Me, Body(b): Body<ProfilePatch>) -> Answer<UserView> {
+    let name = me.user()?.username.clone();
+    let update = UserUpdate { email: b.email, given_name: b.given_name, last_name: b.last_name, roles: None };
+    Ok(Json(s.auth.update_user(&me.who.actor(), &me.tenant, &name, update).await?.into()))
+}
+
+async fn password_post(
+    State(s): State<AppState>,
+    me: Me,
+    Body(b): Body<PasswordChange>,
+) -> Result<StatusCode, ApiError> {
+    let (old, new) = (Secret::new(b.old_password), Secret::new(b.new_password));
+    s.auth.change_password(&me.who.actor(), &me.tenant, old, new).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn totp_post(State(s): State<AppState>, me: Me) -> Created<TotpEnrolmentView> {
+    let name = me.user()?.username.clone();
+    let e = s.auth.totp_enroll(&me.who.actor(), &me.tenant, &name).await?;
+    Ok((StatusCode::CREATED, Json(TotpEnrolmentView { otpauth_uri: e.otpauth_uri, secret: e.secret_base32 })))
+}
+
+async fn totp_confirm_post(State(s): State<AppState>, me: Me, Body(b): Body<TotpCode>) -> Answer<RecoveryCodes> {
+    let name = me.user()?.username.clone();
+    let recovery_codes = s.auth.totp_confirm(&me.who.actor(), &me.tenant, &name, &b.code).await?;
+    Ok(Json(RecoveryCodes { recovery_codes }))
+}
+
+async fn totp_delete(State(s): State<AppState>, me: Me) -> Result<StatusCode, ApiError> {
+    let name = me.user()?.username.clone();
+    s.auth.totp_disable(&me.who.actor(), &me.tenant, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn recovery_codes_post(State(s): State<AppState>, me: Me) -> Answer<RecoveryCodes> {
+    let name = me.user()?.username.clone();
+    let recovery_codes = s.auth.regenerate_recovery_codes(&me.who.actor(), &me.tenant, &name).await?;
+    Ok(Json(RecoveryCodes { recovery_codes }))
+}
+
+async fn api_keys_get(State(s): State<AppState>, me: Me) -> Answer<Vec<ApiKeyView>> {
+    let name = me.user()?.username.clone();
+    let keys = s.auth.list_api_keys(&me.who.actor(), &me.tenant, Some(&name)).await?;
+    Ok(Json(keys.into_iter().map(|k| ApiKeyView::new(k, None)).collect()))
+}
+
+async fn api_keys_post(State(s): State<AppState>, me: Me, Body(b): Body<ApiKeyCreate>) -> Created<ApiKeyView> {
+    let name = me.user()?.username.clone();
+    let (k, key) = s.auth.create_api_key(&me.who.actor(), &me.tenant, &name, &b.name, b.expires_in, b.scopes).await?;
+    Ok((StatusCode::CREATED, Json(ApiKeyView::new(k, Some(key.expose().to_owned())))))
+}
+
+async fn api_key_delete(State(s): State<AppState>, me: Me, Path(p): Path<IdPath>) -> Result<StatusCode, ApiError> {
+    let name = me.user()?.username.clone();
+    // Only the user's own keys: another user's is as unknown as a missing one.
+    let own = s.auth.list_api_keys(&me.who.actor(), &me.tenant, Some(&name)).await?;
+    if !own.iter().any(|k| k.id == p.id && k.revoked_at.is_none()) {
+        return Err(tessera_core::Error::not_found(format!("no live API key `{}`", p.id)).into());
+    }
+    s.auth.revoke_api_key(&me.who.actor(), &me.tenant, &p.id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn sessions_get(State(s): State<AppState>, me: Me) -> Answer<Vec<SessionView>> {
+    let name = me.user()?.username.clone();
+    let list = s.auth.user_families(&me.who.actor(), &me.tenant, &name).await?;
+    Ok(Json(list.into_iter().map(SessionView::from).collect()))
+}
+
+async fn sessions_delete(State(s): State<AppState>, me: Me) -> Answer<Count> {
+    let name = me.user()?.username.clone();
+    let revoked = s.auth.revoke_user_families(&me.who.actor(), &me.tenant, &name).await?;
+    Ok(Json(Count { revoked }))
+}
+
+async fn session_delete(State(s): State<AppState>, me: Me, Path(p): Path<IdPath>) -> Result<StatusCode, ApiError> {
+    let name = me.user()?.username.clone();
+    s.auth.revoke_user_family(&me.who.actor(), &me.tenant, &name, &p.id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
