@@ -107,10 +107,16 @@ impl std::ops::Deref for AppState {
 /// by [`run`]: layering a Router per route would clone boxed services on every request).
 pub fn router(state: AppState) -> Router {
     let standard = oauth::routes();
+    // Made once per server: the document only changes with the code.
+    let openapi: axum::body::Bytes = admin::openapi().to_json().unwrap_or_default().into();
     Router::new()
         .route("/healthz", get(healthz_get))
         .route("/readyz", get(readyz_get))
         .route("/metrics", get(metrics_get))
+        .route(
+            "/openapi.json",
+            get(move || async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], openapi.clone()) }),
+        )
         .merge(standard.clone())
         // RFC 8414 section 3.1: metadata of issuer `<base>/t/T` at `/.well-known/...-server/t/T`.
         .route("/.well-known/oauth-authorization-server/t/{tenant}", get(oauth::metadata::discovery_get))

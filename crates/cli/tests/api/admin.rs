@@ -596,3 +596,49 @@ async fn eventually_ok(s: &TestServer, form: &[(&str, &str)], id: &str, secret: 
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// Every `$ref` in `v`.
+fn refs(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(m) => {
+            if let Some(Value::String(r)) = m.get("$ref") {
+                out.push(r.clone());
+            }
+            m.values().for_each(|x| refs(x, out));
+        }
+        Value::Array(a) => a.iter().for_each(|x| refs(x, out)),
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_admin_and_self_service_route() {
+    let s = TestServer::start().await;
+    let r = s.get("/openapi.json").await;
+    let doc = ok(&r, 200, "openapi.json");
+    assert_eq!(doc["openapi"], "3.1.0");
+    let registered = tessera_server::admin::registered();
+    assert!(registered.contains(&("post".to_owned(), "/admin/v1/users".to_owned())), "{registered:?}");
+    assert!(registered.contains(&("get".to_owned(), "/t/{tenant}/me".to_owned())), "{registered:?}");
+    for (method, path) in &registered {
+        let op = &doc["paths"][path][method];
+        assert!(op.is_object(), "the document lacks {method} {path}");
+        assert!(op["responses"]["default"]["content"]["application/problem+json"].is_object(), "{method} {path}");
+        assert!(op["security"].is_array(), "{method} {path}: no security");
+    }
+    let mut all = Vec::new();
+    refs(&doc, &mut all);
+    assert!(!all.is_empty());
+    for r in all {
+        let name = r.strip_prefix("#/components/schemas/").unwrap_or_else(|| panic!("unexpected $ref {r}"));
+        assert!(doc["components"]["schemas"][name].is_object(), "$ref {r} names no schema");
+    }
+    let schemes = &doc["components"]["securitySchemes"];
+    assert_eq!(
+        (schemes["bearer"]["scheme"].as_str(), schemes["apiKey"]["name"].as_str()),
+        (Some("bearer"), Some("X-API-Key"))
+    );
+    // The answers are the types the handlers serialize: a created user is a UserView.
+    let user = &doc["components"]["schemas"]["UserView"]["properties"];
+    assert!(user["username"].is_object() && user["totp_enabled"].is_object(), "{user}");
+}

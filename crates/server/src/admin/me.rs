@@ -1,6 +1,7 @@
 //! Self-service (`/me`): a user's own profile, password, second factor, API keys and sessions,
 //! with any valid token (or API key) of the user's tenant.
 
+use super::api::{Api, doc};
 use super::auth::{Body, Me};
 use super::problem::ApiError;
 use super::resources::{Answer, Created, IdPath};
@@ -8,25 +9,41 @@ use super::views::{ApiKeyView, Count, RecoveryCodes, SessionView, TotpEnrolmentV
 use crate::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use tessera_core::authority::UserUpdate;
 use tessera_core::principal::User;
 use tessera_core::secret::Secret;
+use utoipa::ToSchema;
+
+/// Self-service, each route with its description.
+pub fn api() -> Api {
+    Api::default()
+        .get("/", me_get, doc("Your profile").answers::<UserView>(200))
+        .patch("/", me_patch, doc("Change your profile").body::<ProfilePatch>().answers::<UserView>(200))
+        .post("/password", password_post, doc("Change your password (ends your sessions)").body::<PasswordChange>())
+        .post("/totp", totp_post, doc("Start TOTP enrolment").answers::<TotpEnrolmentView>(201))
+        .delete("/totp", totp_delete, doc("Remove your second factor"))
+        .post(
+            "/totp/confirm",
+            totp_confirm_post,
+            doc("Confirm TOTP with a first code").body::<TotpCode>().answers::<RecoveryCodes>(200),
+        )
+        .post("/recovery-codes", recovery_codes_post, doc("New recovery codes").answers::<RecoveryCodes>(200))
+        .get("/api-keys", api_keys_get, doc("Your API keys").answers_inline::<Vec<ApiKeyView>, ApiKeyView>())
+        .post(
+            "/api-keys",
+            api_keys_post,
+            doc("Create an API key (shown once)").body::<ApiKeyCreate>().answers::<ApiKeyView>(201),
+        )
+        .delete("/api-keys/{id}", api_key_delete, doc("Revoke one of your API keys"))
+        .get("/sessions", sessions_get, doc("Your sessions").answers_inline::<Vec<SessionView>, SessionView>())
+        .delete("/sessions", sessions_delete, doc("End all your sessions").answers::<Count>(200))
+        .delete("/sessions/{id}", session_delete, doc("End one of your sessions"))
+}
 
 pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/", get(me_get).patch(me_patch))
-        .route("/password", post(password_post))
-        .route("/totp", post(totp_post).delete(totp_delete))
-        .route("/totp/confirm", post(totp_confirm_post))
-        .route("/recovery-codes", post(recovery_codes_post))
-        .route("/api-keys", get(api_keys_get).post(api_keys_post))
-        .route("/api-keys/{id}", delete(api_key_delete))
-        .route("/sessions", get(sessions_get).delete(sessions_delete))
-        .route("/sessions/{id}", delete(session_delete))
-        .fallback(super::resources::not_found)
+    api().into_router().fallback(super::resources::not_found)
 }
 
 impl Me {
@@ -36,7 +53,7 @@ impl Me {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProfilePatch {
     pub email: Option<String>,
@@ -44,20 +61,20 @@ pub struct ProfilePatch {
     pub last_name: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordChange {
     pub old_password: String,
     pub new_password: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TotpCode {
     pub code: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApiKeyCreate {
     #[serde(default)]

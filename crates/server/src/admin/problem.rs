@@ -12,7 +12,7 @@ pub fn problem_type(kind: ErrorKind) -> String {
 }
 
 /// One input field at fault.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct FieldError {
     pub field: String,
     pub detail: String,
@@ -20,7 +20,7 @@ pub struct FieldError {
 
 /// An `application/problem+json` body (RFC 9457 section 3), with the core's error code and,
 /// for validation errors, the fields at fault.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Problem {
     #[serde(rename = "type")]
     pub kind: String,

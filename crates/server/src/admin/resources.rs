@@ -1,45 +1,104 @@
 //! The admin API's resources: tenants, users, clients, API keys, signing keys, sessions.
 
+use super::api::{Api, doc};
 use super::auth::{Admin, Body};
 use super::problem::ApiError;
-use super::views::{ApiKeyView, ClientView, Count, PageView, SessionView, TenantView, UserView};
+use super::views::{ApiKeyView, ClientView, Count, KeyView, PageView, SessionView, TenantView, UserView};
 use crate::AppState;
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use tessera_core::authority::{ClientUpdate, KeyInfo, NewClient, TenantPolicy, UserFilter, UserUpdate};
+use tessera_core::authority::{ClientUpdate, NewClient, TenantPolicy, UserFilter, UserUpdate};
 use tessera_core::keys::Alg;
 use tessera_core::page::PageRequest;
 use tessera_core::principal::{GrantType, Profile};
 use tessera_core::secret::Secret;
 use tessera_core::{Error, ErrorKind};
+use utoipa::ToSchema;
 
 pub type Answer<T> = Result<Json<T>, ApiError>;
 pub type Created<T> = Result<(StatusCode, Json<T>), ApiError>;
 
+/// The admin API, each route with its description.
+pub fn api() -> Api {
+    Api::default()
+        .get(
+            "/tenants",
+            tenants_list_get,
+            doc("List tenants").query(PAGING).answers_inline::<PageView<TenantView>, TenantView>(),
+        )
+        .post("/tenants", tenants_post, doc("Create a tenant").body::<TenantCreate>().answers::<TenantView>(201))
+        .get("/tenants/{name}", tenant_get, doc("Read a tenant").answers::<TenantView>(200))
+        .patch("/tenants/{name}", tenant_patch, doc("Change a tenant").body::<TenantPatch>().answers::<TenantView>(200))
+        .delete("/tenants/{name}", tenant_delete, doc("Delete a tenant and everything in it"))
+        .get(
+            "/users",
+            users_list_get,
+            doc("List users").query(USER_QUERY).answers_inline::<PageView<UserView>, UserView>(),
+        )
+        .post("/users", users_post, doc("Create a user").body::<UserCreate>().answers::<UserView>(201))
+        .get("/users/{username}", user_get, doc("Read a user").answers::<UserView>(200))
+        .patch(
+            "/users/{username}",
+            user_patch,
+            doc("Change a user's profile or roles").body::<UserPatch>().answers::<UserView>(200),
+        )
+        .post("/users/{username}/disable", user_disable_post, doc("Disable a user").answers::<UserView>(200))
+        .post("/users/{username}/enable", user_enable_post, doc("Enable a user").answers::<UserView>(200))
+        .post(
+            "/users/{username}/password",
+            user_password_post,
+            doc("Reset a user's password (ends their sessions)").body::<PasswordReset>(),
+        )
+        .delete("/users/{username}/totp", user_totp_delete, doc("Remove a user's second factor"))
+        .get(
+            "/users/{username}/sessions",
+            user_sessions_get,
+            doc("A user's sessions (refresh families)").answers_inline::<Vec<SessionView>, SessionView>(),
+        )
+        .delete(
+            "/users/{username}/sessions",
+            user_sessions_delete,
+            doc("End every session of a user").answers::<Count>(200),
+        )
+        .delete("/users/{username}/sessions/{id}", user_session_delete, doc("End one session of a user"))
+        .get(
+            "/api-keys",
+            api_keys_list_get,
+            doc("List API keys").query(KEY_QUERY).answers_inline::<PageView<ApiKeyView>, ApiKeyView>(),
+        )
+        .delete("/api-keys/{id}", api_key_delete, doc("Revoke an API key"))
+        .get(
+            "/clients",
+            clients_list_get,
+            doc("List clients").query(PAGING).answers_inline::<PageView<ClientView>, ClientView>(),
+        )
+        .post("/clients", clients_post, doc("Register a client").body::<ClientCreate>().answers::<ClientView>(201))
+        .get("/clients/{client_id}", client_get, doc("Read a client").answers::<ClientView>(200))
+        .patch(
+            "/clients/{client_id}",
+            client_patch,
+            doc("Change a client").body::<ClientPatch>().answers::<ClientView>(200),
+        )
+        .delete("/clients/{client_id}", client_delete, doc("Delete a client"))
+        .post(
+            "/clients/{client_id}/secret",
+            client_secret_post,
+            doc("Rotate a client's secret, with a grace period").body::<SecretRotation>().answers::<ClientView>(200),
+        )
+        .get("/keys", keys_list_get, doc("List signing keys").answers_inline::<Vec<KeyView>, KeyView>())
+        .post("/keys", keys_post, doc("Add a signing key").answers::<KeyView>(201))
+}
+
+const PAGING: &[&str] = &["cursor", "limit"];
+const USER_QUERY: &[&str] = &["cursor", "limit", "role", "disabled", "prefix"];
+const KEY_QUERY: &[&str] = &["cursor", "limit", "username"];
+
 pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/tenants", get(tenants_list_get).post(tenants_post))
-        .route("/tenants/{name}", get(tenant_get).patch(tenant_patch).delete(tenant_delete))
-        .route("/users", get(users_list_get).post(users_post))
-        .route("/users/{username}", get(user_get).patch(user_patch))
-        .route("/users/{username}/disable", post(user_disable_post))
-        .route("/users/{username}/enable", post(user_enable_post))
-        .route("/users/{username}/password", post(user_password_post))
-        .route("/users/{username}/totp", delete(user_totp_delete))
-        .route("/users/{username}/sessions", get(user_sessions_get).delete(user_sessions_delete))
-        .route("/users/{username}/sessions/{id}", delete(user_session_delete))
-        .route("/api-keys", get(api_keys_list_get))
-        .route("/api-keys/{id}", delete(api_key_delete))
-        .route("/clients", get(clients_list_get).post(clients_post))
-        .route("/clients/{client_id}", get(client_get).patch(client_patch).delete(client_delete))
-        .route("/clients/{client_id}/secret", post(client_secret_post))
-        .route("/keys", get(keys_list_get).post(keys_post))
-        .fallback(not_found)
+    api().into_router().fallback(not_found)
 }
 
 /// A query string, refused as a problem when it does not parse.
@@ -82,7 +141,7 @@ fn alg(name: &str) -> Result<Alg, Error> {
 
 // ----- tenants ------------------------------------------------------------------------------
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TenantCreate {
     pub name: String,
@@ -94,7 +153,7 @@ pub struct TenantCreate {
     pub hosts: Vec<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TenantPatch {
     pub alg: Option<String>,
@@ -163,7 +222,7 @@ pub struct UserQuery {
     pub prefix: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserCreate {
     pub username: String,
@@ -175,7 +234,7 @@ pub struct UserCreate {
     pub last_name: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserPatch {
     pub email: Option<String>,
@@ -184,7 +243,7 @@ pub struct UserPatch {
     pub roles: Option<Vec<String>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordReset {
     pub password: String,
@@ -308,7 +367,7 @@ async fn api_key_delete(State(s): State<AppState>, a: Admin, Path(p): Path<IdPat
 
 // ----- clients ------------------------------------------------------------------------------
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClientCreate {
     pub name: String,
@@ -321,7 +380,7 @@ pub struct ClientCreate {
     pub description: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClientPatch {
     pub name: Option<String>,
@@ -331,7 +390,7 @@ pub struct ClientPatch {
     pub description: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SecretRotation {
     /// How long the replaced secret keeps working, in seconds (default 0: not at all).
@@ -398,12 +457,12 @@ async fn client_secret_post(
 
 // ----- signing keys -------------------------------------------------------------------------
 
-async fn keys_list_get(State(s): State<AppState>, a: Admin) -> Answer<Vec<KeyInfo>> {
-    Ok(Json(s.auth.list_keys(&a.who.actor(), &a.tenant).await?))
+async fn keys_list_get(State(s): State<AppState>, a: Admin) -> Answer<Vec<KeyView>> {
+    Ok(Json(s.auth.list_keys(&a.who.actor(), &a.tenant).await?.into_iter().map(KeyView::from).collect()))
 }
 
-async fn keys_post(State(s): State<AppState>, a: Admin) -> Created<KeyInfo> {
-    Ok((StatusCode::CREATED, Json(s.auth.rotate_key(&a.who.actor(), &a.tenant).await?)))
+async fn keys_post(State(s): State<AppState>, a: Admin) -> Created<KeyView> {
+    Ok((StatusCode::CREATED, Json(s.auth.rotate_key(&a.who.actor(), &a.tenant).await?.into())))
 }
 
 /// An unknown route under the API's prefix, answered as a problem.

@@ -6,9 +6,10 @@ use tessera_core::page::Page;
 use tessera_core::principal::{ApiKey, Client, User};
 use tessera_core::store::FamilyInfo;
 use tessera_core::tenant::Tenant;
+use utoipa::ToSchema;
 
 /// One page of a list, and the cursor of the next one (absent on the last page).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct PageView<T> {
     pub items: Vec<T>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -22,7 +23,7 @@ impl<T> PageView<T> {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct TenantView {
     pub name: String,
     pub alg: &'static str,
@@ -51,7 +52,7 @@ impl TenantView {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct UserView {
     pub username: String,
     pub tenant: String,
@@ -81,7 +82,7 @@ impl From<User> for UserView {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ClientView {
     pub client_id: String,
     pub name: String,
@@ -120,7 +121,7 @@ impl ClientView {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ApiKeyView {
     pub id: String,
     pub username: String,
@@ -152,7 +153,7 @@ impl ApiKeyView {
 }
 
 /// A refresh family: one signed-in application session of a user.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct SessionView {
     pub id: String,
     pub client_id: String,
@@ -176,20 +177,37 @@ impl From<FamilyInfo> for SessionView {
 }
 
 /// How many things an operation ended.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Count {
     pub revoked: usize,
 }
 
 /// TOTP enrolment, shown once.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct TotpEnrolmentView {
     pub otpauth_uri: String,
     pub secret: String,
 }
 
 /// Recovery codes, shown once.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct RecoveryCodes {
     pub recovery_codes: Vec<String>,
+}
+
+/// A signing key and where it is in its life.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeyView {
+    pub kid: String,
+    pub alg: String,
+    /// `pending` (published, not signing yet), `active`, `retiring` or `retired`.
+    pub status: &'static str,
+    pub created_at: i64,
+    pub activates_at: i64,
+}
+
+impl From<tessera_core::authority::KeyInfo> for KeyView {
+    fn from(k: tessera_core::authority::KeyInfo) -> Self {
+        KeyView { kid: k.kid, alg: k.alg, status: k.status, created_at: k.created_at, activates_at: k.activates_at }
+    }
 }
