@@ -7,7 +7,7 @@ use clap::Subcommand;
 use serde_json::json;
 use std::io::BufRead;
 use tessera_core::authority::Actor;
-use tessera_core::authority::{NewClient, TenantPolicy};
+use tessera_core::authority::{ClientUpdate, NewClient, TenantPolicy, UserUpdate};
 use tessera_core::keys::Alg;
 use tessera_core::principal::{GrantType, Profile, parse_scope};
 use tessera_core::secret::Secret;
@@ -62,7 +62,15 @@ pub enum TenantCmd {
         /// the Tapis clients API (default 0: administrators only).
         #[arg(long)]
         max_user_clients: Option<i64>,
+        /// Host names that select the tenant (repeatable; replaces the list).
+        #[arg(long = "host")]
+        hosts: Vec<String>,
+        /// A new signing algorithm (EdDSA, ES256, RS256): a key of it is added at once.
+        #[arg(long, value_parser = parse_alg)]
+        alg: Option<Alg>,
     },
+    /// Delete a tenant and everything in it (not the default tenant).
+    Delete { name: String },
 }
 
 fn parse_alg(s: &str) -> Result<Alg, String> {
@@ -84,8 +92,13 @@ pub async fn tenant(config: &Config, cmd: TenantCmd) -> Result<()> {
                 println!("created tenant {} ({}, issuer {issuer})", t.name, t.alg);
             }
         }
-        TenantCmd::Policy { name, access_ttl, refresh_ttl, max_user_clients } => {
-            let policy = TenantPolicy { access_ttl, refresh_ttl, allowed_grants: None, max_user_clients };
+        TenantCmd::Delete { name } => {
+            auth.delete_tenant(&Actor::Operator, &name).await.map_err(core_err)?;
+            println!("deleted tenant {name}");
+        }
+        TenantCmd::Policy { name, access_ttl, refresh_ttl, max_user_clients, hosts, alg } => {
+            let hosts = (!hosts.is_empty()).then_some(hosts);
+            let policy = TenantPolicy { access_ttl, refresh_ttl, max_user_clients, hosts, alg, ..Default::default() };
             let t = auth.update_tenant_policy(&Actor::Operator, &name, policy).await.map_err(core_err)?;
             let ts = auth.tenant(&t.name).map_err(core_err)?;
             println!(
@@ -159,6 +172,60 @@ pub enum UserCmd {
         #[arg(long)]
         username: String,
     },
+    /// Enable a disabled user.
+    Enable {
+        #[command(flatten)]
+        tenant: TenantArg,
+        #[arg(long)]
+        username: String,
+    },
+    /// Change a user's profile or roles; options not given stay as they are (an empty value
+    /// clears a profile field).
+    Update {
+        #[command(flatten)]
+        tenant: TenantArg,
+        #[arg(long)]
+        username: String,
+        #[arg(long)]
+        email: Option<String>,
+        #[arg(long)]
+        given_name: Option<String>,
+        #[arg(long)]
+        last_name: Option<String>,
+        /// The user's roles (repeatable; replaces them).
+        #[arg(long)]
+        role: Vec<String>,
+        /// Remove every role.
+        #[arg(long, conflicts_with = "role")]
+        no_roles: bool,
+    },
+    /// Set a user's password, read from standard input; every session of the user ends.
+    ResetPassword {
+        #[command(flatten)]
+        tenant: TenantArg,
+        #[arg(long)]
+        username: String,
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+    /// List a user's live sessions (refresh families).
+    Sessions {
+        #[command(flatten)]
+        tenant: TenantArg,
+        #[arg(long)]
+        username: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// End one session of a user (`--session ID`), or all of them.
+    RevokeSessions {
+        #[command(flatten)]
+        tenant: TenantArg,
+        #[arg(long)]
+        username: String,
+        #[arg(long, allow_hyphen_values = true)]
+        session: Option<String>,
+    },
     /// Two-factor authentication (TOTP): enable, confirm, disable.
     #[command(subcommand)]
     Totp(TotpCmd),
@@ -193,6 +260,15 @@ pub enum TotpCmd {
         tenant: TenantArg,
         #[arg(long)]
         username: String,
+    },
+    /// New recovery codes (the old ones stop working); printed once.
+    RecoveryCodes {
+        #[command(flatten)]
+        tenant: TenantArg,
+        #[arg(long)]
+        username: String,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -240,6 +316,17 @@ async fn totp(config: &Config, cmd: TotpCmd) -> Result<()> {
         TotpCmd::Disable { tenant: TenantArg { tenant }, username } => {
             auth.totp_disable(&Actor::Operator, &tenant, &username).await.map_err(core_err)?;
             println!("two-factor authentication is off for {username}");
+        }
+        TotpCmd::RecoveryCodes { tenant: TenantArg { tenant }, username, json } => {
+            let codes = auth.regenerate_recovery_codes(&Actor::Operator, &tenant, &username).await.map_err(core_err)?;
+            if json {
+                print_json(&json!({"recovery_codes": codes}));
+            } else {
+                println!("new recovery codes for {username} (each works once; shown once):");
+                for c in codes {
+                    println!("  {c}");
+                }
+            }
         }
     }
     Ok(())
@@ -297,6 +384,55 @@ pub async fn user(config: &Config, cmd: UserCmd) -> Result<()> {
             auth.set_user_disabled(&Actor::Operator, &tenant, &username, true).await.map_err(core_err)?;
             println!("disabled user {username} in tenant {tenant}");
         }
+        UserCmd::Enable { tenant: TenantArg { tenant }, username } => {
+            let auth = open_admin(config).await?;
+            auth.set_user_disabled(&Actor::Operator, &tenant, &username, false).await.map_err(core_err)?;
+            println!("enabled user {username} in tenant {tenant}");
+        }
+        UserCmd::Update { tenant: TenantArg { tenant }, username, email, given_name, last_name, role, no_roles } => {
+            let auth = open_admin(config).await?;
+            let roles = (no_roles || !role.is_empty()).then_some(role);
+            let update = UserUpdate { email, given_name, last_name, roles };
+            let u = auth.update_user(&Actor::Operator, &tenant, &username, update).await.map_err(core_err)?;
+            println!("updated user {} (roles: {})", u.username, u.roles.join(","));
+        }
+        UserCmd::ResetPassword { tenant: TenantArg { tenant }, username, password_stdin: _ } => {
+            let password = read_password_line()?;
+            let auth = open_admin(config).await?;
+            auth.reset_password(&Actor::Operator, &tenant, &username, password).await.map_err(core_err)?;
+            println!("password of {username} reset; their sessions have ended");
+        }
+        UserCmd::Sessions { tenant: TenantArg { tenant }, username, json } => {
+            let auth = open_admin(config).await?;
+            let list = auth.user_families(&Actor::Operator, &tenant, &username).await.map_err(core_err)?;
+            if json {
+                let v: Vec<_> = list
+                    .iter()
+                    .map(|f| {
+                        json!({"id": f.family_id, "client_id": f.client_id, "created_at": f.created_at,
+                               "expires_at": f.expires_at, "last_used_at": f.last_used_at})
+                    })
+                    .collect();
+                print_json(&json!(v));
+            } else {
+                for f in list {
+                    println!("{}\t{}\tstarted {}\texpires {}", f.family_id, f.client_id, f.created_at, f.expires_at);
+                }
+            }
+        }
+        UserCmd::RevokeSessions { tenant: TenantArg { tenant }, username, session } => {
+            let auth = open_admin(config).await?;
+            match session {
+                Some(id) => {
+                    auth.revoke_user_family(&Actor::Operator, &tenant, &username, &id).await.map_err(core_err)?;
+                    println!("ended session {id} of {username}");
+                }
+                None => {
+                    let n = auth.revoke_user_families(&Actor::Operator, &tenant, &username).await.map_err(core_err)?;
+                    println!("ended {n} sessions of {username}");
+                }
+            }
+        }
         UserCmd::Totp(cmd) => totp(config, cmd).await?,
     }
     Ok(())
@@ -327,6 +463,37 @@ pub enum ClientCmd {
     List {
         #[command(flatten)]
         tenant: TenantArg,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change a client; options not given stay as they are.
+    Update {
+        #[command(flatten)]
+        tenant: TenantArg,
+        #[arg(allow_hyphen_values = true)]
+        client_id: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// Allowed grants, comma-separated (replaces them).
+        #[arg(long, value_delimiter = ',', value_parser = parse_grant)]
+        grant: Vec<GrantType>,
+        /// Allowed scopes, space-separated (replaces them).
+        #[arg(long)]
+        scope: Option<String>,
+        #[arg(long)]
+        callback_url: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// A new secret for a confidential client, printed once; the old one keeps working for
+    /// the grace period (e.g. 1h, 7d; default: stops at once).
+    RotateSecret {
+        #[command(flatten)]
+        tenant: TenantArg,
+        #[arg(allow_hyphen_values = true)]
+        client_id: String,
+        #[arg(long, value_parser = parse_grace)]
+        grace: Option<i64>,
         #[arg(long)]
         json: bool,
     },
@@ -379,6 +546,38 @@ pub async fn client(config: &Config, cmd: ClientCmd) -> Result<()> {
                 for c in list {
                     let grants: Vec<_> = c.grants.iter().map(|g| g.as_str()).collect();
                     println!("{}\t{}\t{}\t{}", c.client_id, c.name, grants.join(","), c.scopes.join(" "));
+                }
+            }
+        }
+        ClientCmd::Update {
+            tenant: TenantArg { tenant },
+            client_id,
+            name,
+            grant,
+            scope,
+            callback_url,
+            description,
+        } => {
+            let scopes = scope.as_deref().map(parse_scope).transpose().map_err(core_err)?;
+            let grants = (!grant.is_empty()).then_some(grant);
+            let update = ClientUpdate { name, callback_url, description, grants, scopes };
+            let c = auth.update_client(&Actor::Operator, &tenant, &client_id, update).await.map_err(core_err)?;
+            println!("updated client {} ({})", c.client_id, c.name);
+        }
+        ClientCmd::RotateSecret { tenant: TenantArg { tenant }, client_id, grace, json } => {
+            let grace = grace.unwrap_or(0);
+            let (c, secret) =
+                auth.rotate_client_secret(&Actor::Operator, &tenant, &client_id, grace).await.map_err(core_err)?;
+            let until = c.previous_secret.as_ref().map(|p| p.1);
+            if json {
+                print_json(
+                    &json!({"client_id": c.client_id, "client_secret": secret.expose(), "previous_secret_expires_at": until}),
+                );
+            } else {
+                println!("client_secret: {}  (shown once; store it now)", secret.expose());
+                match until {
+                    Some(t) => println!("the previous secret works until {t}"),
+                    None => println!("the previous secret no longer works"),
                 }
             }
         }
@@ -518,6 +717,11 @@ pub enum ApiKeyCmd {
         #[arg(allow_hyphen_values = true)]
         id: String,
     },
+}
+
+/// A grace period: like [`parse_duration`], and `0` for none.
+fn parse_grace(s: &str) -> Result<i64, String> {
+    if s.trim() == "0" { Ok(0) } else { parse_duration(s) }
 }
 
 /// `90d`, `12h`, `30m`, `45s` or plain seconds.

@@ -72,19 +72,22 @@ pub struct Error {
     pub description: String,
     /// For `rate_limited` and `unavailable`: when to try again, in seconds.
     pub retry_after: Option<i64>,
+    /// For `invalid_request`: the input field at fault, where the operation knows it (an
+    /// admin API reports it as a field-level detail).
+    pub field: Option<&'static str>,
 }
 
 macro_rules! ctor {
     ($($name:ident => $kind:ident),* $(,)?) => {
         $(pub fn $name(description: impl Into<String>) -> Self {
-            Error { kind: ErrorKind::$kind, description: description.into(), retry_after: None }
+            Error { kind: ErrorKind::$kind, description: description.into(), retry_after: None, field: None }
         })*
     };
 }
 
 impl Error {
     pub fn new(kind: ErrorKind, description: impl Into<String>) -> Self {
-        Error { kind, description: description.into(), retry_after: None }
+        Error { kind, description: description.into(), retry_after: None, field: None }
     }
 
     /// `rate_limited`, retry after `secs`.
@@ -93,7 +96,14 @@ impl Error {
             kind: ErrorKind::RateLimited,
             description: format!("too many failed attempts; try again in {secs} s"),
             retry_after: Some(secs.max(1)),
+            field: None,
         }
+    }
+
+    /// The same error, blamed on input field `field`.
+    pub fn at(mut self, field: &'static str) -> Self {
+        self.field = Some(field);
+        self
     }
     ctor! {
         invalid_request => InvalidRequest,

@@ -14,6 +14,7 @@ pub mod error;
 pub mod grant;
 pub mod keys;
 pub mod name;
+pub mod page;
 pub mod principal;
 pub mod revocation;
 pub mod scan;

@@ -6,6 +6,8 @@ use std::fmt;
 use std::str::FromStr;
 
 pub const ROLE_ADMIN: &str = "admin";
+/// Held in the default tenant: administers every tenant, and creates and deletes tenants.
+pub const ROLE_SUPERADMIN: &str = "superadmin";
 
 #[derive(Clone, PartialEq, Eq)]
 pub struct User {
@@ -71,6 +73,11 @@ pub struct Profile {
 impl User {
     pub fn is_admin(&self) -> bool {
         self.roles.iter().any(|r| r == ROLE_ADMIN)
+    }
+
+    /// A superadmin of the deployment: the role counts in the default tenant only.
+    pub fn is_superadmin(&self) -> bool {
+        self.tenant == crate::authority::DEFAULT_TENANT && self.roles.iter().any(|r| r == ROLE_SUPERADMIN)
     }
 }
 
@@ -173,6 +180,8 @@ pub struct Client {
     pub description: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// After a secret rotation: the replaced secret's hash, and until when it still works.
+    pub previous_secret: Option<(String, i64)>,
 }
 
 /// The secret's hash is left out.

@@ -344,6 +344,7 @@ mod tests {
             description: None,
             created_at: 0,
             updated_at: 0,
+            previous_secret: Some(("secret-previous-client-hash".into(), 0)),
         };
         printed.push(format!("{client:?}"));
         let all = printed.join("\n");
@@ -358,6 +359,7 @@ mod tests {
             "argon2id",
             "sealed-totp-secret",
             "secret-client-hash",
+            "secret-previous-client-hash",
             &sealed_key,
         ] {
             assert!(!all.contains(secret), "{secret:?} printed by Debug:\n{all}");

@@ -83,6 +83,20 @@ pub struct NewRefresh {
     pub access_exp: i64,
 }
 
+/// A live refresh family of a user, as administrators and the user see it (no token).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FamilyInfo {
+    pub family_id: String,
+    pub client_id: String,
+    pub created_at: i64,
+    /// When the user authenticated to start it.
+    pub auth_time: Option<i64>,
+    /// When its newest refresh token expires.
+    pub expires_at: i64,
+    /// When its newest refresh token was issued (the last rotation).
+    pub last_used_at: i64,
+}
+
 /// A revoked access token id, kept until the token would have expired anyway.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Revocation {
@@ -254,7 +268,8 @@ pub trait Store: Send + Sync {
     async fn client_insert(&self, client: &Client) -> StoreResult<()>;
     async fn client_get(&self, tenant: &TenantName, client_id: &ClientId) -> StoreResult<Option<Client>>;
     async fn client_list(&self, tenant: &TenantName) -> StoreResult<Vec<Client>>;
-    /// Update name, callback URL and description. Returns false when there is no such client.
+    /// Update name, callback URL, description, grants, scopes and secrets (current and
+    /// previous). Returns false when there is no such client.
     async fn client_update(&self, client: &Client) -> StoreResult<bool>;
     /// Returns false when there is no such client. Its refresh families are revoked.
     async fn client_delete(&self, tenant: &TenantName, client_id: &ClientId, now: i64) -> StoreResult<bool>;
@@ -312,6 +327,14 @@ pub trait Store: Send + Sync {
     /// of `release` (unless its window has ended since: a new window owes nothing), and forget
     /// every attempt of each key of `clear` (a successful sign-in clears the user's).
     async fn attempt_release(&self, release: &[&str], clear: &[&str], reserved_at: i64) -> StoreResult<()>;
+
+    /// Delete a tenant and everything of it (users, clients, keys, tokens). Returns false when
+    /// there is no such tenant.
+    async fn tenant_delete(&self, name: &TenantName) -> StoreResult<bool>;
+    /// Write a user's password hash, roles and profile. Returns false when there is no such user.
+    async fn user_update(&self, user: &User) -> StoreResult<bool>;
+    /// A user's refresh families that are not revoked and hold an unexpired token at `now`.
+    async fn user_families(&self, tenant: &TenantName, username: &Username, now: i64) -> StoreResult<Vec<FamilyInfo>>;
 
     /// Changes with a sequence number above `after`, ascending.
     async fn changes_since(&self, after: i64) -> StoreResult<Vec<(i64, Change)>>;

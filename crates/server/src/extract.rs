@@ -97,8 +97,13 @@ impl<S: Send + Sync> FromRequestParts<S> for Origin {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(_: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(Origin(PEER.try_with(|p| p.ip()).ok()))
+        Ok(Origin(peer_ip()))
     }
+}
+
+/// The address of the peer of the request being served (see [`Origin`]).
+pub fn peer_ip() -> Option<std::net::IpAddr> {
+    PEER.try_with(|p| p.ip()).ok()
 }
 
 /// The `Retry-After` value for an error, if it has one.

@@ -6,6 +6,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing))]
 
 pub mod accept;
+pub mod admin;
 pub mod config;
 pub mod deadline;
 pub mod extract;
@@ -109,10 +110,16 @@ impl std::ops::Deref for AppState {
 /// by [`run`]: layering a Router per route would clone boxed services on every request).
 pub fn router(state: AppState) -> Router {
     let standard = oauth::routes();
+    // Made once per server: the document only changes with the code.
+    let openapi: axum::body::Bytes = admin::openapi().to_json().unwrap_or_default().into();
     Router::new()
         .route("/healthz", get(healthz_get))
         .route("/readyz", get(readyz_get))
         .route("/metrics", get(metrics_get))
+        .route(
+            "/openapi.json",
+            get(move || async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], openapi.clone()) }),
+        )
         .merge(standard.clone())
         // RFC 8414 section 3.1: metadata of issuer `<base>/t/T` at `/.well-known/...-server/t/T`.
         .route("/.well-known/oauth-authorization-server/t/{tenant}", get(oauth::metadata::discovery_get))
@@ -121,6 +128,10 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v2", fronts::sftpgo::routes())
         .nest("/ica/rest", fronts::ica::routes())
         .merge(fronts::docspace::routes())
+        .nest("/admin/v1", admin::routes())
+        .nest("/t/{tenant}/admin/v1", admin::routes())
+        .nest("/me", admin::me_routes())
+        .nest("/t/{tenant}/me", admin::me_routes())
         .route_layer(metrics_layer::Track)
         .with_state(state)
 }

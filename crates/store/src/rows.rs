@@ -7,7 +7,7 @@ use tessera_core::audit::{ActorKind, AuditEvent, AuditRecord, EventKind, Outcome
 use tessera_core::keys::{Alg, KeyRecord};
 use tessera_core::principal::{ApiKey, Client, GrantType, Profile, TotpState, User};
 use tessera_core::store::{
-    Change, DeviceRecord, DeviceStatus, LegacyRecord, RefreshRecord, Revocation, StoreResult, split_words,
+    Change, DeviceRecord, DeviceStatus, FamilyInfo, LegacyRecord, RefreshRecord, Revocation, StoreResult, split_words,
 };
 use tessera_core::tenant::Tenant;
 use tessera_core::token::ClaimSet;
@@ -202,6 +202,21 @@ pub(crate) fn client(r: &impl Cols) -> StoreResult<Client> {
         description: get(r, "description")?,
         created_at,
         updated_at: get::<Option<i64>>(r, "updated_at")?.unwrap_or(created_at),
+        previous_secret: match (get(r, "previous_secret_hash")?, get(r, "previous_secret_until")?) {
+            (Some(h), Some(until)) => Some((h, until)),
+            _ => None,
+        },
+    })
+}
+
+pub(crate) fn family(r: &impl Cols) -> StoreResult<FamilyInfo> {
+    Ok(FamilyInfo {
+        family_id: get(r, "family_id")?,
+        client_id: get(r, "client_id")?,
+        created_at: get(r, "created_at")?,
+        auth_time: get(r, "auth_time")?,
+        expires_at: get(r, "expires_at")?,
+        last_used_at: get(r, "last_used_at")?,
     })
 }
 

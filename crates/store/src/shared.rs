@@ -12,8 +12,8 @@ use tessera_core::audit::{AuditEvent, AuditFilter, AuditRecord};
 use tessera_core::keys::KeyRecord;
 use tessera_core::principal::{ApiKey, Client, User};
 use tessera_core::store::{
-    Change, DevicePoll, DeviceRecord, DeviceStatus, LegacyRecord, NewRefresh, RefreshRecord, Revocation, Rotation,
-    Store, StoreError, StoreResult, join_words,
+    Change, DevicePoll, DeviceRecord, DeviceStatus, FamilyInfo, LegacyRecord, NewRefresh, RefreshRecord, Revocation,
+    Rotation, Store, StoreError, StoreResult, join_words,
 };
 use tessera_core::tenant::Tenant;
 use tessera_core::throttle::Counter;
@@ -336,6 +336,7 @@ impl<D: Dialect> Store for Sql<D> {
                 t.max_user_clients,
                 t.longest_access_ttl,
                 &t.name,
+                t.alg.as_str(),
             ];
             match self.write_recorded(sql::TENANT_UPDATE, a, ("tenant", &t.name, None)).await? {
                 0 => Err(StoreError::NotFound(format!("tenant {}", t.name))),
@@ -505,7 +506,22 @@ impl<D: Dialect> Store for Sql<D> {
     }
 
     async fn client_update(&self, c: &Client) -> StoreResult<bool> {
-        let a = args![&c.name, c.callback_url.as_deref(), &c.description, c.updated_at, &c.tenant, &c.client_id];
+        let (grants, scopes) = (grants_json(&c.grants), json_list(&c.scopes));
+        let (previous, until) =
+            (c.previous_secret.as_ref().map(|p| p.0.as_str()), c.previous_secret.as_ref().map(|p| p.1));
+        let a = args![
+            &c.name,
+            c.callback_url.as_deref(),
+            &c.description,
+            c.updated_at,
+            &c.tenant,
+            &c.client_id,
+            &grants,
+            &scopes,
+            &c.secret_hash,
+            previous,
+            until,
+        ];
         let change = ("client", c.tenant.as_str(), Some(c.client_id.as_str()));
         self.run(self.write_recorded(sql::CLIENT_UPDATE, a, change)).await.map(|n| n > 0)
     }
@@ -783,6 +799,33 @@ impl<D: Dialect> Store for Sql<D> {
             tx.commit().await.db()
         })
         .await
+    }
+
+    async fn tenant_delete(&self, name: &TenantName) -> StoreResult<bool> {
+        self.run(async {
+            let mut tx = self.begin().await?;
+            let mut deleted = 0;
+            for statement in sql::TENANT_DELETE {
+                deleted = tx.exec(statement, args![name]).await?;
+            }
+            if deleted > 0 {
+                record_change::<D>(&mut tx, ("tenant", name, None)).await?;
+            }
+            tx.commit().await.db()?;
+            Ok(deleted > 0)
+        })
+        .await
+    }
+
+    async fn user_update(&self, u: &User) -> StoreResult<bool> {
+        let roles = json_list(&u.roles);
+        let p = &u.profile;
+        let a = args![&u.password_hash, &roles, &p.email, &p.given_name, &p.last_name, &u.tenant, &u.username];
+        self.run(self.write_recorded(sql::USER_UPDATE, a, ("user", &u.tenant, Some(&u.username)))).await.map(|n| n > 0)
+    }
+
+    async fn user_families(&self, tenant: &TenantName, username: &Username, now: i64) -> StoreResult<Vec<FamilyInfo>> {
+        self.run(self.list(sql::USER_FAMILIES, args![tenant, username, now], rows::family)).await
     }
 
     async fn changes_since(&self, after: i64) -> StoreResult<Vec<(i64, Change)>> {

@@ -10,7 +10,20 @@ pub(crate) const TENANT_INSERT: &str = "INSERT INTO tenants (name, alg, issuer, 
 pub(crate) const TENANT_GET: &str = "SELECT * FROM tenants WHERE name = $1";
 pub(crate) const TENANT_LIST: &str = "SELECT * FROM tenants ORDER BY name";
 pub(crate) const TENANT_UPDATE: &str = "UPDATE tenants SET issuer = $1, access_ttl = $2, refresh_ttl = $3, hosts = $4, \
-     allowed_grants = $5, max_user_clients = $6, longest_access_ttl = $7 WHERE name = $8";
+     allowed_grants = $5, max_user_clients = $6, longest_access_ttl = $7, alg = $9 WHERE name = $8";
+/// A tenant's rows, children first (PostgreSQL checks the references at each statement).
+pub(crate) const TENANT_DELETE: [&str; 10] = [
+    "DELETE FROM recovery_codes WHERE tenant = $1",
+    "DELETE FROM api_keys WHERE tenant = $1",
+    "DELETE FROM refresh_tokens WHERE tenant = $1",
+    "DELETE FROM refresh_families WHERE tenant = $1",
+    "DELETE FROM device_codes WHERE tenant = $1",
+    "DELETE FROM legacy_tokens WHERE tenant = $1",
+    "DELETE FROM clients WHERE tenant = $1",
+    "DELETE FROM users WHERE tenant = $1",
+    "DELETE FROM signing_keys WHERE tenant = $1",
+    "DELETE FROM tenants WHERE name = $1",
+];
 
 pub(crate) const KEY_INSERT: &str = "INSERT INTO signing_keys (kid, tenant, alg, private_sealed, public_jwk, \
      created_at, activates_at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
@@ -27,6 +40,15 @@ pub(crate) const USER_TOTP_SET: &str = "UPDATE users SET totp_secret = $1, totp_
 /// One conditional statement: of two nodes accepting the same code, one updates the row.
 pub(crate) const USER_TOTP_STEP: &str = "UPDATE users SET totp_last_step = $1 \
      WHERE tenant = $2 AND username = $3 AND (totp_last_step IS NULL OR totp_last_step < $1)";
+pub(crate) const USER_UPDATE: &str = "UPDATE users SET password_hash = $1, roles = $2, email = $3, \
+     given_name = $4, last_name = $5 WHERE tenant = $6 AND username = $7";
+/// The refresh families of user $2 of tenant $1 that still hold an unexpired token at $3,
+/// newest first.
+pub(crate) const USER_FAMILIES: &str = "SELECT f.family_id, f.client_id, f.created_at, f.auth_time, \
+     MAX(t.expires_at) AS expires_at, MAX(t.issued_at) AS last_used_at FROM refresh_families f \
+     JOIN refresh_tokens t ON t.family_id = f.family_id \
+     WHERE f.tenant = $1 AND t.username = $2 AND f.revoked_at IS NULL AND t.expires_at > $3 \
+     GROUP BY f.family_id, f.client_id, f.created_at, f.auth_time ORDER BY f.created_at DESC, f.family_id";
 pub(crate) const USER_SET_DISABLED: &str = "UPDATE users SET disabled = $1 WHERE tenant = $2 AND username = $3";
 
 pub(crate) const RECOVERY_CLEAR: &str = "DELETE FROM recovery_codes WHERE tenant = $1 AND username = $2";
@@ -50,7 +72,8 @@ pub(crate) const CLIENT_INSERT: &str = "INSERT INTO clients (tenant, client_id, 
 pub(crate) const CLIENT_GET: &str = "SELECT * FROM clients WHERE tenant = $1 AND client_id = $2";
 pub(crate) const CLIENT_LIST: &str = "SELECT * FROM clients WHERE tenant = $1 ORDER BY created_at, client_id";
 pub(crate) const CLIENT_UPDATE: &str = "UPDATE clients SET name = $1, callback_url = $2, description = $3, \
-     updated_at = $4 WHERE tenant = $5 AND client_id = $6";
+     updated_at = $4, grants = $7, scopes = $8, secret_hash = $9, previous_secret_hash = $10, \
+     previous_secret_until = $11 WHERE tenant = $5 AND client_id = $6";
 pub(crate) const CLIENT_DELETE: &str = "DELETE FROM clients WHERE tenant = $1 AND client_id = $2";
 macro_rules! client_families {
     () => {

@@ -6,6 +6,7 @@
 mod harness;
 mod pg;
 
+mod admin;
 mod audience;
 mod audit;
 mod chains;

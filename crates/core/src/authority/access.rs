@@ -112,12 +112,20 @@ impl Authority {
             Actor::Client { .. } => return Err(Error::forbidden("this API needs a user's token")),
             Actor::User(u) => *u,
         };
-        if user.tenant != tenant || user.disabled {
+        if user.disabled {
+            return Err(Error::forbidden("not an active user of this tenant"));
+        }
+        // A superadmin of the default tenant manages every tenant (an unknown one is the
+        // operation's own `not_found`).
+        if user.is_superadmin() {
+            return Ok(());
+        }
+        if user.tenant != tenant {
             return Err(Error::forbidden("not an active user of this tenant"));
         }
         let admin = user.is_admin();
         match action {
-            Action::ManageTenants => Err(Error::forbidden("only the operator may manage tenants")),
+            Action::ManageTenants => Err(Error::forbidden("only the operator or a superadmin may manage tenants")),
             Action::ReadTenant
             | Action::ConfigureTenant
             | Action::ManageUsers

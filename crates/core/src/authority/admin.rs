@@ -1,6 +1,7 @@
 //! Administration: tenants and their policy, signing keys, users, clients.
 
 use super::access::{Action, Actor};
+use super::manage::ClientUpdate;
 use super::{Authority, DEFAULT_TENANT, KeyInfo, TenantState, lock_poisoned};
 use crate::audit::EventKind;
 use crate::error::{Error, Result};
@@ -21,6 +22,10 @@ pub struct TenantPolicy {
     pub allowed_grants: Option<Vec<GrantType>>,
     /// How many clients a user who is not an administrator may own ([`Tenant::max_user_clients`]).
     pub max_user_clients: Option<i64>,
+    /// The host names that select the tenant (replacing the list).
+    pub hosts: Option<Vec<String>>,
+    /// A new signing algorithm: a key of it is added at once ([`Authority::rotate_key`]).
+    pub alg: Option<Alg>,
 }
 
 /// A client to register.
@@ -83,6 +88,20 @@ fn check_url(name: &str, v: &Option<String>) -> Result<()> {
 }
 
 impl Authority {
+    /// Host names for tenant `tenant`, normalised; none may belong to another tenant.
+    fn check_hosts(&self, tenant: &str, hosts: &[String]) -> Result<Vec<String>> {
+        let hosts: Vec<String> = hosts.iter().map(|h| normalize_host(h)).collect();
+        for h in &hosts {
+            if h.is_empty() || h.contains('/') {
+                return Err(Error::invalid_request(format!("invalid host name `{h}`")).at("hosts"));
+            }
+            if let Some(other) = self.tenant_for_host(h).filter(|o| o != tenant) {
+                return Err(Error::conflict(format!("host `{h}` already belongs to tenant `{other}`")));
+            }
+        }
+        Ok(hosts)
+    }
+
     /// On an empty store: create the default tenant and an `admin` user with a random
     /// one-time password, returned so that the caller can show it once.
     pub async fn bootstrap(&self) -> Result<Option<Secret>> {
@@ -124,15 +143,7 @@ impl Authority {
             check_url("issuer", &issuer)?;
             check_ttl(access_ttl)?;
             check_ttl(refresh_ttl)?;
-            let hosts: Vec<String> = hosts.iter().map(|h| normalize_host(h)).collect();
-            for h in &hosts {
-                if h.is_empty() || h.contains('/') {
-                    return Err(Error::invalid_request(format!("invalid host name `{h}`")));
-                }
-                if let Some(other) = self.tenant_for_host(h) {
-                    return Err(Error::conflict(format!("host `{h}` already belongs to tenant `{other}`")));
-                }
-            }
+            let hosts = self.check_hosts(name, &hosts)?;
             let now = self.now();
             let t = Tenant {
                 name: tenant_name,
@@ -186,8 +197,8 @@ impl Authority {
             self.authorize(actor, tenant, Action::ConfigureTenant).await?;
             let ts = self.tenant(tenant)?;
             let mut t = ts.tenant.clone();
-            check_ttl(policy.access_ttl)?;
-            check_ttl(policy.refresh_ttl)?;
+            check_ttl(policy.access_ttl).map_err(|e| e.at("access_ttl"))?;
+            check_ttl(policy.refresh_ttl).map_err(|e| e.at("refresh_ttl"))?;
             if let Some(a) = policy.access_ttl {
                 t.access_ttl = Some(a);
                 // Tokens issued under the lifetime in force until now outlive a lowered one.
@@ -195,7 +206,7 @@ impl Authority {
             }
             if let Some(n) = policy.max_user_clients {
                 if !(0..=10_000).contains(&n) {
-                    return Err(Error::invalid_request("max_user_clients must be 0-10000"));
+                    return Err(Error::invalid_request("max_user_clients must be 0-10000").at("max_user_clients"));
                 }
                 t.max_user_clients = Some(n);
             }
@@ -205,8 +216,18 @@ impl Authority {
             if let Some(g) = policy.allowed_grants {
                 t.allowed_grants = Some(g);
             }
+            if let Some(h) = policy.hosts {
+                t.hosts = self.check_hosts(tenant, &h)?;
+            }
+            let new_alg = policy.alg.filter(|a| *a != t.alg);
+            if let Some(a) = new_alg {
+                t.alg = a;
+            }
             self.store.tenant_update(&t).await?;
             self.load_tenant(&t.name).await?;
+            if new_alg.is_some() {
+                self.rotate_key(actor, tenant).await?;
+            }
             Ok(t)
         }
         .await;
@@ -301,8 +322,9 @@ impl Authority {
         let done = async {
             self.authorize(actor, tenant, Action::ManageUsers).await?;
             let ts = self.tenant(tenant)?;
-            let username = &Username::parse(username)?;
-            secret::check_password_policy(password.expose())?;
+            let username = &Username::parse(username).map_err(|e| e.at("username"))?;
+            secret::check_password_policy(password.expose()).map_err(|e| e.at("password"))?;
+            self.may_grant_roles(actor, tenant, &roles).await?;
             let exists = || Error::conflict(format!("user `{username}` already exists in tenant `{tenant}`"));
             if self.store.user_get(&ts.tenant.name, username).await?.is_some() {
                 return Err(exists());
@@ -459,6 +481,7 @@ impl Authority {
             description: spec.description,
             created_at: now,
             updated_at: now,
+            previous_secret: None,
         };
         self.store
             .client_insert(&client)
@@ -494,35 +517,19 @@ impl Authority {
         Ok(c)
     }
 
-    /// Change a client's display name, callback URL or description (`None`: unchanged).
+    /// Change a client's display name, callback URL, description, grants or scopes.
     pub async fn update_client(
         &self,
         actor: &Actor<'_>,
         tenant: &str,
         client_id: &str,
-        name: Option<String>,
-        callback_url: Option<String>,
-        description: Option<String>,
+        update: ClientUpdate,
     ) -> Result<Client> {
         let done = async {
             let mut c = self.get_client(actor, tenant, client_id).await?;
-            if let Some(n) = name {
-                if n.trim().is_empty() || n.len() > 200 {
-                    return Err(Error::invalid_request("client name must be 1-200 characters"));
-                }
-                c.name = n;
-            }
-            if let Some(u) = callback_url {
-                c.callback_url = Some(RedirectUri::parse(&u)?);
-            }
-            if description.is_some() {
-                c.description = description;
-            }
+            Self::apply_client_update(&mut c, update)?;
             c.updated_at = self.now();
-            if !self.store.client_update(&c).await? {
-                return Err(Error::not_found(format!("client `{client_id}` not found")));
-            }
-            self.forget_client(tenant, client_id)?;
+            self.save_client(&c).await?;
             Ok(c)
         }
         .await;

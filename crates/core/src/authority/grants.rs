@@ -81,26 +81,37 @@ impl Authority {
         let counters = || self.limits.client(tenant, id, origin);
         self.refuse_if_locked(counters)?;
         let client = self.client(tenant, id).await?;
-        match client.as_ref().and_then(|c| c.secret_hash.as_deref()) {
-            // A secret the client's maker chose (Argon2id, see `NewClient::secret`) may be
-            // weak: counted before it is checked, like a password.
-            Some(h) if h.starts_with("$argon2") => {
-                let counters = counters();
-                let reserved_at = self.reserve_attempt(&counters).await?;
-                let ok = self.hasher.verify(h.to_owned(), secret.clone()).await;
-                self.settle_attempt(&counters, reserved_at, !ok, ok).await?;
-                client.filter(|_| ok).ok_or_else(bad)
-            }
-            Some(h) if secret::verify_sha256(secret.expose(), h) => client.ok_or_else(bad),
-            hash => {
-                if hash.is_none() {
-                    // Same work as a real check, so that unknown ids do not answer faster.
-                    let _ = secret::verify_sha256(secret.expose(), "");
+        let Some(c) = client else {
+            // Same work as a real check, so that unknown ids do not answer faster.
+            let _ = secret::verify_sha256(secret.expose(), "");
+            self.count_failure(&counters()).await?;
+            return Err(bad());
+        };
+        // After a rotation, the replaced secret works until its grace period ends.
+        let now = self.now();
+        let previous = c.previous_secret.as_ref().filter(|(_, until)| *until > now).map(|(h, _)| h.as_str());
+        let hashes = [c.secret_hash.as_deref(), previous];
+        let hashes = || hashes.iter().flatten();
+        // A secret the client's maker chose (Argon2id, see `NewClient::secret`) may be weak:
+        // counted before it is checked, like a password.
+        if hashes().any(|h| h.starts_with("$argon2")) {
+            let counters = counters();
+            let reserved_at = self.reserve_attempt(&counters).await?;
+            let mut ok = false;
+            for h in hashes() {
+                if self.secret_matches(h, secret).await {
+                    ok = true;
+                    break;
                 }
-                self.count_failure(&counters()).await?;
-                Err(bad())
             }
+            self.settle_attempt(&counters, reserved_at, !ok, ok).await?;
+            return if ok { Ok(c) } else { Err(bad()) };
         }
+        if hashes().any(|h| secret::verify_sha256(secret.expose(), h)) {
+            return Ok(c);
+        }
+        self.count_failure(&counters()).await?;
+        Err(bad())
     }
 
     /// Refuse, before any check, a credential whose `counters` this node has found past a
@@ -136,6 +147,16 @@ impl Authority {
             wait = wait.max(Some(w));
         }
         wait.map_or(Ok(()), |w| Err(Error::rate_limited(w)))
+    }
+
+    /// Does `secret` match a client secret's stored hash? A secret the client's maker chose is
+    /// Argon2id (see `NewClient::secret`), a generated one SHA-256.
+    async fn secret_matches(&self, hash: &str, secret: &Secret) -> bool {
+        if hash.starts_with("$argon2") {
+            self.hasher.verify(hash.to_owned(), secret.clone()).await
+        } else {
+            secret::verify_sha256(secret.expose(), hash)
+        }
     }
 
     fn grant_scope(allowed: &[String], requested: Option<&str>) -> Result<Option<String>> {

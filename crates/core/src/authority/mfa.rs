@@ -91,15 +91,19 @@ impl Authority {
             let sealed = user.totp.sealed_secret.as_deref();
             self.store.user_totp_set(&user.tenant, &user.username, sealed, true).await?;
             self.store.user_totp_accept_step(&user.tenant, &user.username, step).await?;
-            let codes = totp::recovery_codes(self.rng.as_ref());
-            let hashes: Vec<String> =
-                codes.iter().map(|c| secret::sha256_b64(&totp::normalize_recovery_code(c))).collect();
-            self.store.recovery_codes_set(&user.tenant, &user.username, &hashes).await?;
-            Ok(codes)
+            self.new_recovery_codes(&user).await
         }
         .await;
         self.record_change(actor, tenant, EventKind::TotpConfirm, username, &done);
         done
+    }
+
+    /// Ten new recovery codes for `user`, replacing any they had; shown once.
+    pub(super) async fn new_recovery_codes(&self, user: &User) -> Result<Vec<String>> {
+        let codes = totp::recovery_codes(self.rng.as_ref());
+        let hashes: Vec<String> = codes.iter().map(|c| secret::sha256_b64(&totp::normalize_recovery_code(c))).collect();
+        self.store.recovery_codes_set(&user.tenant, &user.username, &hashes).await?;
+        Ok(codes)
     }
 
     /// Turn two-factor authentication off and forget the secret and recovery codes.

@@ -9,11 +9,13 @@ mod admin;
 mod audit;
 mod grants;
 mod inspect;
+mod manage;
 mod mfa;
 
 pub use access::{Action, Actor, Caller};
 pub use admin::{NewClient, TenantPolicy};
 pub use audit::MAX_PAGE as AUDIT_MAX_PAGE;
+pub use manage::{ClientUpdate, MAX_SECRET_GRACE, UserFilter, UserUpdate};
 pub use mfa::{Session, TotpEnrolment};
 
 use crate::clock::{Clock, Rng};

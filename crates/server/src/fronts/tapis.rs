@@ -567,7 +567,12 @@ async fn client_put(
 ) -> TapisResult {
     let me = caller(&state, &tenant, &headers).await?;
     let b: UpdateClientBody = body(&headers, &bytes)?;
-    let c = state.auth.update_client(&me.actor(), &tenant, &client_id, b.display_name, b.callback_url, None).await?;
+    let update = tessera_core::authority::ClientUpdate {
+        name: b.display_name,
+        callback_url: b.callback_url,
+        ..Default::default()
+    };
+    let c = state.auth.update_client(&me.actor(), &tenant, &client_id, update).await?;
     Ok(envelope(StatusCode::OK, "Client updated successfully.", client_json(&c, None)))
 }
 
@@ -653,7 +658,7 @@ async fn config_put(
         access_ttl: b.default_access_token_ttl,
         refresh_ttl: b.default_refresh_token_ttl,
         allowed_grants,
-        max_user_clients: None,
+        ..Default::default()
     };
     state.auth.update_tenant_policy(&me.actor(), &tenant, policy).await?;
     let ts = state.auth.tenant(&tenant)?;

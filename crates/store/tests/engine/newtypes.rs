@@ -88,7 +88,8 @@ pub(crate) async fn names_that_break_the_rules_are_unknown(kind: Kind) {
     let (web, _) = auth.create_client(op, spec).await.unwrap();
     assert_eq!(web.callback_url.as_deref(), Some("https://web.example/cb"));
     let long = Some(format!("https://web.example/{}", "x".repeat(2000)));
-    let e = auth.update_client(op, "t", &web.client_id, None, long, None).await.unwrap_err().description;
+    let update = tessera_core::authority::ClientUpdate { callback_url: long, ..Default::default() };
+    let e = auth.update_client(op, "t", &web.client_id, update).await.unwrap_err().description;
     assert_eq!(e, "callback_url must be an http(s) URL");
     let stored = auth.get_client(op, "t", &web.client_id).await.unwrap();
     assert_eq!(stored.callback_url.as_deref(), Some("https://web.example/cb"), "unchanged");
