@@ -47,6 +47,8 @@ pub mod prefix {
     pub const API_KEY: &str = "tsk_";
     pub const LEGACY_TOKEN: &str = "tsl_";
     pub const DEVICE_CODE: &str = "tsd_";
+    pub const AUTHORIZATION_CODE: &str = "tsa_";
+    pub const BROWSER_SESSION: &str = "tsb_";
 }
 
 /// `n` random bytes, base64url without padding.

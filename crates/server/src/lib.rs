@@ -12,6 +12,7 @@ pub mod oauth;
 pub mod pages;
 pub mod status;
 pub mod time;
+pub mod urls;
 
 pub use accept::{Limits, run};
 pub use config::Config;

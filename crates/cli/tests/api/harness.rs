@@ -835,3 +835,18 @@ pub fn sign_as(key: &tessera_core::keys::SigningKey, header: &Value, claims: &Va
     let sig = key.sign_raw(input.as_bytes()).expect("sign");
     format!("{input}.{}", b64e(&sig))
 }
+
+/// RFC 4648 base32 (a TOTP secret as enrolment shows it).
+pub fn base32_decode(s: &str) -> Vec<u8> {
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let (mut bits, mut acc, mut out) = (0u32, 0u64, Vec::new());
+    for c in s.bytes().filter(|c| *c != b'=') {
+        acc = (acc << 5) | alphabet.iter().position(|a| *a == c).expect("base32") as u64;
+        bits += 5;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    out
+}

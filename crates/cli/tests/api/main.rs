@@ -6,6 +6,7 @@
 mod harness;
 
 mod audience;
+mod browser;
 mod chains;
 mod cli;
 mod connections;

@@ -4,20 +4,6 @@
 use crate::harness::*;
 use tessera_core::totp;
 
-fn b32(s: &str) -> Vec<u8> {
-    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    let (mut bits, mut acc, mut out) = (0u32, 0u64, Vec::new());
-    for c in s.bytes().filter(|c| *c != b'=') {
-        acc = (acc << 5) | alphabet.iter().position(|a| *a == c).expect("base32") as u64;
-        bits += 5;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
-    }
-    out
-}
-
 #[tokio::test]
 async fn password_grant_asks_for_the_code_then_accepts_it_once() {
     let s = TestServer::start().await;
@@ -25,7 +11,7 @@ async fn password_grant_asks_for_the_code_then_accepts_it_once() {
     let (id, secret) = s.create_client("default", "password", None);
     let out = s.cli_ok(&["user", "totp", "enable", "--username", "carol", "--json"], None);
     let enrol: serde_json::Value = serde_json::from_str(&out).expect("json");
-    let raw = b32(enrol["secret"].as_str().expect("secret"));
+    let raw = base32_decode(enrol["secret"].as_str().expect("secret"));
     let code = totp::code_at(&raw, now());
     let out = s.cli_ok(&["user", "totp", "confirm", "--username", "carol", "--code", &code, "--json"], None);
     let recovery: serde_json::Value = serde_json::from_str(&out).expect("json");

@@ -6,12 +6,14 @@
 
 mod access;
 mod admin;
+pub mod browser;
 mod grants;
 mod inspect;
 mod mfa;
 
 pub use access::{Action, Actor, Caller};
 pub use admin::{NewClient, TenantPolicy};
+pub use browser::{Authorization, AuthorizeError, AuthorizeRequest, Prompt, SignInStep, UserInfo};
 pub use mfa::{Session, TotpEnrolment};
 
 use crate::clock::{Clock, Rng};
@@ -53,6 +55,10 @@ pub struct Settings {
     pub device_interval: i64,
     /// Brute-force limits on failed credential checks.
     pub limits: crate::throttle::Limits,
+    /// A browser session ends after this many seconds without use...
+    pub session_idle: i64,
+    /// ...and this many after the sign-in, however active.
+    pub session_ttl: i64,
 }
 
 impl Default for Settings {
@@ -66,6 +72,8 @@ impl Default for Settings {
             device_ttl: 600,
             device_interval: 5,
             limits: crate::throttle::Limits::default(),
+            session_idle: 30 * 60,
+            session_ttl: 12 * 3600,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! expiry, key rotation, and two engines sharing one database. Every test here runs against
 //! both backends (`sqlite::*` and `pg::*`); `pg_nodes` holds the multi-node PostgreSQL tests.
 
+mod browser;
 mod env;
 mod faults;
 mod limits;
@@ -9,6 +10,7 @@ mod mfa;
 mod newtypes;
 mod pg_nodes;
 
+use browser::*;
 use faults::*;
 use limits::*;
 use mfa::*;
@@ -78,6 +80,9 @@ on_both_backends!(
     the_same_fault_is_the_same_error_kind_on_both_backends,
     refresh_grant_types_are_stored_by_their_short_names,
     names_that_break_the_rules_are_unknown,
+    authorization_codes_expire_and_are_redeemed_once,
+    browser_sessions_end_idle_at_their_end_and_at_logout,
+    consent_is_remembered_per_client_and_scopes,
 );
 
 pub(crate) fn settings() -> Settings {
