@@ -446,8 +446,8 @@ pub enum ClientCmd {
         tenant: TenantArg,
         #[arg(long)]
         name: String,
-        /// Allowed grants, comma-separated: client_credentials, password, refresh_token,
-        /// device_code, token_exchange.
+        /// Allowed grants, comma-separated: authorization_code, client_credentials, password,
+        /// refresh_token, device_code, token_exchange.
         #[arg(long, value_delimiter = ',', required = true, value_parser = parse_grant)]
         grant: Vec<GrantType>,
         /// Allowed scopes, space-separated.
@@ -456,6 +456,16 @@ pub enum ClientCmd {
         /// A public client (no secret).
         #[arg(long)]
         public: bool,
+        /// A redirect URI of the authorization code flow (repeatable; matched exactly, but for
+        /// the port of a loopback address, RFC 8252).
+        #[arg(long = "redirect-uri")]
+        redirect_uri: Vec<String>,
+        /// Where the logout endpoint may send people afterwards (repeatable).
+        #[arg(long = "post-logout-redirect-uri")]
+        post_logout_redirect_uri: Vec<String>,
+        /// The deployment's own application: people are not asked for consent.
+        #[arg(long)]
+        first_party: bool,
         #[arg(long)]
         json: bool,
     },
@@ -514,10 +524,23 @@ fn parse_grant(s: &str) -> Result<GrantType, String> {
 pub async fn client(config: &Config, cmd: ClientCmd) -> Result<()> {
     let auth = open_admin(config).await?;
     match cmd {
-        ClientCmd::Create { tenant: TenantArg { tenant }, name, grant, scope, public, json } => {
+        ClientCmd::Create {
+            tenant: TenantArg { tenant },
+            name,
+            grant,
+            scope,
+            public,
+            redirect_uri,
+            post_logout_redirect_uri,
+            first_party,
+            json,
+        } => {
             let mut spec = NewClient::new(&tenant, &name, grant);
             spec.scopes = parse_scope(&scope).map_err(core_err)?;
             spec.public = public;
+            spec.redirect_uris = redirect_uri;
+            spec.post_logout_redirect_uris = post_logout_redirect_uri;
+            spec.first_party = first_party;
             let (c, secret) = auth.create_client(&Actor::Operator, spec).await.map_err(core_err)?;
             let secret = secret.as_ref().map(|s| s.expose().to_owned());
             if json {
@@ -538,7 +561,10 @@ pub async fn client(config: &Config, cmd: ClientCmd) -> Result<()> {
                     .map(|c| {
                         json!({"client_id": c.client_id, "name": c.name, "public": c.is_public(),
                                "grants": c.grants.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
-                               "scopes": c.scopes, "created_at": c.created_at})
+                               "scopes": c.scopes, "created_at": c.created_at,
+                               "redirect_uris": c.all_redirect_uris().collect::<Vec<_>>(),
+                               "post_logout_redirect_uris": c.post_logout_redirect_uris,
+                               "first_party": c.first_party})
                     })
                     .collect();
                 print_json(&json!(v));

@@ -13,6 +13,11 @@ pub enum ErrorKind {
     UnsupportedTokenType,
     InvalidScope,
     InvalidTarget,
+    /// The authorization endpoint does not do this `response_type` (RFC 6749 section 4.1.2.1).
+    UnsupportedResponseType,
+    /// OpenID Connect `prompt=none`: the person would have to sign in, or to consent.
+    LoginRequired,
+    ConsentRequired,
     /// A bearer token presented to an API is missing, malformed, expired or revoked (RFC 6750).
     InvalidToken,
     AccessDenied,
@@ -41,6 +46,9 @@ impl ErrorKind {
             ErrorKind::UnsupportedTokenType => "unsupported_token_type",
             ErrorKind::InvalidScope => "invalid_scope",
             ErrorKind::InvalidTarget => "invalid_target",
+            ErrorKind::UnsupportedResponseType => "unsupported_response_type",
+            ErrorKind::LoginRequired => "login_required",
+            ErrorKind::ConsentRequired => "consent_required",
             ErrorKind::InvalidToken => "invalid_token",
             ErrorKind::AccessDenied => "access_denied",
             ErrorKind::AuthorizationPending => "authorization_pending",

@@ -49,6 +49,12 @@ pub enum Grant {
     RefreshToken {
         refresh_token: Secret,
     },
+    /// RFC 6749 section 4.1.3, with the RFC 7636 verifier.
+    AuthorizationCode {
+        code: Secret,
+        redirect_uri: Option<String>,
+        code_verifier: Option<Secret>,
+    },
     /// RFC 8628 polling.
     DeviceCode {
         device_code: Secret,
@@ -94,6 +100,8 @@ pub struct IssuedTokens {
     pub refresh_expires_in: Option<i64>,
     /// RFC 8693 `issued_token_type`, for token exchange.
     pub issued_token_type: Option<&'static str>,
+    /// OpenID Connect ID token, for the authorization code grant with `openid` in scope.
+    pub id_token: Option<String>,
 }
 
 /// The tokens themselves are left out: a bearer token in a log is a credential.
@@ -122,6 +130,7 @@ impl IssuedTokens {
             refresh_token: None,
             refresh_expires_in: None,
             issued_token_type: None,
+            id_token: None,
         }
     }
 

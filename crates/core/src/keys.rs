@@ -286,6 +286,19 @@ impl SigningKey {
         Ok(out)
     }
 
+    /// A compact JWS over `payload` with the header `typ: JWT` (an OpenID Connect ID token:
+    /// never accepted where an access token, `typ: at+jwt`, is expected).
+    pub fn sign_jwt(&self, payload_json: &[u8]) -> Result<String> {
+        let header = json!({"alg": self.alg.as_str(), "typ": "JWT", "kid": self.kid});
+        let mut out = b64(header.to_string().as_bytes());
+        out.push('.');
+        URL_SAFE_NO_PAD.encode_string(payload_json, &mut out);
+        let sig = self.sign_raw(out.as_bytes())?;
+        out.push('.');
+        URL_SAFE_NO_PAD.encode_string(&sig, &mut out);
+        Ok(out)
+    }
+
     /// The signature of `msg` with this key (for a JWS: over `header.payload`).
     pub fn sign_raw(&self, msg: &[u8]) -> Result<Vec<u8>> {
         let fail = |_| Error::internal("signing failed");

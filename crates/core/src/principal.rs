@@ -106,15 +106,8 @@ impl GrantType {
         GrantType::DeviceCode,
         GrantType::TokenExchange,
     ];
-    /// The grant types this server can run today (authorization_code may be registered on a
-    /// client, but is refused at the token endpoint until the browser flow lands).
-    pub const SUPPORTED: [GrantType; 5] = [
-        GrantType::ClientCredentials,
-        GrantType::Password,
-        GrantType::RefreshToken,
-        GrantType::DeviceCode,
-        GrantType::TokenExchange,
-    ];
+    /// The grant types this server can run.
+    pub const SUPPORTED: [GrantType; 6] = GrantType::ALL;
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -177,6 +170,13 @@ pub struct Client {
     /// The user who owns the client (for self-service APIs), if any.
     pub owner: Option<Username>,
     pub callback_url: Option<RedirectUri>,
+    /// Where the authorization endpoint may send people back (exact URIs, RFC 6749 section
+    /// 3.1.2); the callback URL is one more.
+    pub redirect_uris: Vec<RedirectUri>,
+    /// Where the logout endpoint may send people afterwards (OpenID Connect RP-initiated logout).
+    pub post_logout_redirect_uris: Vec<RedirectUri>,
+    /// The deployment's own application: people are not asked for consent.
+    pub first_party: bool,
     pub description: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
@@ -203,6 +203,10 @@ impl Client {
     }
     pub fn allows(&self, g: GrantType) -> bool {
         self.grants.contains(&g)
+    }
+    /// Every redirect URI the client registered: the callback URL, then the others.
+    pub fn all_redirect_uris(&self) -> impl Iterator<Item = &RedirectUri> {
+        self.callback_url.iter().chain(self.redirect_uris.iter().filter(|u| self.callback_url.as_ref() != Some(*u)))
     }
 }
 

@@ -47,6 +47,8 @@ pub mod prefix {
     pub const API_KEY: &str = "tsk_";
     pub const LEGACY_TOKEN: &str = "tsl_";
     pub const DEVICE_CODE: &str = "tsd_";
+    pub const AUTHORIZATION_CODE: &str = "tsa_";
+    pub const BROWSER_SESSION: &str = "tsb_";
 }
 
 /// `n` random bytes, base64url without padding.
@@ -345,6 +347,9 @@ mod tests {
             created_at: 0,
             updated_at: 0,
             previous_secret: Some(("secret-previous-client-hash".into(), 0)),
+            redirect_uris: vec![],
+            post_logout_redirect_uris: vec![],
+            first_party: false,
         };
         printed.push(format!("{client:?}"));
         let all = printed.join("\n");

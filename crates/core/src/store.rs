@@ -193,6 +193,49 @@ pub struct LegacyRecord {
     pub chain: Vec<String>,
 }
 
+/// An authorization code as stored (RFC 6749 section 4.1; the code only as its SHA-256):
+/// bound to the client, the redirect URI, the PKCE challenge and the nonce of its request,
+/// and to the sign-in it was issued for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeRecord {
+    pub code_hash: String,
+    pub tenant: String,
+    pub client_id: String,
+    pub redirect_uri: String,
+    /// RFC 7636 S256 challenge (base64url SHA-256 of the verifier).
+    pub code_challenge: Option<String>,
+    pub nonce: Option<String>,
+    pub scope: Option<String>,
+    pub username: String,
+    pub auth_time: i64,
+    pub amr: Vec<String>,
+    /// The browser session the code was issued in.
+    pub sid: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    /// When it was redeemed; `None` while unused.
+    pub used_at: Option<i64>,
+    /// The session (refresh family) of the tokens the redemption issued.
+    pub family_id: Option<String>,
+}
+
+/// A person signed in at the login page (the cookie's secret only as its SHA-256).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrowserSession {
+    pub token_hash: String,
+    /// The session's public id (OpenID Connect `sid`).
+    pub sid: String,
+    pub tenant: String,
+    pub username: String,
+    pub auth_time: i64,
+    pub amr: Vec<String>,
+    pub created_at: i64,
+    pub last_seen_at: i64,
+    /// The absolute end of the session, however active it stays.
+    pub expires_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
 /// Space-separated words as stored (amr values, chains), or none.
 pub fn join_words(words: &[String]) -> Option<String> {
     (!words.is_empty()).then(|| words.join(" "))
@@ -311,6 +354,36 @@ pub trait Store: Send + Sync {
     ) -> StoreResult<bool>;
     /// One poll by `client_id` (see [`DevicePoll`]).
     async fn device_poll(&self, device_code_hash: &str, client_id: &ClientId, now: i64) -> StoreResult<DevicePoll>;
+
+    async fn code_insert(&self, c: &CodeRecord) -> StoreResult<()>;
+    async fn code_get(&self, code_hash: &str) -> StoreResult<Option<CodeRecord>>;
+    /// Redeem an unused, unexpired code once, recording the session (`family_id`) of the
+    /// tokens it is exchanged for. Of two concurrent redemptions (at any node), one gets true.
+    async fn code_redeem(&self, code_hash: &str, now: i64, family_id: &str) -> StoreResult<bool>;
+
+    async fn browser_session_insert(&self, s: &BrowserSession) -> StoreResult<()>;
+    async fn browser_session_get(&self, token_hash: &str) -> StoreResult<Option<BrowserSession>>;
+    /// Record activity (the idle timeout counts from the last).
+    async fn browser_session_touch(&self, token_hash: &str, now: i64) -> StoreResult<()>;
+    /// End the session with public id `sid`; false if it was not live.
+    async fn browser_session_revoke(&self, tenant: &TenantName, sid: &str, now: i64) -> StoreResult<bool>;
+
+    /// The scopes a person allowed a client, if they were asked before.
+    async fn consent_get(
+        &self,
+        tenant: &TenantName,
+        username: &Username,
+        client_id: &ClientId,
+    ) -> StoreResult<Option<Vec<String>>>;
+    /// Remember (replacing) the scopes a person allowed a client.
+    async fn consent_put(
+        &self,
+        tenant: &TenantName,
+        username: &Username,
+        client_id: &ClientId,
+        scopes: &[String],
+        now: i64,
+    ) -> StoreResult<()>;
 
     async fn legacy_insert(&self, r: &LegacyRecord) -> StoreResult<()>;
     async fn legacy_get(&self, token_hash: &str) -> StoreResult<Option<LegacyRecord>>;

@@ -41,6 +41,10 @@ pub struct Config {
     pub device_ttl: i64,
     /// Minimum polling interval of the device flow, seconds.
     pub device_interval: i64,
+    /// A browser session (the login page's) ends after this many seconds without use...
+    pub session_idle: i64,
+    /// ...and this many seconds after the sign-in, however active.
+    pub session_ttl: i64,
     /// Failed sign-ins allowed per (tenant, username) per window before `rate_limited`.
     pub login_failures_per_user: u32,
     /// Failed sign-ins allowed per client address per window.
@@ -94,6 +98,8 @@ impl Default for Config {
             hash_concurrency: None,
             device_ttl: 600,
             device_interval: 5,
+            session_idle: 30 * 60,
+            session_ttl: 12 * 3600,
             login_failures_per_user: 10,
             login_failures_per_address: 100,
             login_window: 300,
@@ -129,6 +135,8 @@ impl Config {
         "hash_concurrency",
         "device_ttl",
         "device_interval",
+        "session_idle",
+        "session_ttl",
         "login_failures_per_user",
         "login_failures_per_address",
         "login_window",
@@ -149,6 +157,8 @@ impl Config {
             ("refresh_ttl", self.refresh_ttl),
             ("device_ttl", self.device_ttl),
             ("device_interval", self.device_interval),
+            ("session_idle", self.session_idle),
+            ("session_ttl", self.session_ttl),
             ("login_window", self.login_window),
         ] {
             if v <= 0 {
@@ -224,6 +234,8 @@ impl Config {
             key_prepublish: self.key_prepublish,
             device_ttl: self.device_ttl,
             device_interval: self.device_interval,
+            session_idle: self.session_idle,
+            session_ttl: self.session_ttl,
             limits: tessera_core::throttle::Limits {
                 per_user: self.login_failures_per_user.max(1),
                 per_origin: self.login_failures_per_address.max(1),

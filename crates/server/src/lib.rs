@@ -18,6 +18,7 @@ pub mod pages;
 pub mod panic;
 pub mod status;
 pub mod time;
+pub mod urls;
 
 pub use accept::{Limits, run};
 pub use config::Config;

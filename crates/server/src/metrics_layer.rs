@@ -192,10 +192,11 @@ fn record(route: Option<&RouteMetrics>, method: &Method, status: u16, elapsed: D
 /// front (registering per request costs a registry lookup and allocations). Registered on
 /// first use, so after `serve` has installed the recorder; without one they are no-ops.
 pub fn tokens_issued(grant: &'static str) -> &'static metrics::Counter {
-    const GRANTS: [&str; 9] = [
+    const GRANTS: [&str; 10] = [
         "client_credentials",
         "password",
         "refresh_token",
+        "authorization_code",
         "device_code",
         "token_exchange",
         "sftpgo",

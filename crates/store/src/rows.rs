@@ -7,7 +7,8 @@ use tessera_core::audit::{ActorKind, AuditEvent, AuditRecord, EventKind, Outcome
 use tessera_core::keys::{Alg, KeyRecord};
 use tessera_core::principal::{ApiKey, Client, GrantType, Profile, TotpState, User};
 use tessera_core::store::{
-    Change, DeviceRecord, DeviceStatus, FamilyInfo, LegacyRecord, RefreshRecord, Revocation, StoreResult, split_words,
+    BrowserSession, Change, CodeRecord, DeviceRecord, DeviceStatus, FamilyInfo, LegacyRecord, RefreshRecord,
+    Revocation, StoreResult, split_words,
 };
 use tessera_core::tenant::Tenant;
 use tessera_core::token::ClaimSet;
@@ -199,6 +200,9 @@ pub(crate) fn client(r: &impl Cols) -> StoreResult<Client> {
             .map(RedirectUri::try_from)
             .transpose()
             .map_err(|_| corrupt("callback URL"))?,
+        redirect_uris: uri_list(r, "redirect_uris")?,
+        post_logout_redirect_uris: uri_list(r, "post_logout_redirect_uris")?,
+        first_party: get(r, "first_party")?,
         description: get(r, "description")?,
         created_at,
         updated_at: get::<Option<i64>>(r, "updated_at")?.unwrap_or(created_at),
@@ -217,6 +221,48 @@ pub(crate) fn family(r: &impl Cols) -> StoreResult<FamilyInfo> {
         auth_time: get(r, "auth_time")?,
         expires_at: get(r, "expires_at")?,
         last_used_at: get(r, "last_used_at")?,
+    })
+}
+
+fn uri_list(r: &impl Cols, col: &str) -> StoreResult<Vec<RedirectUri>> {
+    parse_list(&get::<String>(r, col)?)?
+        .into_iter()
+        .map(|u| RedirectUri::try_from(u).map_err(|_| corrupt("redirect URI")))
+        .collect()
+}
+
+pub(crate) fn code(r: &impl Cols) -> StoreResult<CodeRecord> {
+    Ok(CodeRecord {
+        code_hash: get(r, "code_hash")?,
+        tenant: get(r, "tenant")?,
+        client_id: get(r, "client_id")?,
+        redirect_uri: get(r, "redirect_uri")?,
+        code_challenge: get(r, "code_challenge")?,
+        nonce: get(r, "nonce")?,
+        scope: get(r, "scope")?,
+        username: get(r, "username")?,
+        auth_time: get(r, "auth_time")?,
+        amr: split_words(get(r, "amr")?),
+        sid: get(r, "sid")?,
+        created_at: get(r, "created_at")?,
+        expires_at: get(r, "expires_at")?,
+        used_at: get(r, "used_at")?,
+        family_id: get(r, "family_id")?,
+    })
+}
+
+pub(crate) fn browser_session(r: &impl Cols) -> StoreResult<BrowserSession> {
+    Ok(BrowserSession {
+        token_hash: get(r, "token_hash")?,
+        sid: get(r, "sid")?,
+        tenant: get(r, "tenant")?,
+        username: get(r, "username")?,
+        auth_time: get(r, "auth_time")?,
+        amr: split_words(get(r, "amr")?),
+        created_at: get(r, "created_at")?,
+        last_seen_at: get(r, "last_seen_at")?,
+        expires_at: get(r, "expires_at")?,
+        revoked_at: get(r, "revoked_at")?,
     })
 }
 

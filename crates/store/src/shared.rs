@@ -12,8 +12,8 @@ use tessera_core::audit::{AuditEvent, AuditFilter, AuditRecord};
 use tessera_core::keys::KeyRecord;
 use tessera_core::principal::{ApiKey, Client, User};
 use tessera_core::store::{
-    Change, DevicePoll, DeviceRecord, DeviceStatus, FamilyInfo, LegacyRecord, NewRefresh, RefreshRecord, Revocation,
-    Rotation, Store, StoreError, StoreResult, join_words,
+    BrowserSession, Change, CodeRecord, DevicePoll, DeviceRecord, DeviceStatus, FamilyInfo, LegacyRecord, NewRefresh,
+    RefreshRecord, Revocation, Rotation, Store, StoreError, StoreResult, join_words,
 };
 use tessera_core::tenant::Tenant;
 use tessera_core::throttle::Counter;
@@ -479,6 +479,8 @@ impl<D: Dialect> Store for Sql<D> {
     async fn client_insert(&self, c: &Client) -> StoreResult<()> {
         self.run(async {
             let (grants, scopes) = (grants_json(&c.grants), json_list(&c.scopes));
+            let redirects = json_list(&c.redirect_uris.iter().map(|u| u.to_string()).collect::<Vec<_>>());
+            let logouts = json_list(&c.post_logout_redirect_uris.iter().map(|u| u.to_string()).collect::<Vec<_>>());
             let a = args![
                 &c.tenant,
                 &c.client_id,
@@ -491,6 +493,9 @@ impl<D: Dialect> Store for Sql<D> {
                 c.callback_url.as_deref(),
                 &c.description,
                 c.updated_at,
+                &redirects,
+                &logouts,
+                c.first_party,
             ];
             self.write_recorded(sql::CLIENT_INSERT, a, ("client", &c.tenant, Some(&c.client_id))).await.map(drop)
         })
@@ -658,6 +663,8 @@ impl<D: Dialect> Store for Sql<D> {
             tx.exec(sql::PURGE_FAILURES, args![now - 86_400]).await?;
             tx.exec(sql::PURGE_DEVICES, args![now]).await?;
             tx.exec(sql::PURGE_LEGACY, args![now]).await?;
+            tx.exec(sql::PURGE_CODES, args![now - 86_400]).await?;
+            tx.exec(sql::PURGE_SESSIONS, args![now]).await?;
             tx.exec(sql::PURGE_FAMILIES, &[]).await?;
             tx.commit().await.db()?;
             Ok(a + b)
@@ -735,6 +742,90 @@ impl<D: Dialect> Store for Sql<D> {
             Ok(outcome)
         })
         .await
+    }
+
+    async fn code_insert(&self, c: &CodeRecord) -> StoreResult<()> {
+        self.run(async {
+            let amr = join_words(&c.amr);
+            let a = args![
+                &c.code_hash,
+                &c.tenant,
+                &c.client_id,
+                &c.redirect_uri,
+                &c.code_challenge,
+                &c.nonce,
+                &c.scope,
+                &c.username,
+                c.auth_time,
+                &amr,
+                &c.sid,
+                c.created_at,
+                c.expires_at,
+            ];
+            self.exec(sql::CODE_INSERT, a).await.map(drop)
+        })
+        .await
+    }
+
+    async fn code_get(&self, code_hash: &str) -> StoreResult<Option<CodeRecord>> {
+        self.run(self.read(sql::CODE_GET, args![code_hash], rows::code)).await
+    }
+
+    async fn code_redeem(&self, code_hash: &str, now: i64, family_id: &str) -> StoreResult<bool> {
+        self.run(self.exec(sql::CODE_REDEEM, args![now, family_id, code_hash])).await.map(|n| n == 1)
+    }
+
+    async fn browser_session_insert(&self, s: &BrowserSession) -> StoreResult<()> {
+        self.run(async {
+            let amr = join_words(&s.amr);
+            let a = args![
+                &s.token_hash,
+                &s.sid,
+                &s.tenant,
+                &s.username,
+                s.auth_time,
+                &amr,
+                s.created_at,
+                s.last_seen_at,
+                s.expires_at,
+            ];
+            self.exec(sql::SESSION_INSERT, a).await.map(drop)
+        })
+        .await
+    }
+
+    async fn browser_session_get(&self, token_hash: &str) -> StoreResult<Option<BrowserSession>> {
+        self.run(self.read(sql::SESSION_GET, args![token_hash], rows::browser_session)).await
+    }
+
+    async fn browser_session_touch(&self, token_hash: &str, now: i64) -> StoreResult<()> {
+        self.run(self.exec(sql::SESSION_TOUCH, args![now, token_hash])).await.map(drop)
+    }
+
+    async fn browser_session_revoke(&self, tenant: &TenantName, sid: &str, now: i64) -> StoreResult<bool> {
+        self.run(self.exec(sql::SESSION_REVOKE, args![now, tenant, sid])).await.map(|n| n == 1)
+    }
+
+    async fn consent_get(
+        &self,
+        tenant: &TenantName,
+        username: &Username,
+        client_id: &ClientId,
+    ) -> StoreResult<Option<Vec<String>>> {
+        let map = |r: &_| Ok(tessera_core::store::split_words(get(r, "scope")?));
+        self.run(self.read(sql::CONSENT_GET, args![tenant, username, client_id], map)).await
+    }
+
+    async fn consent_put(
+        &self,
+        tenant: &TenantName,
+        username: &Username,
+        client_id: &ClientId,
+        scopes: &[String],
+        now: i64,
+    ) -> StoreResult<()> {
+        let scope = scopes.join(" ");
+        self.run(self.exec(sql::CONSENT_PUT, args![tenant, username, client_id, &scope, now])).await.map(drop)
     }
 
     async fn legacy_insert(&self, r: &LegacyRecord) -> StoreResult<()> {

@@ -68,7 +68,8 @@ pub(crate) const API_KEY_REVOKE: &str =
 pub(crate) const API_KEY_TOUCH: &str = "UPDATE api_keys SET last_used_at = $1 WHERE id = $2";
 
 pub(crate) const CLIENT_INSERT: &str = "INSERT INTO clients (tenant, client_id, name, secret_hash, grants, scopes, \
-     owner, created_at, callback_url, description, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+     owner, created_at, callback_url, description, updated_at, redirect_uris, post_logout_redirect_uris, first_party) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)";
 pub(crate) const CLIENT_GET: &str = "SELECT * FROM clients WHERE tenant = $1 AND client_id = $2";
 pub(crate) const CLIENT_LIST: &str = "SELECT * FROM clients WHERE tenant = $1 ORDER BY created_at, client_id";
 pub(crate) const CLIENT_UPDATE: &str = "UPDATE clients SET name = $1, callback_url = $2, description = $3, \
@@ -138,6 +139,30 @@ pub(crate) const DEVICE_CONSUME: &str =
     "UPDATE device_codes SET status = 'consumed' WHERE device_code_hash = $1 AND status = 'approved'";
 pub(crate) const DEVICE_POLLED: &str =
     "UPDATE device_codes SET last_poll_at = $1, interval_secs = $2 WHERE device_code_hash = $3";
+
+pub(crate) const CODE_INSERT: &str = "INSERT INTO authorization_codes (code_hash, tenant, client_id, redirect_uri, \
+     code_challenge, nonce, scope, username, auth_time, amr, sid, created_at, expires_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
+pub(crate) const CODE_GET: &str = "SELECT * FROM authorization_codes WHERE code_hash = $1";
+/// One conditional statement: of two redemptions (at any node), one updates the row.
+pub(crate) const CODE_REDEEM: &str = "UPDATE authorization_codes SET used_at = $1, family_id = $2 \
+     WHERE code_hash = $3 AND used_at IS NULL AND expires_at > $1";
+/// Codes are kept a day past expiry, so that a late second redemption still revokes.
+pub(crate) const PURGE_CODES: &str = "DELETE FROM authorization_codes WHERE expires_at <= $1";
+
+pub(crate) const SESSION_INSERT: &str = "INSERT INTO browser_sessions (token_hash, sid, tenant, username, auth_time, \
+     amr, created_at, last_seen_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+pub(crate) const SESSION_GET: &str = "SELECT * FROM browser_sessions WHERE token_hash = $1";
+pub(crate) const SESSION_TOUCH: &str = "UPDATE browser_sessions SET last_seen_at = $1 WHERE token_hash = $2";
+pub(crate) const SESSION_REVOKE: &str =
+    "UPDATE browser_sessions SET revoked_at = $1 WHERE tenant = $2 AND sid = $3 AND revoked_at IS NULL";
+pub(crate) const PURGE_SESSIONS: &str = "DELETE FROM browser_sessions WHERE expires_at <= $1";
+
+pub(crate) const CONSENT_GET: &str =
+    "SELECT scope FROM consents WHERE tenant = $1 AND username = $2 AND client_id = $3";
+pub(crate) const CONSENT_PUT: &str = "INSERT INTO consents (tenant, username, client_id, scope, granted_at) \
+     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant, username, client_id) \
+     DO UPDATE SET scope = excluded.scope, granted_at = excluded.granted_at";
 
 pub(crate) const LEGACY_INSERT: &str = "INSERT INTO legacy_tokens (token_hash, jti, tenant, subject, username, \
      client_id, scope, issued_at, expires_at, chain) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";

@@ -9,6 +9,7 @@ mod pg;
 mod admin;
 mod audience;
 mod audit;
+mod browser;
 mod chains;
 mod cli;
 mod connections;

@@ -44,6 +44,11 @@ pub struct NewClient {
     /// generated one has 256 bits of entropy and is stored as SHA-256 (fast to check).
     pub secret: Option<Secret>,
     pub callback_url: Option<String>,
+    /// Exact redirect URIs for the authorization code flow (besides the callback URL).
+    pub redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
+    /// The deployment's own application: people are not asked for consent.
+    pub first_party: bool,
     pub description: Option<String>,
 }
 
@@ -59,6 +64,9 @@ impl NewClient {
             client_id: None,
             secret: None,
             callback_url: None,
+            redirect_uris: vec![],
+            post_logout_redirect_uris: vec![],
+            first_party: false,
             description: None,
         }
     }
@@ -76,6 +84,21 @@ fn check_ttl(v: Option<i64>) -> Result<()> {
         Some(t) if t <= 0 || t > 10 * 365 * 86400 => Err(Error::invalid_request("token lifetimes must be positive")),
         _ => Ok(()),
     }
+}
+
+/// Redirect URIs as registered: each an exact URI without a fragment (RFC 6749 section 3.1.2).
+fn redirect_uri_list(uris: &[String]) -> Result<Vec<RedirectUri>> {
+    let mut out: Vec<RedirectUri> = Vec::new();
+    for u in uris {
+        let uri = RedirectUri::parse(u)?;
+        if u.contains('#') {
+            return Err(Error::invalid_request(format!("redirect URI `{u}` must not have a fragment")));
+        }
+        if !out.contains(&uri) {
+            out.push(uri);
+        }
+    }
+    Ok(out)
 }
 
 fn check_url(name: &str, v: &Option<String>) -> Result<()> {
@@ -446,6 +469,8 @@ impl Authority {
             return Err(Error::invalid_request("a public client cannot use client_credentials"));
         }
         let callback_url = spec.callback_url.as_deref().map(RedirectUri::parse).transpose()?;
+        let redirect_uris = redirect_uri_list(&spec.redirect_uris)?;
+        let post_logout_redirect_uris = redirect_uri_list(&spec.post_logout_redirect_uris)?;
         let client_id = spec.client_id.as_deref().map(ClientId::parse).transpose()?;
         let (secret, secret_hash) = match (spec.public, spec.secret) {
             (true, _) => (None, None),
@@ -478,6 +503,9 @@ impl Authority {
             scopes,
             owner: spec.owner,
             callback_url,
+            redirect_uris,
+            post_logout_redirect_uris,
+            first_party: spec.first_party,
             description: spec.description,
             created_at: now,
             updated_at: now,

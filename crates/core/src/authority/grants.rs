@@ -26,7 +26,7 @@ pub(super) struct Exchange<'a> {
 }
 
 /// Who a token is for, and how it came to be.
-struct Holder<'a> {
+pub(super) struct Holder<'a> {
     client: Option<&'a Client>,
     username: &'a Username,
     scope: Option<String>,
@@ -34,6 +34,30 @@ struct Holder<'a> {
     claim_set: ClaimSet,
     grant_type: GrantType,
     provenance: Provenance,
+    /// The session (refresh family) id, when the grant chose it beforehand.
+    family_id: Option<String>,
+}
+
+impl<'a> Holder<'a> {
+    pub(super) fn new(client: &'a Client, username: &'a Username, scope: Option<String>, claim_set: ClaimSet) -> Self {
+        Holder {
+            client: Some(client),
+            username,
+            scope,
+            audience: None,
+            claim_set,
+            grant_type: GrantType::AuthorizationCode,
+            provenance: Provenance::default(),
+            family_id: None,
+        }
+    }
+
+    /// The session the tokens belong to, chosen beforehand (revoked as a whole later).
+    pub(super) fn in_session(mut self, family_id: String, provenance: Provenance) -> Self {
+        self.provenance = Provenance { sid: Some(family_id.clone()), ..provenance };
+        self.family_id = Some(family_id);
+        self
+    }
 }
 
 impl Authority {
@@ -159,7 +183,7 @@ impl Authority {
         }
     }
 
-    fn grant_scope(allowed: &[String], requested: Option<&str>) -> Result<Option<String>> {
+    pub(super) fn grant_scope(allowed: &[String], requested: Option<&str>) -> Result<Option<String>> {
         let Some(s) = requested else {
             return Ok((!allowed.is_empty()).then(|| allowed.join(" ")));
         };
@@ -192,7 +216,7 @@ impl Authority {
         Ok(IssuedTokens::access(token, m.jti, m.scope, exp, now))
     }
 
-    fn check_tenant_allows(ts: &TenantState, g: GrantType) -> Result<()> {
+    pub(super) fn check_tenant_allows(ts: &TenantState, g: GrantType) -> Result<()> {
         if ts.tenant.allows(g) {
             Ok(())
         } else {
@@ -208,6 +232,7 @@ impl Authority {
             Grant::ClientCredentials => GrantType::ClientCredentials,
             Grant::Password { .. } => GrantType::Password,
             Grant::RefreshToken { .. } => GrantType::RefreshToken,
+            Grant::AuthorizationCode { .. } => GrantType::AuthorizationCode,
             Grant::DeviceCode { .. } => GrantType::DeviceCode,
             Grant::TokenExchange { .. } => GrantType::TokenExchange,
         };
@@ -301,6 +326,7 @@ impl Authority {
                     claim_set: req.claim_set,
                     grant_type: GrantType::Password,
                     provenance,
+                    family_id: None,
                 };
                 Box::pin(self.issue_for_user(&ts, holder, now)).await
             }
@@ -308,6 +334,10 @@ impl Authority {
                 Box::pin(self.refresh(&ts, &client, refresh_token, req.scope.as_deref(), now)).await
             }
             Grant::DeviceCode { device_code } => Box::pin(self.device_poll(&ts, &client, device_code, now)).await,
+            Grant::AuthorizationCode { code, redirect_uri, code_verifier } => {
+                let presented = super::browser::PresentedCode { code, redirect_uri, code_verifier };
+                Box::pin(self.redeem_code(&ts, &client, presented, req.claim_set, now)).await
+            }
             Grant::TokenExchange { subject_token, subject_token_type, requested_token_type } => {
                 let wanted = Exchange {
                     subject_token_type: &subject_token_type,
@@ -342,6 +372,7 @@ impl Authority {
             claim_set,
             grant_type: GrantType::Password,
             provenance,
+            family_id: None,
         };
         self.issue_for_user(&ts, holder, now).await
     }
@@ -390,14 +421,14 @@ impl Authority {
         Ok(self.store.attempt_release(release, clear, reserved_at).await?)
     }
 
-    async fn issue_for_user(&self, ts: &TenantState, mut h: Holder<'_>, now: i64) -> Result<IssuedTokens> {
+    pub(super) async fn issue_for_user(&self, ts: &TenantState, mut h: Holder<'_>, now: i64) -> Result<IssuedTokens> {
         let jti = secret::random_b64(self.rng.as_ref(), 16);
         let client_id = h.client.map(|c| c.client_id.as_str());
         let refresh = match h.client {
             Some(c) if c.allows(GrantType::RefreshToken) && ts.tenant.allows(GrantType::RefreshToken) => {
                 let rt = secret::generate_secret(self.rng.as_ref(), prefix::REFRESH_TOKEN);
                 // The family is the session of every access token it mints.
-                let family_id = secret::random_b64(self.rng.as_ref(), 16);
+                let family_id = h.family_id.take().unwrap_or_else(|| secret::random_b64(self.rng.as_ref(), 16));
                 h.provenance.sid = Some(family_id.clone());
                 let record = RefreshRecord {
                     token_hash: secret::sha256_b64(rt.expose()),
@@ -470,6 +501,11 @@ impl Authority {
             return Err(invalid());
         }
         if rec.family_revoked || rec.expires_at <= now {
+            return Err(invalid());
+        }
+        // A session ended before its family was stored (a code redeemed twice at once).
+        if self.any_revoked([rec.family_id.as_str()]) {
+            self.revoke_family(ts, &rec.family_id, now).await?;
             return Err(invalid());
         }
         // A narrower scope may be asked for the access token; the family keeps its scope.
@@ -731,6 +767,7 @@ impl Authority {
                     claim_set: rec.claim_set,
                     grant_type: GrantType::DeviceCode,
                     provenance: Provenance::sign_in(now, user.totp.enabled),
+                    family_id: None,
                 };
                 self.issue_for_user(ts, holder, now).await
             }
@@ -829,6 +866,7 @@ impl Authority {
                     refresh_token: None,
                     refresh_expires_in: None,
                     issued_token_type: Some(token_type::LEGACY),
+                    id_token: None,
                 };
                 self.record_exchange(ts, client, &subject, &issued);
                 Ok(issued)

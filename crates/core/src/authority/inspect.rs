@@ -27,7 +27,7 @@ fn verified_key(tenant: &str, token: &str) -> [u8; 32] {
 
 impl Authority {
     /// Whether any of `ids` (a token, its session, its API key) has been revoked.
-    fn any_revoked<'a>(&self, ids: impl IntoIterator<Item = &'a str>) -> bool {
+    pub(super) fn any_revoked<'a>(&self, ids: impl IntoIterator<Item = &'a str>) -> bool {
         self.revoked.read().map(|r| ids.into_iter().any(|id| r.contains(id))).unwrap_or(true)
     }
 

@@ -7,6 +7,7 @@
 mod access;
 mod admin;
 mod audit;
+pub mod browser;
 mod grants;
 mod inspect;
 mod manage;
@@ -15,6 +16,7 @@ mod mfa;
 pub use access::{Action, Actor, Caller};
 pub use admin::{NewClient, TenantPolicy};
 pub use audit::MAX_PAGE as AUDIT_MAX_PAGE;
+pub use browser::{Authorization, AuthorizeError, AuthorizeRequest, Prompt, SignInStep, UserInfo};
 pub use manage::{ClientUpdate, MAX_SECRET_GRACE, UserFilter, UserUpdate};
 pub use mfa::{Session, TotpEnrolment};
 
@@ -62,6 +64,10 @@ pub struct Settings {
     /// How many audit events may wait in memory to be written; more are dropped (and
     /// counted) rather than slow a request down.
     pub audit_queue: usize,
+    /// A browser session ends after this many seconds without use...
+    pub session_idle: i64,
+    /// ...and this many after the sign-in, however active.
+    pub session_ttl: i64,
 }
 
 impl Default for Settings {
@@ -77,6 +83,8 @@ impl Default for Settings {
             limits: crate::throttle::Limits::default(),
             audit_retention_days: 90,
             audit_queue: 65_536,
+            session_idle: 30 * 60,
+            session_ttl: 12 * 3600,
         }
     }
 }

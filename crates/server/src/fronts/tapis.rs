@@ -4,8 +4,8 @@
 
 use crate::AppState;
 use crate::extract::{Origin, Tenant, basic_credentials};
-use crate::oauth::metadata::endpoint_base;
 use crate::time::rfc3339;
+use crate::urls::{endpoint_base, verification_uri};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Path, Query, Request, State};
@@ -29,6 +29,7 @@ pub fn routes() -> Router<AppState> {
         .route("/tokens", post(tokens_post))
         .route("/tokens/revoke", post(revoke_post))
         .route("/device/code", post(device_code_post))
+        .route("/authorize", get(crate::pages::authorize::authorize_get).post(crate::pages::authorize::authorize_post))
         .route("/v2/token", post(v2_token_post))
         .route("/userinfo", get(userinfo_get))
         .route("/profiles", get(profiles_list_get))
@@ -162,7 +163,7 @@ pub struct TenantConfig {
 #[derive(Debug, Serialize)]
 pub struct OAuth2Metadata<'a> {
     pub issuer: &'a str,
-    pub authorization_endpoint: Option<&'a str>,
+    pub authorization_endpoint: Option<String>,
     pub token_endpoint: String,
     pub jwks_uri: String,
     pub registration_endpoint: String,
@@ -264,8 +265,7 @@ impl Page {
 
 // ----- tokens ------------------------------------------------------------------------------
 
-/// The fields of Tapis' `NewToken` this server reads (`redirect_uri` and `code` wait for the
-/// authorization_code flow; unknown fields are ignored).
+/// The fields of Tapis' `NewToken` this server reads (unknown fields are ignored).
 #[derive(Deserialize, Default)]
 struct NewToken {
     username: Option<String>,
@@ -275,6 +275,9 @@ struct NewToken {
     grant_type: Option<String>,
     device_code: Option<String>,
     refresh_token: Option<String>,
+    code: Option<String>,
+    redirect_uri: Option<String>,
+    code_verifier: Option<String>,
 }
 
 /// The calling client as Tapis sends it: `Authorization: Basic` (the real service's way), or
@@ -342,17 +345,17 @@ async fn tokens_post(
         }
         "refresh_token" => Grant::RefreshToken { refresh_token: Secret::new(need(nt.refresh_token, "refresh_token")?) },
         "device_code" => Grant::DeviceCode { device_code: Secret::new(need(nt.device_code, "device_code")?) },
-        "authorization_code" => {
-            return Err(Error::unsupported_grant_type(
-                "the authorization_code grant is not available yet on this server",
-            )
-            .into());
-        }
+        "authorization_code" => Grant::AuthorizationCode {
+            code: Secret::new(need(nt.code, "code")?),
+            redirect_uri: Some(need(nt.redirect_uri, "redirect_uri")?),
+            code_verifier: nt.code_verifier.filter(|v| !v.is_empty()).map(Secret::new),
+        },
         other => return Err(Error::unsupported_grant_type(format!("invalid grant_type `{other}`")).into()),
     };
     let label = match &grant {
         Grant::Password { .. } => "password",
         Grant::RefreshToken { .. } => "refresh_token",
+        Grant::AuthorizationCode { .. } => "authorization_code",
         _ => "device_code",
     };
     let mut req = TokenRequest::new(grant);
@@ -404,7 +407,7 @@ async fn device_code_post(
         auth => auth,
     };
     let d = state.auth.device_authorize(&tenant, &auth, None, ClaimSet::Tapis, origin).await?;
-    let uri = crate::oauth::device_verification_uri(&state, &tenant);
+    let uri = verification_uri(&state, &tenant);
     let result = DeviceCodeResponse {
         device_code: d.device_code.expose(),
         user_code: &d.user_code,
@@ -673,11 +676,11 @@ async fn metadata_get(State(state): State<AppState>, Tenant(tenant): Tenant) -> 
     let base = endpoint_base(&public, &tenant);
     let result = OAuth2Metadata {
         issuer: &ts.issuer,
-        authorization_endpoint: None,
+        authorization_endpoint: Some(format!("{public}/v3/oauth2/authorize")),
         token_endpoint: format!("{public}/v3/oauth2/tokens"),
         jwks_uri: format!("{base}/.well-known/jwks.json"),
         registration_endpoint: format!("{public}/v3/oauth2/clients"),
-        grant_types_supported: &["password", "refresh_token", "device_code"],
+        grant_types_supported: &["password", "refresh_token", "device_code", "authorization_code"],
     };
     Ok(envelope(StatusCode::OK, "OAuth2 server metadata retrieved successfully.", result))
 }

@@ -1,10 +1,10 @@
 //! `POST /oauth2/device_authorization` (RFC 8628 section 3.1).
 
 use super::OAuthError;
-use super::metadata::endpoint_base;
 use super::token::{client_auth, no_store};
 use crate::AppState;
 use crate::extract::{Origin, Posted, Tenant, parse_form};
+use crate::urls::verification_uri;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -41,9 +41,4 @@ pub async fn device_authorization_post(
         interval: d.interval,
     };
     Ok(no_store(axum::Json(answer).into_response()))
-}
-
-/// Where a person approves a device for `tenant`.
-pub fn verification_uri(state: &AppState, tenant: &str) -> String {
-    format!("{}/device", endpoint_base(&state.auth.settings().public_url, tenant))
 }

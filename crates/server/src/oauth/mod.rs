@@ -5,11 +5,12 @@ mod device;
 mod error;
 pub mod metadata;
 mod token;
+mod userinfo;
 
-pub use device::verification_uri as device_verification_uri;
 pub use error::OAuthError;
 
 use crate::AppState;
+use crate::pages::authorize;
 use axum::Router;
 use axum::routing::{get, post};
 
@@ -22,6 +23,9 @@ pub fn routes() -> Router<AppState> {
         .route("/oauth2/revoke", post(token::revoke_post))
         .route("/oauth2/device_authorization", post(device::device_authorization_post))
         .route("/device", get(crate::pages::device::device_get).post(crate::pages::device::device_post))
+        .route("/oauth2/authorize", get(authorize::authorize_get).post(authorize::authorize_post))
+        .route("/oauth2/logout", get(authorize::logout).post(authorize::logout))
+        .route("/oauth2/userinfo", get(userinfo::userinfo).post(userinfo::userinfo))
         .route("/.well-known/openid-configuration", get(metadata::discovery_get))
         .route("/.well-known/oauth-authorization-server", get(metadata::discovery_get))
         .route("/.well-known/jwks.json", get(metadata::jwks_get))

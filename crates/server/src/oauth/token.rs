@@ -60,6 +60,11 @@ pub async fn token_post(
             otp: form.remove("otp").map(Secret::new),
         },
         "refresh_token" => Grant::RefreshToken { refresh_token: Secret::new(required(&mut form, "refresh_token")?) },
+        "authorization_code" => Grant::AuthorizationCode {
+            code: Secret::new(required(&mut form, "code")?),
+            redirect_uri: Some(required(&mut form, "redirect_uri")?),
+            code_verifier: form.remove("code_verifier").map(Secret::new),
+        },
         "urn:ietf:params:oauth:grant-type:device_code" => {
             Grant::DeviceCode { device_code: Secret::new(required(&mut form, "device_code")?) }
         }
@@ -100,6 +105,8 @@ pub struct TokenAnswer<'a> {
     pub scope: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub issued_token_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<&'a str>,
 }
 
 impl<'a> From<&'a tessera_core::grant::IssuedTokens> for TokenAnswer<'a> {
@@ -111,6 +118,7 @@ impl<'a> From<&'a tessera_core::grant::IssuedTokens> for TokenAnswer<'a> {
             refresh_token: t.refresh_token.as_ref().map(|r| r.expose()),
             scope: t.scope.as_deref(),
             issued_token_type: t.issued_token_type,
+            id_token: t.id_token.as_deref(),
         }
     }
 }
@@ -140,6 +148,10 @@ fn token_response(t: &tessera_core::grant::IssuedTokens) -> Response {
         out.extend_from_slice(b",\"issued_token_type\":");
         json_str(&mut out, tt);
     }
+    if let Some(id) = &t.id_token {
+        out.extend_from_slice(b",\"id_token\":");
+        json_str(&mut out, id);
+    }
     out.push(b'}');
     // Its three headers set at once (`no_store` on a generic response would first set and
     // then replace a content type).
@@ -157,6 +169,7 @@ fn issued_counter(grant_type: &str) -> &'static metrics::Counter {
         "client_credentials" => "client_credentials",
         "password" => "password",
         "refresh_token" => "refresh_token",
+        "authorization_code" => "authorization_code",
         "urn:ietf:params:oauth:grant-type:device_code" => "device_code",
         "urn:ietf:params:oauth:grant-type:token-exchange" => "token_exchange",
         _ => "other",
@@ -209,6 +222,8 @@ mod tests {
         let full = IssuedTokens::access("a.b.c".into(), "j".into(), Some("read \"odd\" \\ é\n".into()), 160, 100)
             .with_refresh(Some(Secret::new("tsr_x")), 600)
             .of_type(tessera_core::grant::token_type::ACCESS_TOKEN);
+        let mut full = full;
+        full.id_token = Some("h.p.s".into());
         let bare = IssuedTokens::access("t".into(), "j".into(), None, 5, 5);
         for t in [full, bare] {
             let res = token_response(&t);

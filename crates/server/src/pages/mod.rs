@@ -1,7 +1,8 @@
-//! Server-rendered HTML pages for people: device verification (and, later, login). The
+//! Server-rendered HTML pages for people: device verification, and browser sign-in. The
 //! pages are minijinja templates (`crates/server/templates`), compiled into the binary and
 //! parsed once; every value is HTML-escaped by the template engine.
 
+pub mod authorize;
 pub mod device;
 
 use axum::http::{HeaderValue, StatusCode, header};
@@ -22,6 +23,10 @@ fn templates() -> &'static Environment<'static> {
             ("device_code.html", include_str!("../../templates/device_code.html")),
             ("device_sign_in.html", include_str!("../../templates/device_sign_in.html")),
             ("device_decide.html", include_str!("../../templates/device_decide.html")),
+            ("login.html", include_str!("../../templates/login.html")),
+            ("login_code.html", include_str!("../../templates/login_code.html")),
+            ("consent.html", include_str!("../../templates/consent.html")),
+            ("logout.html", include_str!("../../templates/logout.html")),
         ] {
             if let Err(e) = env.add_template(name, source) {
                 // A template that does not parse is a bug caught by the tests, not a runtime
@@ -67,10 +72,21 @@ mod tests {
     #[test]
     fn every_template_renders_and_escapes() -> TestResult {
         let hostile = "<script>alert('x')</script>&\"";
-        for name in ["message.html", "device_code.html", "device_sign_in.html", "device_decide.html"] {
+        let names = [
+            "message.html",
+            "device_code.html",
+            "device_sign_in.html",
+            "device_decide.html",
+            "login.html",
+            "login_code.html",
+            "consent.html",
+            "logout.html",
+        ];
+        for name in names {
             let ctx = minijinja::context! {
                 title => hostile, error => hostile, message => hostile, code => hostile,
                 code_shown => hostile, client => hostile, scope => hostile, ticket => hostile,
+                tenant => hostile, csrf => hostile, username => hostile, scopes => vec![hostile],
             };
             let html = templates().get_template(name)?.render(ctx)?;
             assert!(!html.contains("<script>"), "{name} let markup through: {html}");

@@ -3,6 +3,7 @@
 //! both backends (`sqlite::*` and `pg::*`); `pg_nodes` holds the multi-node PostgreSQL tests.
 
 mod audit;
+mod browser;
 mod deployment;
 mod env;
 mod faults;
@@ -12,6 +13,7 @@ mod newtypes;
 mod pg_nodes;
 
 use audit::*;
+use browser::*;
 use deployment::*;
 use faults::*;
 use limits::*;
@@ -85,6 +87,9 @@ on_both_backends!(
     refresh_grant_types_are_stored_by_their_short_names,
     names_that_break_the_rules_are_unknown,
     audit_pages_filters_access_and_retention,
+    authorization_codes_expire_and_are_redeemed_once,
+    browser_sessions_end_idle_at_their_end_and_at_logout,
+    consent_is_remembered_per_client_and_scopes,
 );
 
 pub(crate) fn settings() -> Settings {

@@ -1,0 +1,636 @@
+//! Browser sign-in over HTTP: the authorization code flow with PKCE, the login, one-time code
+//! and consent pages driven as a browser would (cookies, CSRF tokens from the forms), OpenID
+//! Connect ID tokens, userinfo and logout, and every error path of the authorization and
+//! token endpoints.
+
+use crate::harness::*;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use tessera_core::authority::browser::s256;
+use tessera_core::totp;
+
+const CB: &str = "https://app.example/cb";
+const BYE: &str = "https://app.example/bye";
+const NATIVE: &str = "http://127.0.0.1/native";
+const PASSWORD: &str = "erin's long password";
+const VERIFIER: &str = "a-verifier-of-more-than-forty-three-characters-0123456789";
+
+/// Query parameters, in order.
+type Query<'a> = Vec<(&'a str, &'a str)>;
+
+/// One page or redirect, as a browser got it.
+struct Page {
+    status: u16,
+    location: Option<String>,
+    set_cookies: Vec<String>,
+    body: String,
+}
+
+impl Page {
+    /// The value of the form field `name` (`<input ... name="NAME" value="...">`).
+    fn field(&self, name: &str) -> String {
+        let at =
+            self.body.find(&format!("name=\"{name}\"")).unwrap_or_else(|| panic!("no field {name}: {}", self.body));
+        let rest = &self.body[at..];
+        let v = rest.find("value=\"").map(|i| &rest[i + 7..]).unwrap_or_else(|| panic!("no value for {name}"));
+        v[..v.find('"').expect("closing quote")].to_owned()
+    }
+
+    /// The query parameters of the redirect.
+    fn redirect_params(&self) -> BTreeMap<String, String> {
+        let loc = self.location.as_deref().unwrap_or_else(|| panic!("no redirect ({}): {}", self.status, self.body));
+        let query = loc.split_once('?').map(|(_, q)| q).unwrap_or("");
+        form_urlencoded::parse(query.as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
+    }
+
+    #[track_caller]
+    fn assert_redirect_to(&self, prefix: &str) -> BTreeMap<String, String> {
+        assert_eq!(self.status, 303, "expected a redirect: {}", self.body);
+        let loc = self.location.as_deref().unwrap_or_default();
+        assert!(loc.starts_with(&format!("{prefix}?")), "redirect to {loc}, not {prefix}");
+        self.redirect_params()
+    }
+
+    /// An error page for the person: no redirect anywhere.
+    #[track_caller]
+    fn assert_error_page(&self, what: &str) {
+        assert_eq!(self.status, 400, "{what}: {}", self.body);
+        assert!(self.location.is_none(), "{what}: redirected to {:?}", self.location);
+        assert!(self.body.contains("Sign-in error"), "{what}: {}", self.body);
+    }
+}
+
+/// A browser: its cookie jar, and no automatic redirects.
+struct Browser {
+    http: reqwest::Client,
+    cookies: BTreeMap<String, String>,
+}
+
+impl Browser {
+    fn new() -> Self {
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("http client");
+        Browser { http, cookies: BTreeMap::new() }
+    }
+
+    async fn send(&mut self, req: reqwest::RequestBuilder) -> Page {
+        let jar: Vec<String> = self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let req = if jar.is_empty() { req } else { req.header("cookie", jar.join("; ")) };
+        let res = req.send().await.expect("request");
+        let status = res.status().as_u16();
+        let location = res.headers().get("location").map(|v| v.to_str().expect("ascii").to_owned());
+        let set_cookies: Vec<String> =
+            res.headers().get_all("set-cookie").iter().map(|v| v.to_str().expect("ascii").to_owned()).collect();
+        for c in &set_cookies {
+            let pair = c.split(';').next().unwrap_or_default();
+            let (k, v) = pair.split_once('=').expect("cookie pair");
+            if v.is_empty() || c.contains("Max-Age=0") {
+                self.cookies.remove(k);
+            } else {
+                self.cookies.insert(k.to_owned(), v.to_owned());
+            }
+        }
+        Page { status, location, set_cookies, body: res.text().await.expect("body") }
+    }
+
+    async fn get(&mut self, url: &str) -> Page {
+        let req = self.http.get(url);
+        self.send(req).await
+    }
+
+    async fn post(&mut self, url: &str, form: &[(&str, &str)]) -> Page {
+        let req = self.http.post(url).form(form);
+        self.send(req).await
+    }
+
+    /// The password step of the login page at `url` (already shown as `page`).
+    async fn sign_in(&mut self, url: &str, page: &Page, username: &str, password: &str) -> Page {
+        let csrf = page.field("csrf");
+        self.post(url, &[("csrf", &csrf), ("step", "password"), ("username", username), ("password", password)]).await
+    }
+
+    async fn consent(&mut self, url: &str, page: &Page, decision: &str) -> Page {
+        let csrf = page.field("csrf");
+        self.post(url, &[("csrf", &csrf), ("step", "consent"), ("decision", decision)]).await
+    }
+}
+
+fn authorize_url(s: &TestServer, tenant: &str, params: &[(&str, &str)]) -> String {
+    let mut ser = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in params {
+        ser.append_pair(k, v);
+    }
+    format!("{}?{}", s.url(tenant, "/oauth2/authorize"), ser.finish())
+}
+
+/// The usual request of `client`: code, PKCE S256, OpenID Connect with a nonce and a state.
+fn usual<'a>(client: &'a str, redirect_uri: &'a str, challenge: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("response_type", "code"),
+        ("client_id", client),
+        ("redirect_uri", redirect_uri),
+        ("scope", "openid profile email"),
+        ("state", "st-42"),
+        ("nonce", "n-0S6_WzA2Mj"),
+        ("code_challenge", challenge),
+        ("code_challenge_method", "S256"),
+    ]
+}
+
+/// A client of the code flow; `public` ones have no secret. Returns (id, secret or "").
+fn code_client(s: &TestServer, name: &str, public: bool, first_party: bool) -> (String, String) {
+    let mut args = vec![
+        "client",
+        "create",
+        "--name",
+        name,
+        "--grant",
+        "authorization_code,refresh_token",
+        "--redirect-uri",
+        CB,
+        "--redirect-uri",
+        NATIVE,
+        "--redirect-uri",
+        "https://app.example:8443/port",
+        "--post-logout-redirect-uri",
+        BYE,
+        "--json",
+    ];
+    if public {
+        args.push("--public");
+    }
+    if first_party {
+        args.push("--first-party");
+    }
+    let v: Value = serde_json::from_str(s.cli_ok(&args, None).trim()).expect("json");
+    (v["client_id"].as_str().expect("id").to_owned(), v["client_secret"].as_str().unwrap_or("").to_owned())
+}
+
+/// Sign in and consent: the code the client gets back (asserting state and iss).
+async fn code_for(s: &TestServer, b: &mut Browser, url: &str, username: &str) -> String {
+    let login = b.get(url).await;
+    assert_eq!(login.status, 200, "{}", login.body);
+    let consent = b.sign_in(url, &login, username, PASSWORD).await;
+    assert_eq!(consent.status, 200, "{}", consent.body);
+    let back = b.consent(url, &consent, "allow").await;
+    let p = back.assert_redirect_to(CB);
+    assert_eq!(p["state"], "st-42");
+    assert_eq!(p["iss"], s.issuer("default"));
+    p["code"].clone()
+}
+
+async fn redeem(s: &TestServer, client: &str, secret: &str, code: &str, verifier: Option<&str>) -> Resp {
+    let mut form = vec![("grant_type", "authorization_code"), ("code", code), ("redirect_uri", CB)];
+    if let Some(v) = verifier {
+        form.push(("code_verifier", v));
+    }
+    let auth = if secret.is_empty() { Auth::Public(client) } else { Auth::Basic(client, secret) };
+    s.token("default", &form, auth).await
+}
+
+fn user_with_profile(s: &TestServer, username: &str) {
+    s.cli_ok(
+        &[
+            "user",
+            "create",
+            "--username",
+            username,
+            "--password-stdin",
+            "--email",
+            "erin@example.org",
+            "--given-name",
+            "Erin",
+            "--last-name",
+            "Example",
+        ],
+        Some(&format!("{PASSWORD}\n")),
+    );
+}
+
+#[tokio::test]
+async fn a_person_signs_in_consents_and_the_client_gets_tokens_and_an_id_token() {
+    let s = TestServer::start().await;
+    user_with_profile(&s, "erin");
+    let (id, _) = code_client(&s, "Photo Album", true, false);
+    let challenge = s256(VERIFIER);
+    let url = authorize_url(&s, "default", &usual(&id, CB, &challenge));
+    let mut b = Browser::new();
+
+    let login = b.get(&url).await;
+    assert_eq!(login.status, 200, "{}", login.body);
+    assert!(login.body.contains("Photo Album") && login.body.contains("default"), "{}", login.body);
+    assert!(!login.body.contains("<script"), "no JavaScript");
+    let csrf_cookie = login.set_cookies.iter().find(|c| c.starts_with("tessera-csrf=")).expect("csrf cookie");
+    assert!(csrf_cookie.contains("HttpOnly") && csrf_cookie.contains("SameSite=Lax"), "{csrf_cookie}");
+
+    // A wrong password first: the same words whatever was wrong.
+    let wrong = b.sign_in(&url, &login, "erin", "not erin's password").await;
+    assert_eq!(wrong.status, 401);
+    assert!(wrong.body.contains("Wrong username or password."), "{}", wrong.body);
+    let unknown = b.sign_in(&url, &login, "nobody", "not erin's password").await;
+    assert!(unknown.body.contains("Wrong username or password."), "{}", unknown.body);
+    // A form without the CSRF token is refused.
+    let forged = b.post(&url, &[("step", "password"), ("username", "erin"), ("password", PASSWORD)]).await;
+    assert_eq!(forged.status, 403, "{}", forged.body);
+
+    let consent = b.sign_in(&url, &wrong, "erin", PASSWORD).await;
+    assert_eq!(consent.status, 200, "{}", consent.body);
+    assert!(consent.body.contains("Allow access?") && consent.body.contains("see your email address"));
+    let session = consent.set_cookies.iter().find(|c| c.starts_with("tessera-session-default=")).expect("session");
+    assert!(session.contains("HttpOnly") && session.contains("SameSite=Lax") && !session.contains("Secure"));
+    let back = b.consent(&url, &consent, "allow").await;
+    let p = back.assert_redirect_to(CB);
+    assert_eq!(p["state"], "st-42");
+    assert_eq!(p["iss"], s.issuer("default"));
+    let code = p["code"].clone();
+    assert!(code.starts_with("tsa_"), "{code}");
+
+    let r = redeem(&s, &id, "", &code, Some(VERIFIER)).await;
+    let t = r.assert_ok("code redemption").clone();
+    let access = t["access_token"].as_str().expect("access_token");
+    assert!(t["refresh_token"].as_str().is_some_and(|r| r.starts_with("tsr_")));
+    assert_eq!(decode_jwt(access).header["typ"], "at+jwt");
+    let id_token = t["id_token"].as_str().expect("id_token");
+    let jwt = decode_jwt(id_token);
+    assert_eq!(jwt.header["typ"], "JWT");
+    let c = &jwt.claims;
+    assert_eq!(c["iss"], s.issuer("default"));
+    assert_eq!(c["sub"], "erin");
+    assert_eq!(c["aud"], id.as_str());
+    assert_eq!(c["nonce"], "n-0S6_WzA2Mj");
+    assert_eq!(c["amr"], serde_json::json!(["pwd"]));
+    assert_eq!(c["acr"], "urn:tessera:acr:pwd");
+    assert!(c["sid"].as_str().is_some_and(|s| !s.is_empty()));
+    let (iat, exp, auth_time) =
+        (c["iat"].as_i64().unwrap(), c["exp"].as_i64().unwrap(), c["auth_time"].as_i64().unwrap());
+    assert!(auth_time <= iat && iat < exp && (now() - iat).abs() < 300, "{c}");
+    // at_hash: the left half of SHA-512 (Ed25519 keys) of the access token.
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA512, access.as_bytes());
+    assert_eq!(c["at_hash"], b64e(&digest.as_ref()[..32]));
+    // Signed by the tenant's key.
+    let jwk = s.jwk("default", jwt.header["kid"].as_str().expect("kid")).await.expect("published key");
+    let (input, sig) = id_token.rsplit_once('.').expect("jws");
+    assert!(verify_with_jwk(&jwk, input.as_bytes(), &b64d(sig)), "ID token signature");
+
+    // userinfo with the access token; the ID token is no access token anywhere.
+    let ui = s.call("GET", "/oauth2/userinfo", &[("authorization", &format!("Bearer {access}"))], None).await;
+    let ui = ui.assert_ok("userinfo");
+    assert_eq!(ui["sub"], "erin");
+    assert_eq!(ui["preferred_username"], "erin");
+    assert_eq!(ui["name"], "Erin Example");
+    assert_eq!((ui["given_name"].as_str(), ui["family_name"].as_str()), (Some("Erin"), Some("Example")));
+    assert_eq!(ui["email"], "erin@example.org");
+    let r = s.call("POST", "/oauth2/userinfo", &[("authorization", &format!("Bearer {id_token}"))], None).await;
+    assert_eq!(r.status, 401, "ID token at userinfo: {}", r.text);
+    assert!(r.header("www-authenticate").is_some_and(|h| h.contains("invalid_token")));
+    let (cc_id, cc_secret) = s.create_client("default", "client_credentials", None);
+    assert!(!s.is_active("default", id_token, Auth::Basic(&cc_id, &cc_secret)).await, "ID token introspected active");
+    assert!(s.is_active("default", access, Auth::Basic(&cc_id, &cc_secret)).await);
+
+    // The live session: the same client again gets a code at once (consent remembered), a
+    // second client only asks for consent, without the password.
+    let again = b.get(&url).await;
+    let p = again.assert_redirect_to(CB);
+    assert!(p["code"].starts_with("tsa_"));
+    let (other, _) = code_client(&s, "Calendar", true, false);
+    let url2 = authorize_url(&s, "default", &usual(&other, CB, &challenge));
+    let consent = b.get(&url2).await;
+    assert!(consent.body.contains("Calendar") && consent.body.contains("Allow access?"), "{}", consent.body);
+    assert!(!consent.body.contains("name=\"password\""));
+    let p = b.consent(&url2, &consent, "deny").await.assert_redirect_to(CB);
+    assert_eq!((p["error"].as_str(), p["state"].as_str()), ("access_denied", "st-42"));
+    // A first-party client skips consent.
+    let (own, _) = code_client(&s, "Console", true, true);
+    let url3 = authorize_url(&s, "default", &usual(&own, CB, &challenge));
+    assert!(b.get(&url3).await.assert_redirect_to(CB)["code"].starts_with("tsa_"));
+    // prompt=consent asks again; prompt=login signs in again.
+    let mut q = usual(&id, CB, &challenge);
+    q.push(("prompt", "consent"));
+    assert!(b.get(&authorize_url(&s, "default", &q)).await.body.contains("Allow access?"));
+    let mut q = usual(&id, CB, &challenge);
+    q.push(("prompt", "login"));
+    assert!(b.get(&authorize_url(&s, "default", &q)).await.body.contains("name=\"password\""));
+    // max_age is a number of seconds.
+    let mut q = usual(&id, CB, &challenge);
+    q.push(("max_age", "soon"));
+    assert_eq!(b.get(&authorize_url(&s, "default", &q)).await.assert_redirect_to(CB)["error"], "invalid_request");
+}
+
+#[tokio::test]
+async fn unknown_clients_and_tricked_redirect_uris_get_an_error_page_never_a_redirect() {
+    let s = TestServer::start().await;
+    let (id, _) = code_client(&s, "App", true, false);
+    let challenge = s256(VERIFIER);
+    let mut b = Browser::new();
+    b.get(&authorize_url(&s, "default", &usual("no-such-client", CB, &challenge))).await.assert_error_page("unknown");
+    let no_id: Vec<_> = usual(&id, CB, &challenge).into_iter().filter(|(k, _)| *k != "client_id").collect();
+    b.get(&authorize_url(&s, "default", &no_id)).await.assert_error_page("no client_id");
+    let no_uri: Vec<_> = usual(&id, CB, &challenge).into_iter().filter(|(k, _)| *k != "redirect_uri").collect();
+    b.get(&authorize_url(&s, "default", &no_uri)).await.assert_error_page("no redirect_uri");
+    for tricked in [
+        "https://app.example/c",         // prefix
+        "https://app.example/cb/evil",   // suffix
+        "https://app.example/cbx",       // suffix
+        "https://app.example/cb?next=x", // extra query
+        "https://evil@app.example/cb",   // userinfo
+        "https://app.example@evil.example/cb",
+        "https://app.example/cb#frag",   // fragment
+        "https://app.example:9443/port", // other port
+        "https://app.example/port",      // no port
+        "http://app.example/cb",         // other scheme
+        "https://APP.example/cb",        // not the same string
+        "http://127.0.0.1:8080/nativex", // loopback, other path
+        "http://localhost:8080/native",  // loopback rule is for IP literals
+    ] {
+        b.get(&authorize_url(&s, "default", &usual(&id, tricked, &challenge))).await.assert_error_page(tricked);
+    }
+    // RFC 8252: a loopback redirect URI with any port.
+    let native = b.get(&authorize_url(&s, "default", &usual(&id, "http://127.0.0.1:53682/native", &challenge))).await;
+    assert_eq!(native.status, 200, "{}", native.body);
+    assert!(native.body.contains("name=\"password\""));
+    // Another tenant does not know the client.
+    s.create_tenant("acme", &[]);
+    b.get(&authorize_url(&s, "acme", &usual(&id, CB, &challenge))).await.assert_error_page("other tenant");
+}
+
+#[tokio::test]
+async fn request_errors_go_back_to_the_client_with_state_and_iss() {
+    let s = TestServer::start().await;
+    let (public, _) = code_client(&s, "Public", true, false);
+    let (confidential, secret) = code_client(&s, "Confidential", false, false);
+    let (cc, _) = s.create_client("default", "client_credentials", None);
+    let challenge = s256(VERIFIER);
+    let mut b = Browser::new();
+    let cases: Vec<(Query, &str, &str)> = vec![
+        // plain is not supported
+        (
+            usual(&public, CB, &challenge)
+                .into_iter()
+                .map(|(k, v)| if k == "code_challenge_method" { (k, "plain") } else { (k, v) })
+                .collect(),
+            "invalid_request",
+            "plain method",
+        ),
+        // a public client without PKCE
+        (
+            usual(&public, CB, &challenge).into_iter().filter(|(k, _)| !k.starts_with("code_challenge")).collect(),
+            "invalid_request",
+            "no PKCE",
+        ),
+        // a challenge that is no S256 value
+        (
+            usual(&public, CB, &challenge)
+                .into_iter()
+                .map(|(k, v)| if k == "code_challenge" { (k, "short") } else { (k, v) })
+                .collect(),
+            "invalid_request",
+            "bad challenge",
+        ),
+        (
+            usual(&public, CB, &challenge)
+                .into_iter()
+                .map(|(k, v)| if k == "response_type" { (k, "token") } else { (k, v) })
+                .collect(),
+            "unsupported_response_type",
+            "implicit",
+        ),
+        (
+            usual(&public, CB, &challenge)
+                .into_iter()
+                .map(|(k, v)| if k == "scope" { (k, "openid admin") } else { (k, v) })
+                .collect(),
+            "invalid_scope",
+            "scope not allowed",
+        ),
+        (
+            {
+                let mut q = usual(&public, CB, &challenge);
+                q.push(("prompt", "none"));
+                q
+            },
+            "login_required",
+            "prompt=none without a session",
+        ),
+    ];
+    for (q, error, what) in cases {
+        let p = b.get(&authorize_url(&s, "default", &q)).await.assert_redirect_to(CB);
+        assert_eq!(p["error"], error, "{what}: {p:?}");
+        assert_eq!(p["state"], "st-42", "{what}");
+        assert_eq!(p["iss"], s.issuer("default"), "{what}");
+        assert!(!p.contains_key("code"), "{what}");
+    }
+    // A client not allowed the code flow has no redirect URIs to send errors to.
+    b.get(&authorize_url(&s, "default", &usual(&cc, CB, &challenge))).await.assert_error_page("cc client");
+    // A confidential client may skip PKCE (and then must not send a verifier).
+    let q: Vec<_> = usual(&confidential, CB, &challenge).into_iter().filter(|(k, _)| !k.starts_with("code_")).collect();
+    let url = authorize_url(&s, "default", &q);
+    user_with_profile(&s, "erin");
+    let code = code_for(&s, &mut b, &url, "erin").await;
+    redeem(&s, &confidential, &secret, &code, Some(VERIFIER)).await.assert_error(400, "invalid_grant", "downgrade");
+    redeem(&s, &confidential, "wrong-secret-wrong-secret", &code, None).await.assert_error(
+        401,
+        "invalid_client",
+        "bad secret",
+    );
+    redeem(&s, &confidential, &secret, &code, None).await.assert_ok("confidential without PKCE");
+}
+
+#[tokio::test]
+async fn pkce_redirect_uri_and_client_are_checked_at_the_token_endpoint() {
+    let s = TestServer::start().await;
+    user_with_profile(&s, "erin");
+    let (id, _) = code_client(&s, "App", true, false);
+    let (other, other_secret) = code_client(&s, "Other", false, false);
+    let challenge = s256(VERIFIER);
+    let mut b = Browser::new();
+    let code = code_for(&s, &mut b, &authorize_url(&s, "default", &usual(&id, CB, &challenge)), "erin").await;
+    redeem(&s, &id, "", &code, None).await.assert_error(400, "invalid_grant", "missing verifier");
+    let wrong = "another-verifier-of-more-than-forty-three-characters-012345";
+    redeem(&s, &id, "", &code, Some(wrong)).await.assert_error(400, "invalid_grant", "wrong verifier");
+    redeem(&s, &id, "", &code, Some(&challenge)).await.assert_error(400, "invalid_grant", "challenge as verifier");
+    redeem(&s, &other, &other_secret, &code, Some(VERIFIER)).await.assert_error(400, "invalid_grant", "other client");
+    let form =
+        [("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", NATIVE), ("code_verifier", VERIFIER)];
+    s.token("default", &form, Auth::Public(&id)).await.assert_error(400, "invalid_grant", "other redirect_uri");
+    let form = [("grant_type", "authorization_code"), ("code", &code), ("code_verifier", VERIFIER)];
+    s.token("default", &form, Auth::Public(&id)).await.assert_error(400, "invalid_request", "no redirect_uri");
+    redeem(&s, &id, "", "tsa_made-up", Some(VERIFIER)).await.assert_error(400, "invalid_grant", "unknown code");
+    // None of these spent the code.
+    let t = redeem(&s, &id, "", &code, Some(VERIFIER)).await.assert_ok("right verifier").clone();
+    // No openid scope: no ID token.
+    let q: Vec<_> = usual(&id, CB, &challenge)
+        .into_iter()
+        .map(|(k, v)| if k == "scope" { (k, "profile") } else { (k, v) })
+        .collect();
+    let p = b.get(&authorize_url(&s, "default", &q)).await.assert_redirect_to(CB);
+    let t2 = redeem(&s, &id, "", &p["code"], Some(VERIFIER)).await.assert_ok("no openid").clone();
+    assert!(t2["id_token"].is_null(), "{t2}");
+    assert!(t["id_token"].is_string());
+}
+
+#[tokio::test]
+async fn a_reused_code_fails_and_revokes_the_tokens_of_its_first_redemption() {
+    let s = TestServer::start().await;
+    user_with_profile(&s, "erin");
+    let (id, _) = code_client(&s, "App", true, false);
+    let (cc_id, cc_secret) = s.create_client("default", "client_credentials", None);
+    let mut b = Browser::new();
+    let url = authorize_url(&s, "default", &usual(&id, CB, &s256(VERIFIER)));
+    let code = code_for(&s, &mut b, &url, "erin").await;
+    let t = redeem(&s, &id, "", &code, Some(VERIFIER)).await.assert_ok("first").clone();
+    let access = t["access_token"].as_str().expect("access");
+    let refresh = t["refresh_token"].as_str().expect("refresh");
+    assert!(s.is_active("default", access, Auth::Basic(&cc_id, &cc_secret)).await);
+    let r = redeem(&s, &id, "", &code, Some(VERIFIER)).await;
+    r.assert_error(400, "invalid_grant", "second redemption");
+    assert!(r.text.contains("revoked"), "{}", r.text);
+    assert!(!s.is_active("default", access, Auth::Basic(&cc_id, &cc_secret)).await, "access token still active");
+    let form = [("grant_type", "refresh_token"), ("refresh_token", refresh)];
+    s.token("default", &form, Auth::Public(&id)).await.assert_error(400, "invalid_grant", "refresh after reuse");
+    let r = s.call("GET", "/oauth2/userinfo", &[("authorization", &format!("Bearer {access}"))], None).await;
+    assert_eq!(r.status, 401);
+}
+
+#[tokio::test]
+async fn two_factor_users_give_their_code_on_a_second_step() {
+    let s = TestServer::start().await;
+    user_with_profile(&s, "erin");
+    let out = s.cli_ok(&["user", "totp", "enable", "--username", "erin", "--json"], None);
+    let enrol: Value = serde_json::from_str(&out).expect("json");
+    let raw = base32_decode(enrol["secret"].as_str().expect("secret"));
+    let first = totp::code_at(&raw, now());
+    let out = s.cli_ok(&["user", "totp", "confirm", "--username", "erin", "--code", &first, "--json"], None);
+    let recovery: Value = serde_json::from_str(&out).expect("json");
+    let recovery = recovery["recovery_codes"][0].as_str().expect("codes").to_owned();
+    let (id, _) = code_client(&s, "App", true, true);
+    let url = authorize_url(&s, "default", &usual(&id, CB, &s256(VERIFIER)));
+    let mut b = Browser::new();
+    let login = b.get(&url).await;
+    let second = b.sign_in(&url, &login, "erin", PASSWORD).await;
+    assert_eq!(second.status, 200, "{}", second.body);
+    assert!(second.body.contains("authenticator app"), "{}", second.body);
+    assert!(!second.set_cookies.iter().any(|c| c.starts_with("tessera-session")), "signed in before the code");
+    let ticket = second.field("ticket");
+    let csrf = second.field("csrf");
+    // The code used to confirm is spent (replay), a wrong one is wrong.
+    for bad in [first.as_str(), "000000"] {
+        let page = b.post(&url, &[("csrf", &csrf), ("step", "code"), ("ticket", &ticket), ("otp", bad)]).await;
+        assert_eq!(page.status, 401, "{}", page.body);
+        assert!(page.body.contains("That code is wrong"), "{}", page.body);
+    }
+    let forged =
+        b.post(&url, &[("csrf", &csrf), ("step", "code"), ("ticket", "bm90LWEtdGlja2V0"), ("otp", &recovery)]).await;
+    assert!(forged.body.contains("expired"), "{}", forged.body);
+    let back = b.post(&url, &[("csrf", &csrf), ("step", "code"), ("ticket", &ticket), ("otp", &recovery)]).await;
+    let p = back.assert_redirect_to(CB);
+    let t = redeem(&s, &id, "", &p["code"], Some(VERIFIER)).await.assert_ok("with 2FA").clone();
+    let c = decode_jwt(t["id_token"].as_str().expect("id_token")).claims;
+    assert_eq!(c["amr"], serde_json::json!(["pwd", "otp"]));
+    assert_eq!(c["acr"], "urn:tessera:acr:mfa");
+    assert_eq!(decode_jwt(t["access_token"].as_str().unwrap()).claims["amr"], serde_json::json!(["pwd", "otp"]));
+}
+
+#[tokio::test]
+async fn logout_ends_the_session_and_goes_only_to_a_registered_uri() {
+    let s = TestServer::start().await;
+    user_with_profile(&s, "erin");
+    let (id, _) = code_client(&s, "App", true, true);
+    let url = authorize_url(&s, "default", &usual(&id, CB, &s256(VERIFIER)));
+    let mut b = Browser::new();
+    let login = b.get(&url).await;
+    let p = b.sign_in(&url, &login, "erin", PASSWORD).await.assert_redirect_to(CB);
+    let t = redeem(&s, &id, "", &p["code"], Some(VERIFIER)).await.assert_ok("tokens").clone();
+    let id_token = t["id_token"].as_str().expect("id_token");
+
+    let logout = |params: &[(&str, &str)]| {
+        let mut ser = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in params {
+            ser.append_pair(k, v);
+        }
+        format!("{}?{}", s.url("default", "/oauth2/logout"), ser.finish())
+    };
+    // Not registered for the client: no redirect.
+    let evil = logout(&[("id_token_hint", id_token), ("post_logout_redirect_uri", "https://evil.example/")]);
+    b.get(&evil).await.assert_error_page("unregistered logout URI");
+    // Without a hint, the person confirms (a CSRF-checked form).
+    let confirm = b.get(&logout(&[])).await;
+    assert!(confirm.body.contains("Sign out?"), "{}", confirm.body);
+    assert!(b.get(&url).await.location.is_some(), "still signed in");
+    let old_cookies = b.cookies.clone();
+    let done = b.get(&logout(&[("id_token_hint", id_token), ("post_logout_redirect_uri", BYE), ("state", "s1")])).await;
+    assert!(done.set_cookies.iter().any(|c| c.starts_with("tessera-session-default=;") && c.contains("Max-Age=0")));
+    let p = done.assert_redirect_to(BYE);
+    assert_eq!(p["state"], "s1");
+    let challenge = s256(VERIFIER);
+    let mut q = usual(&id, CB, &challenge);
+    q.push(("prompt", "none"));
+    let p = b.get(&authorize_url(&s, "default", &q)).await.assert_redirect_to(CB);
+    assert_eq!(p["error"], "login_required");
+    // The old cookie, replayed after logout, does not bring the session back.
+    b.cookies = old_cookies;
+    assert!(b.cookies.contains_key("tessera-session-default"));
+    assert!(b.get(&url).await.body.contains("name=\"password\""));
+}
+
+#[tokio::test]
+async fn the_tapis_front_has_the_authorize_page_and_the_code_grant() {
+    let s = TestServer::start().await;
+    user_with_profile(&s, "erin");
+    let (id, _) = code_client(&s, "Tapis app", true, true);
+    let challenge = s256(VERIFIER);
+    let mut ser = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in usual(&id, CB, &challenge) {
+        ser.append_pair(k, v);
+    }
+    let url = format!("{}/v3/oauth2/authorize?{}", s.base, ser.finish());
+    let mut b = Browser::new();
+    let login = b.get(&url).await;
+    let p = b.sign_in(&url, &login, "erin", PASSWORD).await.assert_redirect_to(CB);
+    let body = serde_json::json!({
+        "grant_type": "authorization_code", "client_id": id, "code": p["code"], "redirect_uri": CB,
+        "code_verifier": VERIFIER,
+    });
+    let r = s.call("POST", "/v3/oauth2/tokens", &[("content-type", "application/json")], Some(&body.to_string())).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let access = r.json["result"]["access_token"]["access_token"].as_str().expect("access token");
+    let claims = decode_jwt(access).claims;
+    assert_eq!(claims["tapis/grant_type"], "authorization_code");
+    assert_eq!(claims["sub"], "erin@default");
+    // Reused at the Tapis endpoint: Tapis' error envelope.
+    let r = s.call("POST", "/v3/oauth2/tokens", &[("content-type", "application/json")], Some(&body.to_string())).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(r.json["status"], "error");
+}
+
+#[tokio::test]
+async fn over_https_the_cookies_are_host_prefixed_and_secure() {
+    let s = TestServer::start_with_env(&[("TESSERA_PUBLIC_URL", "https://login.example")]).await;
+    let (id, _) = code_client(&s, "App", true, false);
+    let mut b = Browser::new();
+    let page = b.get(&authorize_url(&s, "default", &usual(&id, CB, &s256(VERIFIER)))).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let c = page.set_cookies.iter().find(|c| c.contains("tessera-csrf=")).expect("csrf cookie");
+    assert!(c.starts_with("__Host-tessera-csrf="), "{c}");
+    assert!(c.contains("; Secure") && c.contains("Path=/") && c.contains("HttpOnly") && c.contains("SameSite=Lax"));
+}
+
+#[tokio::test]
+async fn discovery_lists_the_browser_flow() {
+    let s = TestServer::start().await;
+    let d = s.get("/.well-known/openid-configuration").await;
+    let d = d.assert_ok("discovery");
+    assert_eq!(d["authorization_endpoint"], format!("{}/oauth2/authorize", s.base));
+    assert_eq!(d["userinfo_endpoint"], format!("{}/oauth2/userinfo", s.base));
+    assert_eq!(d["end_session_endpoint"], format!("{}/oauth2/logout", s.base));
+    assert_eq!(d["response_types_supported"], serde_json::json!(["code"]));
+    assert_eq!(d["code_challenge_methods_supported"], serde_json::json!(["S256"]));
+    assert_eq!(d["scopes_supported"], serde_json::json!(["openid", "profile", "email"]));
+    assert_eq!(d["authorization_response_iss_parameter_supported"], true);
+    for c in ["nonce", "auth_time", "acr", "amr", "at_hash", "sid", "email", "preferred_username"] {
+        assert!(d["claims_supported"].as_array().unwrap().iter().any(|x| x == c), "{c}");
+    }
+    assert!(d["grant_types_supported"].as_array().unwrap().iter().any(|g| g == "authorization_code"));
+}
