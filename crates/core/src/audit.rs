@@ -40,10 +40,18 @@ pub enum EventKind {
     TotpDisable,
     /// A device authorization approved or denied.
     DeviceDecision,
+    TenantDelete,
+    UserUpdate,
+    /// A password set by an administrator or changed by its user.
+    PasswordChange,
+    /// New recovery codes made (the old ones stop working).
+    RecoveryCodes,
+    ClientSecretRotate,
+    KeyRetire,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 21] = [
+    pub const ALL: [EventKind; 27] = [
         EventKind::SignIn,
         EventKind::ClientAuth,
         EventKind::TokenIssue,
@@ -65,6 +73,12 @@ impl EventKind {
         EventKind::TotpConfirm,
         EventKind::TotpDisable,
         EventKind::DeviceDecision,
+        EventKind::TenantDelete,
+        EventKind::UserUpdate,
+        EventKind::PasswordChange,
+        EventKind::RecoveryCodes,
+        EventKind::ClientSecretRotate,
+        EventKind::KeyRetire,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -90,6 +104,12 @@ impl EventKind {
             EventKind::TotpConfirm => "totp_confirm",
             EventKind::TotpDisable => "totp_disable",
             EventKind::DeviceDecision => "device_decision",
+            EventKind::TenantDelete => "tenant_delete",
+            EventKind::UserUpdate => "user_update",
+            EventKind::PasswordChange => "password_change",
+            EventKind::RecoveryCodes => "recovery_codes",
+            EventKind::ClientSecretRotate => "client_secret_rotate",
+            EventKind::KeyRetire => "key_retire",
         }
     }
 

@@ -641,3 +641,103 @@ async fn the_openapi_document_describes_every_admin_and_self_service_route() {
     let user = &doc["components"]["schemas"]["UserView"]["properties"];
     assert!(user["username"].is_object() && user["totp_enabled"].is_object(), "{user}");
 }
+
+/// `GET /admin/v1/audit` with `query`, once its rows include `event` (the writer runs every
+/// half second: wait for it, for at most 20 s).
+async fn audit_rows(s: &TestServer, token: &str, query: &str, event: &str) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let page = ok(&api(s, "GET", &format!("/admin/v1/audit?{query}"), Some(token), None).await, 200, query);
+        let items = page["items"].as_array().expect("items");
+        if items.iter().any(|r| r["event"] == event) {
+            return page;
+        }
+        assert!(std::time::Instant::now() < deadline, "no `{event}` row for {query}: {page}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_audit_trail_over_the_api_records_every_admin_change_without_a_secret() {
+    let s = TestServer::start().await;
+    // A superadmin: tenants are among the changes.
+    make_admin(&s, "default", "root", "root's long password", "superadmin");
+    let token = access(&user_token(&s, "default", "root", "root's long password").await);
+    let t = Some(token.as_str());
+    // Changes of every kind the admin API makes.
+    let bob_pw = "bob's first long password";
+    ok(&api(&s, "POST", "/admin/v1/users", t, Some(json!({"username": "bob", "password": bob_pw}))).await, 201, "bob");
+    let patch = json!({"email": "bob@example.org", "roles": ["reader"]});
+    ok(&api(&s, "PATCH", "/admin/v1/users/bob", t, Some(patch)).await, 200, "update bob");
+    let reset = "bob's second long password";
+    let r = api(&s, "POST", "/admin/v1/users/bob/password", t, Some(json!({"password": reset}))).await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    let r = api(&s, "DELETE", "/admin/v1/users/bob/sessions", t, None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let c = ok(
+        &api(&s, "POST", "/admin/v1/clients", t, Some(json!({"name": "svc", "grants": ["client_credentials"]}))).await,
+        201,
+        "client",
+    );
+    let id = c["client_id"].as_str().expect("id").to_owned();
+    let first = c["client_secret"].as_str().expect("secret").to_owned();
+    let rotated = ok(&api(&s, "POST", &format!("/admin/v1/clients/{id}/secret"), t, None).await, 200, "rotate");
+    let second = rotated["client_secret"].as_str().expect("secret").to_owned();
+    ok(&api(&s, "POST", "/admin/v1/tenants", t, Some(json!({"name": "gone"}))).await, 201, "tenant");
+    let r = api(&s, "DELETE", "/admin/v1/tenants/gone", t, None).await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    // A refused change is recorded as a failure.
+    problem(
+        &api(&s, "PATCH", "/admin/v1/users/nobody", t, Some(json!({"email": "x@y.z"}))).await,
+        404,
+        "not_found",
+        "x",
+    );
+
+    for (event, subject) in [
+        ("user_update", "bob"),
+        ("password_change", "bob"),
+        ("token_revoke", "bob"),
+        ("client_secret_rotate", id.as_str()),
+        ("tenant_delete", "gone"),
+    ] {
+        let page = audit_rows(&s, &token, &format!("event={event}&outcome=success"), event).await;
+        let row = &page["items"][0];
+        assert_eq!((row["subject"].as_str(), row["actor"].as_str()), (Some(subject), Some("user")), "{event}: {row}");
+        assert_eq!((row["actor_name"].as_str(), row["tenant"].as_str()), (Some("root"), Some("default")), "{row}");
+        assert!(row["id"].is_i64() && row["at"].as_i64().is_some_and(|at| at > now() - 600), "{row}");
+    }
+    let failed = audit_rows(&s, &token, "event=user_update&outcome=failure", "user_update").await;
+    assert_eq!(failed["items"][0]["subject"], "nobody", "{failed}");
+    assert!(failed["items"][0]["detail"].as_str().is_some_and(|d| d.contains("not_found")), "{failed}");
+
+    // Filters by actor and subject, cursor paging (newest first), and no secret in any row.
+    let mut seen = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let q = format!("actor=root&limit=2{cursor}");
+        let page = ok(&api(&s, "GET", &format!("/admin/v1/audit?{q}"), t, None).await, 200, "page");
+        let items = page["items"].as_array().expect("items");
+        assert!(items.len() <= 2 && items.iter().all(|r| r["actor_name"] == "root"), "{page}");
+        seen.extend(items.iter().map(|r| r["id"].as_i64().expect("id")));
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = format!("&cursor={c}"),
+            None => break,
+        }
+    }
+    assert!(seen.len() >= 8 && seen.windows(2).all(|w| w[0] > w[1]), "newest first, no repeats: {seen:?}");
+    let everything = ok(&api(&s, "GET", "/admin/v1/audit?limit=500", t, None).await, 200, "all").to_string();
+    for secret in [bob_pw, reset, first.as_str(), second.as_str(), token.as_str()] {
+        assert!(!everything.contains(secret), "a secret in the audit trail: {secret}");
+    }
+    let bob = ok(&api(&s, "GET", "/admin/v1/audit?subject=bob&limit=500", t, None).await, 200, "bob's");
+    assert!(bob["items"].as_array().expect("items").iter().all(|r| r["subject"] == "bob"), "{bob}");
+
+    // Bad filters are problems naming the field; a user without the admin role is refused.
+    let p = problem(&api(&s, "GET", "/admin/v1/audit?event=nonsense", t, None).await, 400, "invalid_request", "event");
+    assert_eq!(p["errors"][0]["field"], "event", "{p}");
+    problem(&api(&s, "GET", "/admin/v1/audit?limit=0", t, None).await, 400, "invalid_request", "limit");
+    problem(&api(&s, "GET", "/admin/v1/audit?since=20&until=10", t, None).await, 400, "invalid_request", "range");
+    let bobs = access(&user_token(&s, "default", "bob", reset).await);
+    problem(&api(&s, "GET", "/admin/v1/audit", Some(&bobs), None).await, 403, "forbidden", "not an admin");
+}

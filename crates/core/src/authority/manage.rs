@@ -4,6 +4,7 @@
 
 use super::access::{Action, Actor};
 use super::{Authority, DEFAULT_TENANT};
+use crate::audit::EventKind;
 use crate::error::{Error, ErrorKind, Result};
 use crate::name::{TenantName, Username};
 use crate::page::{Page, PageRequest, page};
@@ -86,19 +87,26 @@ impl Authority {
 
     /// Delete a tenant and everything in it. The default tenant stays.
     pub async fn delete_tenant(&self, actor: &Actor<'_>, tenant: &str) -> Result<Tenant> {
-        self.authorize(actor, tenant, Action::ManageTenants).await?;
-        if tenant == DEFAULT_TENANT {
-            return Err(Error::invalid_request("the default tenant cannot be deleted"));
+        let done = async {
+            self.authorize(actor, tenant, Action::ManageTenants).await?;
+            if tenant == DEFAULT_TENANT {
+                return Err(Error::invalid_request("the default tenant cannot be deleted"));
+            }
+            let ts = self.tenant(tenant)?;
+            if !self.store.tenant_delete(&ts.tenant.name).await? {
+                return Err(Error::not_found(format!("tenant `{tenant}` not found")));
+            }
+            self.load_tenant(&ts.tenant.name).await?;
+            if let Some(m) = self.clients.write().map_err(super::lock_poisoned)?.get_mut(tenant) {
+                m.clear();
+            }
+            Ok(ts.tenant.clone())
         }
-        let ts = self.tenant(tenant)?;
-        if !self.store.tenant_delete(&ts.tenant.name).await? {
-            return Err(Error::not_found(format!("tenant `{tenant}` not found")));
-        }
-        self.load_tenant(&ts.tenant.name).await?;
-        if let Some(m) = self.clients.write().map_err(super::lock_poisoned)?.get_mut(tenant) {
-            m.clear();
-        }
-        Ok(ts.tenant.clone())
+        .await;
+        // Recorded at the default tenant, where those who manage tenants live: the deleted
+        // tenant's own trail can no longer be read.
+        self.record_change(actor, DEFAULT_TENANT, EventKind::TenantDelete, tenant, &done);
+        done
     }
 
     /// One page of the tenants (by name).
@@ -134,19 +142,25 @@ impl Authority {
         username: &str,
         update: UserUpdate,
     ) -> Result<User> {
-        let action = if update.roles.is_some() { Action::ManageUsers } else { Action::ManageCredentials { username } };
-        self.authorize(actor, tenant, action).await?;
-        let mut user = self.user_named(tenant, username).await?;
-        let p = &mut user.profile;
-        set_text(&mut p.email, update.email, "email")?;
-        set_text(&mut p.given_name, update.given_name, "given_name")?;
-        set_text(&mut p.last_name, update.last_name, "last_name")?;
-        if let Some(roles) = update.roles {
-            self.may_grant_roles(actor, tenant, &roles).await?;
-            user.roles = roles;
+        let done = async {
+            let action =
+                if update.roles.is_some() { Action::ManageUsers } else { Action::ManageCredentials { username } };
+            self.authorize(actor, tenant, action).await?;
+            let mut user = self.user_named(tenant, username).await?;
+            let p = &mut user.profile;
+            set_text(&mut p.email, update.email, "email")?;
+            set_text(&mut p.given_name, update.given_name, "given_name")?;
+            set_text(&mut p.last_name, update.last_name, "last_name")?;
+            if let Some(roles) = update.roles {
+                self.may_grant_roles(actor, tenant, &roles).await?;
+                user.roles = roles;
+            }
+            self.save_user(&user).await?;
+            Ok(user)
         }
-        self.save_user(&user).await?;
-        Ok(user)
+        .await;
+        self.record_change(actor, tenant, EventKind::UserUpdate, username, &done);
+        done
     }
 
     async fn save_user(&self, user: &User) -> Result<()> {
@@ -165,27 +179,38 @@ impl Authority {
         username: &str,
         password: Secret,
     ) -> Result<()> {
-        self.authorize(actor, tenant, Action::ManageUsers).await?;
-        let user = self.user_named(tenant, username).await?;
-        self.replace_password(user, password).await
+        let done = async {
+            self.authorize(actor, tenant, Action::ManageUsers).await?;
+            let user = self.user_named(tenant, username).await?;
+            self.replace_password(user, password).await
+        }
+        .await;
+        self.record_change(actor, tenant, EventKind::PasswordChange, username, &done);
+        done
     }
 
     /// A user changes their own password, giving the old one (counted against the sign-in
     /// limits like a sign-in); every refresh family of the user ends.
     pub async fn change_password(&self, actor: &Actor<'_>, tenant: &str, old: Secret, new: Secret) -> Result<()> {
-        let me = actor.user()?;
-        let username = me.username.as_str();
-        self.authorize(actor, tenant, Action::ManageCredentials { username }).await?;
-        let counters = self.limits.login(tenant, username, None);
-        let reserved_at = self.reserve_attempt(&counters).await?;
-        let checked = self.password_matches(tenant, username, old).await;
-        let failed = matches!(&checked, Err(e) if e.kind == ErrorKind::InvalidGrant);
-        self.settle_attempt(&counters, reserved_at, failed, checked.is_ok()).await?;
-        let user = checked.map_err(|e| match e.kind {
-            ErrorKind::InvalidGrant => Error::invalid_request("the current password is wrong").at("old_password"),
-            _ => e,
-        })?;
-        self.replace_password(user, new).await
+        let done = async {
+            let me = actor.user()?;
+            let username = me.username.as_str();
+            self.authorize(actor, tenant, Action::ManageCredentials { username }).await?;
+            let counters = self.limits.login(tenant, username, None);
+            let reserved_at = self.reserve_attempt(&counters).await?;
+            let checked = self.password_matches(tenant, username, old).await;
+            let failed = matches!(&checked, Err(e) if e.kind == ErrorKind::InvalidGrant);
+            self.settle_attempt(&counters, reserved_at, failed, checked.is_ok()).await?;
+            let user = checked.map_err(|e| match e.kind {
+                ErrorKind::InvalidGrant => Error::invalid_request("the current password is wrong").at("old_password"),
+                _ => e,
+            })?;
+            self.replace_password(user, new).await
+        }
+        .await;
+        let username = actor.user().map(|u| u.username.as_str()).unwrap_or_default();
+        self.record_change(actor, tenant, EventKind::PasswordChange, username, &done);
+        done
     }
 
     async fn replace_password(&self, mut user: User, password: Secret) -> Result<()> {
@@ -221,18 +246,34 @@ impl Authority {
         username: &str,
         family_id: &str,
     ) -> Result<()> {
-        let families = self.user_families(actor, tenant, username).await?;
-        if !families.iter().any(|f| f.family_id == family_id) {
-            return Err(Error::not_found(format!("no live session `{family_id}` of user `{username}`")));
+        let done = async {
+            let families = self.user_families(actor, tenant, username).await?;
+            if !families.iter().any(|f| f.family_id == family_id) {
+                return Err(Error::not_found(format!("no live session `{family_id}` of user `{username}`")));
+            }
+            self.revoke_family(&*self.tenant(tenant)?, family_id, self.now()).await
         }
-        self.revoke_family(&*self.tenant(tenant)?, family_id, self.now()).await
+        .await;
+        let e = self.by(actor, tenant, EventKind::TokenRevoke).subject(username);
+        self.record(e.detail(format!("family={family_id}")).outcome_of(&done));
+        done
     }
 
     /// Revoke every refresh family of a user; returns how many there were.
     pub async fn revoke_user_families(&self, actor: &Actor<'_>, tenant: &str, username: &str) -> Result<usize> {
-        self.authorize(actor, tenant, Action::ManageCredentials { username }).await?;
-        let user = self.user_named(tenant, username).await?;
-        self.end_user_families(&user.tenant, &user.username).await
+        let done = async {
+            self.authorize(actor, tenant, Action::ManageCredentials { username }).await?;
+            let user = self.user_named(tenant, username).await?;
+            self.end_user_families(&user.tenant, &user.username).await
+        }
+        .await;
+        let e = self.by(actor, tenant, EventKind::TokenRevoke).subject(username);
+        let e = match &done {
+            Ok(n) => e.detail(format!("families={n}")),
+            Err(err) => e.detail("families=all").failed(err),
+        };
+        self.record(e);
+        done
     }
 
     /// New recovery codes for a user with two-factor authentication on (the old ones stop
@@ -243,12 +284,17 @@ impl Authority {
         tenant: &str,
         username: &str,
     ) -> Result<Vec<String>> {
-        self.authorize(actor, tenant, Action::ManageCredentials { username }).await?;
-        let user = self.user_named(tenant, username).await?;
-        if !user.totp.enabled {
-            return Err(Error::conflict("two-factor authentication is not enabled"));
+        let done = async {
+            self.authorize(actor, tenant, Action::ManageCredentials { username }).await?;
+            let user = self.user_named(tenant, username).await?;
+            if !user.totp.enabled {
+                return Err(Error::conflict("two-factor authentication is not enabled"));
+            }
+            self.new_recovery_codes(&user).await
         }
-        self.new_recovery_codes(&user).await
+        .await;
+        self.record_change(actor, tenant, EventKind::RecoveryCodes, username, &done);
+        done
     }
 
     // ----- clients ------------------------------------------------------------------------
@@ -267,20 +313,28 @@ impl Authority {
         client_id: &str,
         grace: i64,
     ) -> Result<(Client, Secret)> {
-        if !(0..=MAX_SECRET_GRACE).contains(&grace) {
-            return Err(Error::invalid_request(format!("the grace period must be 0-{MAX_SECRET_GRACE} s")).at("grace"));
+        let done = async {
+            if !(0..=MAX_SECRET_GRACE).contains(&grace) {
+                return Err(
+                    Error::invalid_request(format!("the grace period must be 0-{MAX_SECRET_GRACE} s")).at("grace")
+                );
+            }
+            let mut c = self.get_client(actor, tenant, client_id).await?;
+            let Some(old) = c.secret_hash.take() else {
+                return Err(Error::invalid_request("a public client has no secret"));
+            };
+            let s = secret::generate_secret(self.rng.as_ref(), prefix::CLIENT_SECRET);
+            let now = self.now();
+            c.secret_hash = Some(secret::sha256_b64(s.expose()));
+            c.previous_secret = (grace > 0).then(|| (old, now + grace));
+            c.updated_at = now;
+            self.save_client(&c).await?;
+            Ok((c, s))
         }
-        let mut c = self.get_client(actor, tenant, client_id).await?;
-        let Some(old) = c.secret_hash.take() else {
-            return Err(Error::invalid_request("a public client has no secret"));
-        };
-        let s = secret::generate_secret(self.rng.as_ref(), prefix::CLIENT_SECRET);
-        let now = self.now();
-        c.secret_hash = Some(secret::sha256_b64(s.expose()));
-        c.previous_secret = (grace > 0).then(|| (old, now + grace));
-        c.updated_at = now;
-        self.save_client(&c).await?;
-        Ok((c, s))
+        .await;
+        let e = self.by(actor, tenant, EventKind::ClientSecretRotate).subject(client_id).client(Some(client_id));
+        self.record(e.detail(format!("grace={grace}")).outcome_of(&done));
+        done
     }
 
     pub(super) async fn save_client(&self, c: &Client) -> Result<()> {

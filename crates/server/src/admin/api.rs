@@ -129,7 +129,7 @@ fn param_names(path: &str) -> Vec<String> {
 
 fn typed(name: &str) -> Type {
     match name {
-        "limit" => Type::Integer,
+        "limit" | "since" | "until" => Type::Integer,
         "disabled" => Type::Boolean,
         _ => Type::String,
     }

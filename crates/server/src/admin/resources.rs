@@ -3,7 +3,7 @@
 use super::api::{Api, doc};
 use super::auth::{Admin, Body};
 use super::problem::ApiError;
-use super::views::{ApiKeyView, ClientView, Count, KeyView, PageView, SessionView, TenantView, UserView};
+use super::views::{ApiKeyView, AuditView, ClientView, Count, KeyView, PageView, SessionView, TenantView, UserView};
 use crate::AppState;
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::StatusCode;
@@ -11,6 +11,7 @@ use axum::http::request::Parts;
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use tessera_core::audit::{AuditFilter, EventKind, Outcome};
 use tessera_core::authority::{ClientUpdate, NewClient, TenantPolicy, UserFilter, UserUpdate};
 use tessera_core::keys::Alg;
 use tessera_core::page::PageRequest;
@@ -91,11 +92,17 @@ pub fn api() -> Api {
         )
         .get("/keys", keys_list_get, doc("List signing keys").answers_inline::<Vec<KeyView>, KeyView>())
         .post("/keys", keys_post, doc("Add a signing key").answers::<KeyView>(201))
+        .get(
+            "/audit",
+            audit_get,
+            doc("The audit trail, newest first").query(AUDIT_QUERY).answers_inline::<PageView<AuditView>, AuditView>(),
+        )
 }
 
 const PAGING: &[&str] = &["cursor", "limit"];
 const USER_QUERY: &[&str] = &["cursor", "limit", "role", "disabled", "prefix"];
 const KEY_QUERY: &[&str] = &["cursor", "limit", "username"];
+const AUDIT_QUERY: &[&str] = &["cursor", "limit", "actor", "subject", "event", "outcome", "since", "until"];
 
 pub fn routes() -> Router<AppState> {
     api().into_router().fallback(not_found)
@@ -463,6 +470,41 @@ async fn keys_list_get(State(s): State<AppState>, a: Admin) -> Answer<Vec<KeyVie
 
 async fn keys_post(State(s): State<AppState>, a: Admin) -> Created<KeyView> {
     Ok((StatusCode::CREATED, Json(s.auth.rotate_key(&a.who.actor(), &a.tenant).await?.into())))
+}
+
+// ----- audit trail --------------------------------------------------------------------------
+
+/// The filters of `GET /audit`: every one given must match.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    pub cursor: Option<String>,
+    pub limit: Option<i64>,
+    pub actor: Option<String>,
+    pub subject: Option<String>,
+    pub event: Option<String>,
+    pub outcome: Option<String>,
+    /// At or after (Unix seconds).
+    pub since: Option<i64>,
+    /// Before (Unix seconds).
+    pub until: Option<i64>,
+}
+
+/// Events on a page when the caller does not say.
+const AUDIT_PAGE: i64 = 50;
+
+async fn audit_get(State(s): State<AppState>, a: Admin, Q(q): Q<AuditQuery>) -> Answer<PageView<AuditView>> {
+    let filter = AuditFilter {
+        actor: q.actor,
+        subject: q.subject,
+        event: q.event.as_deref().map(EventKind::parse).transpose().map_err(|e| e.at("event"))?,
+        outcome: q.outcome.as_deref().map(Outcome::parse).transpose().map_err(|e| e.at("outcome"))?,
+        since: q.since,
+        until: q.until,
+    };
+    let limit = q.limit.unwrap_or(AUDIT_PAGE);
+    let page = s.auth.audit_events(&a.who.actor(), &a.tenant, &filter, q.cursor.as_deref(), limit).await?;
+    Ok(Json(PageView { items: page.events.into_iter().map(AuditView::from).collect(), next_cursor: page.next }))
 }
 
 /// An unknown route under the API's prefix, answered as a problem.

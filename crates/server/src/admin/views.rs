@@ -2,6 +2,7 @@
 //! secret's hash; a new secret only in the answer that made it).
 
 use serde::Serialize;
+use tessera_core::audit::AuditRecord;
 use tessera_core::page::Page;
 use tessera_core::principal::{ApiKey, Client, User};
 use tessera_core::store::FamilyInfo;
@@ -209,5 +210,46 @@ pub struct KeyView {
 impl From<tessera_core::authority::KeyInfo> for KeyView {
     fn from(k: tessera_core::authority::KeyInfo) -> Self {
         KeyView { kid: k.kid, alg: k.alg, status: k.status, created_at: k.created_at, activates_at: k.activates_at }
+    }
+}
+
+/// One audit event: who did what to whom, from where, and how it ended (never a secret).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditView {
+    /// Its place in the trail (higher is newer).
+    pub id: i64,
+    /// Unix seconds.
+    pub at: i64,
+    pub tenant: String,
+    pub event: &'static str,
+    /// `success` or `failure`.
+    pub outcome: &'static str,
+    /// `operator`, `user`, `client`, `api_key` or `anonymous`.
+    pub actor: &'static str,
+    pub actor_name: Option<String>,
+    pub subject: Option<String>,
+    pub client_id: Option<String>,
+    pub address: Option<String>,
+    pub request_id: Option<String>,
+    pub detail: Option<String>,
+}
+
+impl From<AuditRecord> for AuditView {
+    fn from(r: AuditRecord) -> Self {
+        let e = r.event;
+        AuditView {
+            id: r.id,
+            at: e.at,
+            tenant: e.tenant,
+            event: e.event.as_str(),
+            outcome: e.outcome.as_str(),
+            actor: e.actor.as_str(),
+            actor_name: e.actor_name,
+            subject: e.subject,
+            client_id: e.client_id,
+            address: e.address,
+            request_id: e.request_id,
+            detail: e.detail,
+        }
     }
 }
