@@ -14,6 +14,7 @@ pub mod fronts;
 pub mod hasher;
 pub mod metrics_layer;
 pub mod oauth;
+pub mod openapi;
 pub mod pages;
 pub mod panic;
 pub mod status;
@@ -28,7 +29,6 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::sync::Arc;
 use std::time::Duration;
@@ -107,34 +107,62 @@ impl std::ops::Deref for AppState {
     }
 }
 
-/// The routes, with per-route metrics (the shared layers are added once, around all of it,
-/// by [`run`]: layering a Router per route would clone boxed services on every request).
+/// The routes of every front (see [`openapi::fronts`]), with per-route metrics (the shared
+/// layers are added once, around all of it, by [`run`]: layering a Router per route would
+/// clone boxed services on every request).
 pub fn router(state: AppState) -> Router {
-    let standard = oauth::routes();
-    // Made once per server: the document only changes with the code.
-    let openapi: axum::body::Bytes = admin::openapi().to_json().unwrap_or_default().into();
-    Router::new()
-        .route("/healthz", get(healthz_get))
-        .route("/readyz", get(readyz_get))
-        .route("/metrics", get(metrics_get))
-        .route(
-            "/openapi.json",
-            get(move || async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], openapi.clone()) }),
+    openapi::router().route_layer(metrics_layer::Track).with_state(state)
+}
+
+/// The server's own routes: health, metrics, the OpenAPI document and its reference page.
+pub fn service_front() -> openapi::Front {
+    use openapi::{Field, TEXT, doc, text};
+    let api = openapi::Api::default()
+        .get("/healthz", healthz_get, doc("Liveness: the process answers").also(200, "alive", TEXT, text()))
+        .get(
+            "/readyz",
+            readyz_get,
+            doc("Readiness: the store answers").also(200, "ready", TEXT, text()).also(503, "not ready", TEXT, text()),
         )
-        .merge(standard.clone())
-        // RFC 8414 section 3.1: metadata of issuer `<base>/t/T` at `/.well-known/...-server/t/T`.
-        .route("/.well-known/oauth-authorization-server/t/{tenant}", get(oauth::metadata::discovery_get))
-        .nest("/t/{tenant}", standard)
-        .nest("/v3/oauth2", fronts::tapis::routes())
-        .nest("/api/v2", fronts::sftpgo::routes())
-        .nest("/ica/rest", fronts::ica::routes())
-        .merge(fronts::docspace::routes())
-        .nest("/admin/v1", admin::routes())
-        .nest("/t/{tenant}/admin/v1", admin::routes())
-        .nest("/me", admin::me_routes())
-        .nest("/t/{tenant}/me", admin::me_routes())
-        .route_layer(metrics_layer::Track)
-        .with_state(state)
+        .get(
+            "/metrics",
+            metrics_get,
+            doc("Prometheus metrics (loopback, or a metrics token)").also(200, "the metrics", TEXT, text()),
+        )
+        .get(
+            "/openapi.json",
+            openapi_get,
+            doc("This document").also(
+                200,
+                "the OpenAPI 3.1 document",
+                openapi::JSON,
+                openapi::object(&[("openapi", Field::Str), ("paths", Field::Obj)]),
+            ),
+        )
+        .get("/docs", docs_get, doc("A reference page of this document").page(200, "the page"));
+    openapi::Front {
+        tag: "service",
+        prefixes: &[""],
+        api,
+        security: &[],
+        errors: (TEXT, text()),
+        error_schemas: vec![],
+    }
+}
+
+/// The OpenAPI document, made once: it only changes with the code.
+fn openapi_json() -> &'static axum::body::Bytes {
+    static DOC: std::sync::OnceLock<axum::body::Bytes> = std::sync::OnceLock::new();
+    DOC.get_or_init(|| openapi::document().to_json().unwrap_or_default().into())
+}
+
+async fn openapi_get() -> Response {
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], openapi_json().clone()).into_response()
+}
+
+async fn docs_get() -> Response {
+    let doc: serde_json::Value = serde_json::from_slice(openapi_json()).unwrap_or_default();
+    pages::page(StatusCode::OK, "docs.html", pages::docs_context(&doc))
 }
 
 async fn healthz_get() -> &'static str {

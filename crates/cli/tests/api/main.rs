@@ -24,6 +24,7 @@ mod limits;
 mod metrics;
 mod mfa;
 mod nodes;
+mod openapi;
 mod outage;
 mod persistence;
 mod refresh;

@@ -1,15 +1,15 @@
 //! Self-service (`/me`): a user's own profile, password, second factor, API keys and sessions,
 //! with any valid token (or API key) of the user's tenant.
 
-use super::api::{Api, doc};
 use super::auth::{Body, Me};
 use super::problem::ApiError;
 use super::resources::{Answer, Created, IdPath};
 use super::views::{ApiKeyView, Count, RecoveryCodes, SessionView, TotpEnrolmentView, UserView};
 use crate::AppState;
+use crate::openapi::{Api, doc};
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::{Json, Router};
 use serde::Deserialize;
 use tessera_core::authority::UserUpdate;
 use tessera_core::principal::User;
@@ -40,10 +40,6 @@ pub fn api() -> Api {
         .get("/sessions", sessions_get, doc("Your sessions").answers_inline::<Vec<SessionView>, SessionView>())
         .delete("/sessions", sessions_delete, doc("End all your sessions").answers::<Count>(200))
         .delete("/sessions/{id}", session_delete, doc("End one of your sessions"))
-}
-
-pub fn routes() -> Router<AppState> {
-    api().into_router().fallback(super::resources::not_found)
 }
 
 impl Me {

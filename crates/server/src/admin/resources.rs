@@ -1,14 +1,14 @@
 //! The admin API's resources: tenants, users, clients, API keys, signing keys, sessions.
 
-use super::api::{Api, doc};
 use super::auth::{Admin, Body};
 use super::problem::ApiError;
 use super::views::{ApiKeyView, AuditView, ClientView, Count, KeyView, PageView, SessionView, TenantView, UserView};
 use crate::AppState;
+use crate::openapi::{Api, doc};
+use axum::Json;
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::{Json, Router};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use tessera_core::audit::{AuditFilter, EventKind, Outcome};
@@ -103,10 +103,6 @@ const PAGING: &[&str] = &["cursor", "limit"];
 const USER_QUERY: &[&str] = &["cursor", "limit", "role", "disabled", "prefix"];
 const KEY_QUERY: &[&str] = &["cursor", "limit", "username"];
 const AUDIT_QUERY: &[&str] = &["cursor", "limit", "actor", "subject", "event", "outcome", "since", "until"];
-
-pub fn routes() -> Router<AppState> {
-    api().into_router().fallback(not_found)
-}
 
 /// A query string, refused as a problem when it does not parse.
 pub struct Q<T>(pub T);

@@ -4,11 +4,10 @@
 
 use crate::AppState;
 use crate::extract::{Origin, Tenant, basic_credentials, cookie_value, header_text};
-use axum::Router;
+use crate::openapi::{Api, Field, Front, JSON, doc, object};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use serde::Serialize;
 use serde_json::Map;
 use std::net::IpAddr;
@@ -61,8 +60,22 @@ pub struct ErrorMessage {
     pub message: String,
 }
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route(PATH, get(token_get))
+/// DocSpace's token endpoint.
+pub fn front() -> Front {
+    use Field::{Int, Objs, Str};
+    let answer = object(&[("response", Str), ("count", Int), ("links", Objs), ("status", Int), ("statusCode", Int)]);
+    let api = Api::default().get(
+        PATH,
+        token_get,
+        doc("An identity token for a user (Basic, or a token or cookie of the portal)").also(
+            200,
+            "the token",
+            JSON,
+            answer,
+        ),
+    );
+    let errors = (JSON, object(&[("status", Int), ("statusCode", Int), ("error", Field::Obj)]));
+    Front { tag: "docspace", prefixes: &[""], api, security: &["basic", "bearer"], errors, error_schemas: vec![] }
 }
 
 fn json_reply(status: StatusCode, body: impl Serialize) -> Response {

@@ -4,12 +4,11 @@
 
 use crate::AppState;
 use crate::extract::{Origin, basic_credentials, bearer_token, header_text};
+use crate::openapi::{Api, Field, Front, doc, object};
 use crate::time::rfc3339_z;
-use axum::Router;
 use axum::extract::{OriginalUri, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
 use serde::{Deserialize, Serialize};
 use serde_json::Map;
 use std::net::IpAddr;
@@ -22,9 +21,45 @@ use tessera_core::token::Provenance;
 const CONTENT_TYPE: &str = "application/vnd.illumina.v3+json";
 const AUDIENCE: &str = "ica";
 
-pub fn routes() -> Router<AppState> {
-    // The refresh path has a literal colon in its last segment.
-    Router::new().route("/api/tokens", post(tokens_post)).route("/api/tokens:refresh", post(refresh_post))
+/// ICA's token API, at `/ica/rest` (the refresh path has a literal colon in its last segment).
+pub fn front() -> Front {
+    use Field::{Int, Obj, Str};
+    let token = || object(&[("token", Str)]);
+    let api = Api::default()
+        .post(
+            "/api/tokens",
+            tokens_post,
+            doc("A token for an API key (X-API-Key) or a user (Basic)").query(&["tenant"]).also(
+                200,
+                "the token",
+                CONTENT_TYPE,
+                token(),
+            ),
+        )
+        .post(
+            "/api/tokens:refresh",
+            refresh_post,
+            doc("A fresh token for a token (Bearer)").query(&["tenant"]).also(200, "the token", CONTENT_TYPE, token()),
+        );
+    let problem = object(&[
+        ("id", Str),
+        ("type", Str),
+        ("title", Str),
+        ("status", Int),
+        ("detail", Str),
+        ("instance", Str),
+        ("parameters", Obj),
+        ("timestamp", Str),
+    ]);
+    let errors = ("application/problem+json", problem);
+    Front {
+        tag: "ica",
+        prefixes: &["/ica/rest"],
+        api,
+        security: &["apiKey", "basic", "bearer"],
+        errors,
+        error_schemas: vec![],
+    }
 }
 
 /// ICA's `Token`.

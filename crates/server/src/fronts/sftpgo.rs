@@ -4,12 +4,11 @@
 
 use crate::AppState;
 use crate::extract::{Origin, Tenant, basic_credentials, bearer_token, header_text};
+use crate::openapi::{Api, Field, Front, JSON, doc, object};
 use crate::time::rfc3339_z;
-use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use serde::Serialize;
 use serde_json::{Map, json};
 use std::net::IpAddr;
@@ -38,12 +37,32 @@ pub struct TokenAnswer {
     pub expires_at: String,
 }
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/token", get(admin_token_get))
-        .route("/user/token", get(user_token_get))
-        .route("/logout", get(admin_logout_get))
-        .route("/user/logout", get(user_logout_get))
+/// SFTPGo's token and logout API, at `/api/v2`.
+pub fn front() -> Front {
+    use Field::Str;
+    let token = || object(&[("access_token", Str), ("expires_at", Str)]);
+    let done = || object(&[("message", Str), ("error?", Str)]);
+    let api = Api::default()
+        .get(
+            "/token",
+            admin_token_get,
+            doc("An admin token (Basic; X-SFTPGO-OTP when 2FA is on)").also(200, "the token", JSON, token()),
+        )
+        .get(
+            "/user/token",
+            user_token_get,
+            doc("A user token (Basic; X-SFTPGO-OTP when 2FA is on)").also(200, "the token", JSON, token()),
+        )
+        .get("/logout", admin_logout_get, doc("End an admin token (Bearer)").also(200, "ended", JSON, done()))
+        .get("/user/logout", user_logout_get, doc("End a user token (Bearer)").also(200, "ended", JSON, done()));
+    Front {
+        tag: "sftpgo",
+        prefixes: &["/api/v2"],
+        api,
+        security: &["basic", "bearer"],
+        errors: (JSON, done()),
+        error_schemas: vec![],
+    }
 }
 
 /// `{"message", "error"?}` with SFTPGo's statuses.

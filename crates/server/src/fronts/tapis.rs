@@ -4,14 +4,15 @@
 
 use crate::AppState;
 use crate::extract::{Origin, Tenant, basic_credentials};
+use crate::openapi::{
+    Api, Doc, Field, Front, JSON, doc, list, null, object, object_with, one_of, strings, tapis_envelope, text,
+};
 use crate::time::rfc3339;
 use crate::urls::{endpoint_base, verification_uri};
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -24,28 +25,212 @@ use tessera_core::{Error, ErrorKind};
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/tokens", post(tokens_post))
-        .route("/tokens/revoke", post(revoke_post))
-        .route("/device/code", post(device_code_post))
-        .route("/authorize", get(crate::pages::authorize::authorize_get).post(crate::pages::authorize::authorize_post))
-        .route("/v2/token", post(v2_token_post))
-        .route("/userinfo", get(userinfo_get))
-        .route("/profiles", get(profiles_list_get))
-        .route("/profiles/{username}", get(profile_get))
-        .route("/clients", post(clients_create_post).get(clients_list_get))
-        .route("/clients/{client_id}", get(client_get).put(client_put).delete(client_delete))
-        .route("/admin/config", get(config_get).put(config_put))
-        .route("/.well-known/oauth-authorization-server", get(metadata_get))
-        .route("/hello", get(hello_get))
-        .route("/ready", get(ready_get))
+/// The Tapis Authenticator v3 API, at `/v3/oauth2`.
+pub fn front() -> Front {
+    use Field::{Bool, Int, Obj, OptStr, Str, Strs};
+    let part = |fields: &[(&str, Field)]| object(fields);
+    let token = object_with(&[
+        ("access_token", part(&[("access_token", Str), ("expires_in", Int), ("expires_at", Str), ("jti", Str)])),
+        (
+            "refresh_token",
+            one_of(part(&[("refresh_token", Str), ("expires_in", Int), ("expires_at", Str), ("jti", Str)]), null()),
+        ),
+    ]);
+    let profile = || {
+        object(&[
+            ("username", Str),
+            ("given_name", OptStr),
+            ("last_name", OptStr),
+            ("email", OptStr),
+            ("create_time", Str),
+            ("dn", OptStr),
+            ("phone", OptStr),
+            ("mobile_phone", OptStr),
+            ("uid", OptStr),
+        ])
+    };
+    let client = || {
+        object(&[
+            ("client_id", Str),
+            ("client_key", OptStr),
+            ("owner", OptStr),
+            ("tenant_id", Str),
+            ("callback_url", OptStr),
+            ("create_time", Str),
+            ("last_update_time", Str),
+            ("display_name", Str),
+            ("description", OptStr),
+            ("active", Bool),
+        ])
+    };
+    let config = || {
+        object(&[
+            ("allowable_grant_types", Strs),
+            ("use_ldap", Bool),
+            ("use_token_webapp", Bool),
+            ("mfa_config", Obj),
+            ("default_access_token_ttl", Int),
+            ("default_refresh_token_ttl", Int),
+            ("max_access_token_ttl", Int),
+            ("max_refresh_token_ttl", Int),
+            ("custom_idp_configuration", Obj),
+            ("token_url", Str),
+            ("impers_oauth_client_id", OptStr),
+            ("impers_oauth_client_secret", OptStr),
+            ("impersadmin_username", OptStr),
+            ("impersadmin_password", OptStr),
+        ])
+    };
+    let ok = |summary, status, result| doc(summary).also(status, "success", JSON, tapis_envelope(result));
+    let body = |d: Doc, fields: &[&str]| d.body_as(JSON, strings(fields));
+    let api = Api::default()
+        .post(
+            "/tokens",
+            tokens_post,
+            body(
+                ok("Create tokens (every grant)", 201, token),
+                &[
+                    "username",
+                    "password",
+                    "client_id",
+                    "client_key",
+                    "grant_type",
+                    "device_code",
+                    "refresh_token",
+                    "code",
+                    "redirect_uri",
+                    "code_verifier",
+                ],
+            ),
+        )
+        .post("/tokens/revoke", revoke_post, body(ok("Revoke a token", 200, text()), &["token"]))
+        .post(
+            "/device/code",
+            device_code_post,
+            body(
+                ok(
+                    "Start the device flow",
+                    200,
+                    object(&[
+                        ("device_code", Str),
+                        ("user_code", Str),
+                        ("client_id", Str),
+                        ("verification_uri", Str),
+                        ("expires_in", Str),
+                    ]),
+                ),
+                &["client_id", "client_key"],
+            ),
+        )
+        .get(
+            "/authorize",
+            crate::pages::authorize::authorize_get,
+            doc("Authorization endpoint (code + PKCE)")
+                .query(&[
+                    "response_type",
+                    "client_id",
+                    "redirect_uri",
+                    "scope",
+                    "state",
+                    "nonce",
+                    "code_challenge",
+                    "code_challenge_method",
+                    "prompt",
+                    "max_age",
+                ])
+                .public()
+                .for_people(),
+        )
+        .post(
+            "/authorize",
+            crate::pages::authorize::authorize_post,
+            doc("Authorization: the sign-in, code and consent forms")
+                .form(&["csrf", "step", "username", "password", "otp", "ticket", "decision", "action"])
+                .public()
+                .for_people(),
+        )
+        .post(
+            "/v2/token",
+            v2_token_post,
+            body(
+                ok(
+                    "A Tapis v2 token for a v3 one",
+                    200,
+                    object(&[("access_token", Str), ("expires_in", Int), ("refresh_token", OptStr)]),
+                ),
+                &["access_token"],
+            ),
+        )
+        .get("/userinfo", userinfo_get, ok("The caller's profile", 200, profile()))
+        .get(
+            "/profiles",
+            profiles_list_get,
+            ok("Profiles of the tenant", 200, list(profile())).query(&["limit", "offset"]),
+        )
+        .get("/profiles/{username}", profile_get, ok("A user's profile", 200, profile()))
+        .post(
+            "/clients",
+            clients_create_post,
+            body(
+                ok("Register a client", 200, client()),
+                &["client_id", "client_key", "callback_url", "display_name", "description"],
+            ),
+        )
+        .get("/clients", clients_list_get, ok("The caller's clients", 200, list(client())).query(&["limit", "offset"]))
+        .get("/clients/{client_id}", client_get, ok("A client", 200, client()))
+        .put(
+            "/clients/{client_id}",
+            client_put,
+            body(ok("Change a client", 200, client()), &["callback_url", "display_name"]),
+        )
+        .delete("/clients/{client_id}", client_delete, ok("Delete a client", 200, client()))
+        .get("/admin/config", config_get, ok("The tenant's configuration", 200, config()))
+        .put(
+            "/admin/config",
+            config_put,
+            ok("Change the tenant's configuration", 200, config()).body_as(
+                JSON,
+                object(&[
+                    ("allowable_grant_types?", Strs),
+                    ("default_access_token_ttl?", Int),
+                    ("default_refresh_token_ttl?", Int),
+                ]),
+            ),
+        )
+        .get(
+            "/.well-known/oauth-authorization-server",
+            metadata_get,
+            ok(
+                "OAuth 2 server metadata",
+                200,
+                object(&[
+                    ("issuer", Str),
+                    ("authorization_endpoint", OptStr),
+                    ("token_endpoint", Str),
+                    ("jwks_uri", Str),
+                    ("registration_endpoint", Str),
+                    ("grant_types_supported", Strs),
+                ]),
+            )
+            .public(),
+        )
+        .get("/hello", hello_get, ok("Says hello", 200, text()).public())
+        .get("/ready", ready_get, ok("Readiness", 200, text()).public())
         .fallback(|| async { TapisError(Error::not_found("no such endpoint")) })
         .method_not_allowed_fallback(|| async {
             let mut res = TapisError(Error::invalid_request("method not allowed here")).into_response();
             *res.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
             res
-        })
+        });
+    let errors = (JSON, tapis_envelope(null()));
+    Front {
+        tag: "tapis",
+        prefixes: &["/v3/oauth2"],
+        api,
+        security: &["basic", "tapisToken"],
+        errors,
+        error_schemas: vec![],
+    }
 }
 
 // ----- the envelope and the answers -------------------------------------------------------

@@ -41,6 +41,37 @@ pub struct Discovery<'a> {
     pub access_token_signing_alg_values_supported: [&'static str; 1],
 }
 
+/// [`Discovery`] in the OpenAPI document.
+pub fn discovery_schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+    use crate::openapi::Field::{Bool, Str, Strs};
+    crate::openapi::object(&[
+        ("issuer", Str),
+        ("token_endpoint", Str),
+        ("introspection_endpoint", Str),
+        ("revocation_endpoint", Str),
+        ("jwks_uri", Str),
+        ("device_authorization_endpoint", Str),
+        ("authorization_endpoint", Str),
+        ("userinfo_endpoint", Str),
+        ("end_session_endpoint", Str),
+        ("grant_types_supported", Strs),
+        ("response_types_supported", Strs),
+        ("response_modes_supported", Strs),
+        ("code_challenge_methods_supported", Strs),
+        ("scopes_supported", Strs),
+        ("claims_supported", Strs),
+        ("prompt_values_supported", Strs),
+        ("acr_values_supported", Strs),
+        ("authorization_response_iss_parameter_supported", Bool),
+        ("token_endpoint_auth_methods_supported", Strs),
+        ("introspection_endpoint_auth_methods_supported", Strs),
+        ("revocation_endpoint_auth_methods_supported", Strs),
+        ("subject_types_supported", Strs),
+        ("id_token_signing_alg_values_supported", Strs),
+        ("access_token_signing_alg_values_supported", Strs),
+    ])
+}
+
 pub async fn discovery_get(State(state): State<AppState>, Tenant(tenant): Tenant) -> Result<Response, OAuthError> {
     let ts = state.auth.tenant(&tenant)?;
     let base = endpoint_base(&state.auth.settings().public_url, &tenant);

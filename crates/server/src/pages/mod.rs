@@ -27,6 +27,7 @@ fn templates() -> &'static Environment<'static> {
             ("login_code.html", include_str!("../../templates/login_code.html")),
             ("consent.html", include_str!("../../templates/consent.html")),
             ("logout.html", include_str!("../../templates/logout.html")),
+            ("docs.html", include_str!("../../templates/docs.html")),
         ] {
             if let Err(e) = env.add_template(name, source) {
                 // A template that does not parse is a bug caught by the tests, not a runtime
@@ -61,6 +62,63 @@ pub fn page(status: StatusCode, template: &str, context: minijinja::Value) -> Re
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     res
+}
+
+/// The context of the reference page (`docs.html`) of an OpenAPI document: its operations
+/// grouped by tag, in the document's order.
+// serde_json's `Value` indexing never panics: a missing key or index is `Null`.
+#[allow(clippy::indexing_slicing)]
+pub fn docs_context(doc: &serde_json::Value) -> minijinja::Value {
+    use serde_json::{Value, json};
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+    let mut groups: Vec<(String, Vec<Value>)> = Vec::new();
+    for (path, item) in doc["paths"].as_object().into_iter().flatten() {
+        for (method, op) in item.as_object().into_iter().flatten() {
+            let tag = text(&op["tags"][0]);
+            let params: Vec<Value> = op["parameters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| json!({"name": p["name"], "in": p["in"], "type": p["schema"]["type"]}))
+                .collect();
+            let body = op["requestBody"]["content"].as_object().and_then(|c| c.iter().next());
+            let fields: Vec<String> = body
+                .and_then(|(_, c)| c["schema"]["properties"].as_object())
+                .map(|p| p.keys().cloned().collect())
+                .unwrap_or_default();
+            let responses: Vec<Value> = op["responses"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(status, r)| {
+                    let media = r["content"].as_object().and_then(|c| c.keys().next().cloned()).unwrap_or_default();
+                    json!({"status": status, "description": r["description"], "media": media})
+                })
+                .collect();
+            let security: Vec<String> = op["security"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|s| s.as_object().and_then(|o| o.keys().next().cloned()))
+                .collect();
+            let entry = json!({
+                "method": method, "path": path, "summary": op["summary"], "params": params,
+                "body": body.map(|(media, _)| media.clone()), "fields": fields, "responses": responses,
+                "security": security.join(" or "),
+            });
+            match groups.iter_mut().find(|(t, _)| *t == tag) {
+                Some((_, ops)) => ops.push(entry),
+                None => groups.push((tag, vec![entry])),
+            }
+        }
+    }
+    let groups: Vec<Value> = groups.into_iter().map(|(tag, ops)| json!({"tag": tag, "ops": ops})).collect();
+    minijinja::Value::from_serialize(json!({
+        "title": text(&doc["info"]["title"]) + " API reference",
+        "description": doc["info"]["description"],
+        "version": doc["info"]["version"],
+        "groups": groups,
+    }))
 }
 
 #[cfg(test)]
