@@ -106,6 +106,16 @@ pub fn peer_ip() -> Option<std::net::IpAddr> {
     PEER.try_with(|p| p.ip()).ok()
 }
 
+/// A query string a handler takes as `Result<Query<T>, QueryRejection>`, as an error of the
+/// core that the handler's front renders in its own format (axum's own rejection is plain
+/// text, which no front answers in).
+pub fn query<T>(
+    q: Result<axum::extract::Query<T>, axum::extract::rejection::QueryRejection>,
+) -> Result<T, tessera_core::Error> {
+    q.map(|axum::extract::Query(v)| v)
+        .map_err(|e| tessera_core::Error::invalid_request(format!("invalid query: {}", e.body_text())))
+}
+
 /// The `Retry-After` value for an error, if it has one.
 pub fn retry_after(e: &tessera_core::Error) -> Option<axum::http::HeaderValue> {
     use tessera_core::ErrorKind;

@@ -21,6 +21,8 @@ pub enum Front {
     Sftpgo,
     Ica,
     DocSpace,
+    /// The admin API and self-service (RFC 9457 problems).
+    Admin,
 }
 
 impl Front {
@@ -33,6 +35,8 @@ impl Front {
             Front::Ica
         } else if path.starts_with("/api/2.0/") {
             Front::DocSpace
+        } else if is_admin(path) {
+            Front::Admin
         } else {
             Front::OAuth
         }
@@ -47,8 +51,18 @@ impl Front {
             Front::Sftpgo => fronts::sftpgo::failure(e),
             Front::Ica => fronts::ica::problem(&e, "/ica/rest", crate::time::unix_now()),
             Front::DocSpace => fronts::docspace::failure(e),
+            Front::Admin => crate::admin::ApiError::from(e).into_response(),
         }
     }
+}
+
+/// `/admin/v1/...` or `/me...`, at the default tenant's prefix or under `/t/{tenant}`.
+fn is_admin(path: &str) -> bool {
+    let rest = match path.strip_prefix("/t/") {
+        Some(r) => r.find('/').and_then(|i| r.get(i..)).unwrap_or_default(),
+        None => path,
+    };
+    rest.starts_with("/admin/v1") || rest == "/me" || rest.starts_with("/me/")
 }
 
 fn panicked(front: Front) -> Response {
@@ -128,6 +142,31 @@ impl<F: Future<Output = Result<Response, Infallible>>> Future for Caught<F> {
                 let _: Result<(), _> = caught;
                 Poll::Ready(Ok(panicked(*front)))
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_path_panics_in_its_fronts_format() {
+        for (path, front) in [
+            ("/oauth2/token", Front::OAuth),
+            ("/t/acme/oauth2/token", Front::OAuth),
+            ("/v3/oauth2/tokens", Front::Tapis),
+            ("/api/v2/user/token", Front::Sftpgo),
+            ("/ica/rest/api/tokens", Front::Ica),
+            ("/api/2.0/security/oauth2/token", Front::DocSpace),
+            ("/admin/v1/users", Front::Admin),
+            ("/t/acme/admin/v1/users", Front::Admin),
+            ("/me", Front::Admin),
+            ("/t/acme/me/api-keys", Front::Admin),
+            ("/metrics", Front::OAuth),
+            ("/t/meow", Front::OAuth),
+        ] {
+            assert_eq!(Front::of(path), front, "{path}");
         }
     }
 }

@@ -744,3 +744,18 @@ async fn the_audit_trail_over_the_api_records_every_admin_change_without_a_secre
     let bobs = access(&user_token(&s, "default", "bob", reset).await);
     problem(&api(&s, "GET", "/admin/v1/audit", Some(&bobs), None).await, 403, "forbidden", "not an admin");
 }
+
+/// Found by schemathesis: a lifetime near `i64::MAX` overflowed (a panic, answered 500).
+#[tokio::test]
+async fn an_api_key_lifetime_out_of_range_is_a_problem_not_a_crash() {
+    let s = TestServer::start().await;
+    let token = admin_token(&s).await;
+    for expires_in in [i64::MAX - 1, 10 * 365 * 86_400 + 1, 0] {
+        let body = json!({"name": "k", "expires_in": expires_in, "scopes": []});
+        let p = problem(&api(&s, "POST", "/me/api-keys", Some(&token), Some(body)).await, 400, "invalid_request", "x");
+        assert_eq!(p["errors"][0]["field"], "expires_in", "{p}");
+    }
+    let body = json!({"name": "k", "expires_in": 86_400});
+    let k = ok(&api(&s, "POST", "/me/api-keys", Some(&token), Some(body)).await, 201, "a day");
+    assert!(k["expires_at"].as_i64().is_some_and(|e| e > now() + 86_000), "{k}");
+}

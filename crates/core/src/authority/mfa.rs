@@ -47,6 +47,9 @@ fn seal_context(tenant: &str, username: &str) -> String {
     format!("totp:{tenant}:{username}")
 }
 
+/// The longest lifetime an API key may be given, in seconds (ten years).
+pub const MAX_API_KEY_LIFETIME: i64 = 10 * 365 * 86_400;
+
 impl Authority {
     // ----- TOTP ---------------------------------------------------------------------------
 
@@ -217,7 +220,10 @@ impl Authority {
                 return Err(Error::invalid_request(format!("user `{username}` is disabled")));
             }
             if matches!(expires_in, Some(e) if e <= 0) {
-                return Err(Error::invalid_request("the expiry must be in the future"));
+                return Err(Error::invalid_request("the expiry must be in the future").at("expires_in"));
+            }
+            if matches!(expires_in, Some(e) if e > MAX_API_KEY_LIFETIME) {
+                return Err(Error::invalid_request("an API key lives at most ten years").at("expires_in"));
             }
             let scopes = parse_scope(&scopes.join(" ")).map_err(|e| Error::invalid_request(e.description))?;
             let now = self.now();
@@ -229,7 +235,7 @@ impl Authority {
                 name: if name.is_empty() { "api key".to_owned() } else { name.to_owned() },
                 scopes,
                 created_at: now,
-                expires_at: expires_in.map(|e| now + e),
+                expires_at: expires_in.map(|e| now.saturating_add(e)),
                 revoked_at: None,
                 last_used_at: None,
             };

@@ -18,7 +18,7 @@ pub use admin::{NewClient, TenantPolicy};
 pub use audit::MAX_PAGE as AUDIT_MAX_PAGE;
 pub use browser::{Authorization, AuthorizeError, AuthorizeRequest, Prompt, SignInStep, UserInfo};
 pub use manage::{ClientUpdate, MAX_SECRET_GRACE, UserFilter, UserUpdate};
-pub use mfa::{Session, TotpEnrolment};
+pub use mfa::{MAX_API_KEY_LIFETIME, Session, TotpEnrolment};
 
 use crate::clock::{Clock, Rng};
 use crate::error::{Error, Result};

@@ -10,7 +10,7 @@ mod resources;
 mod views;
 
 pub use auth::admin_audience;
-pub use problem::{FieldError, Problem, problem_type};
+pub use problem::{ApiError, FieldError, Problem, problem_type};
 
 use crate::openapi::{Front, errors_of};
 

@@ -6,6 +6,7 @@ use crate::AppState;
 use crate::extract::{Origin, basic_credentials, bearer_token, header_text};
 use crate::openapi::{Api, Field, Front, doc, object};
 use crate::time::rfc3339_z;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{OriginalUri, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -171,11 +172,15 @@ fn bearer_tenant(state: &AppState, q: &TenantParam, headers: &HeaderMap, raw: &s
 
 async fn tokens_post(
     State(state): State<AppState>,
-    Query(q): Query<TenantParam>,
+    q: Result<Query<TenantParam>, QueryRejection>,
     OriginalUri(uri): OriginalUri,
     Origin(origin): Origin,
     headers: HeaderMap,
 ) -> Response {
+    let q = match crate::extract::query(q) {
+        Ok(q) => q,
+        Err(e) => return problem(&e, uri.path(), state.auth.now()),
+    };
     let issued = match sign_in(&state, &q, &headers, origin).await {
         Ok((user, provenance)) => state.auth.issue_session(&user, session(provenance)),
         Err(e) => Err(e),
@@ -191,11 +196,15 @@ async fn tokens_post(
 
 async fn refresh_post(
     State(state): State<AppState>,
-    Query(q): Query<TenantParam>,
+    q: Result<Query<TenantParam>, QueryRejection>,
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
 ) -> Response {
-    match refresh(&state, &q, &headers).await {
+    let refreshed = match crate::extract::query(q) {
+        Ok(q) => refresh(&state, &q, &headers).await,
+        Err(e) => Err(e),
+    };
+    match refreshed {
         Ok(token) => token_reply(&token),
         Err(e) => problem(&e, uri.path(), state.auth.now()),
     }

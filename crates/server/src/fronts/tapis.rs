@@ -10,6 +10,7 @@ use crate::openapi::{
 use crate::time::rfc3339;
 use crate::urls::{endpoint_base, verification_uri};
 use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -125,27 +126,13 @@ pub fn front() -> Front {
         .get(
             "/authorize",
             crate::pages::authorize::authorize_get,
-            doc("Authorization endpoint (code + PKCE)")
-                .query(&[
-                    "response_type",
-                    "client_id",
-                    "redirect_uri",
-                    "scope",
-                    "state",
-                    "nonce",
-                    "code_challenge",
-                    "code_challenge_method",
-                    "prompt",
-                    "max_age",
-                ])
-                .public()
-                .for_people(),
+            doc("Authorization endpoint (code + PKCE)").query(crate::oauth::AUTHORIZE_QUERY).public().for_people(),
         )
         .post(
             "/authorize",
             crate::pages::authorize::authorize_post,
             doc("Authorization: the sign-in, code and consent forms")
-                .form(&["csrf", "step", "username", "password", "otp", "ticket", "decision", "action"])
+                .form(crate::oauth::AUTHORIZE_FORM)
                 .public()
                 .for_people(),
         )
@@ -659,9 +646,10 @@ async fn profile_get(
 async fn profiles_list_get(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
-    Query(page): Query<Page>,
+    page: Result<Query<Page>, QueryRejection>,
     headers: HeaderMap,
 ) -> TapisResult {
+    let page = crate::extract::query(page)?;
     let me = caller(&state, &tenant, &headers).await?;
     let users = page.apply(state.auth.list_users(&me.actor(), &tenant).await?);
     let list: Vec<Profile<'_>> = users.iter().map(profile).collect();
@@ -720,9 +708,10 @@ async fn clients_create_post(
 async fn clients_list_get(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
-    Query(page): Query<Page>,
+    page: Result<Query<Page>, QueryRejection>,
     headers: HeaderMap,
 ) -> TapisResult {
+    let page = crate::extract::query(page)?;
     let me = caller(&state, &tenant, &headers).await?;
     let mine = page.apply(state.auth.list_clients(&me.actor(), &tenant).await?);
     let list: Vec<ClientAnswer<'_>> = mine.iter().map(|c| client_json(c, None)).collect();

@@ -34,7 +34,9 @@ const TOKEN_FORM: &[&str] = &[
     "audience",
 ];
 
-const AUTHORIZE_QUERY: &[&str] = &[
+/// The parameters of an authorization request (RFC 6749 section 4.1.1, RFC 7636, OpenID
+/// Connect Core section 3.1.2.1).
+pub(crate) const AUTHORIZE_QUERY: &[&str] = &[
     "response_type",
     "client_id",
     "redirect_uri",
@@ -47,6 +49,10 @@ const AUTHORIZE_QUERY: &[&str] = &[
     "max_age",
     "login_hint",
 ];
+
+/// The fields of the sign-in, second-factor and consent forms.
+pub(crate) const AUTHORIZE_FORM: &[&str] =
+    &["csrf", "step", "username", "password", "otp", "ticket", "decision", "action"];
 
 /// The errors of the standard endpoints (RFC 6749 section 5.2).
 fn oauth_errors() -> (&'static str, RefOr<Schema>) {
@@ -154,10 +160,7 @@ pub fn front() -> Front {
         .post(
             "/oauth2/authorize",
             authorize::authorize_post,
-            doc("Authorization: the sign-in, code and consent forms")
-                .form(&["csrf", "step", "username", "password", "otp", "ticket", "decision", "action"])
-                .public()
-                .for_people(),
+            doc("Authorization: the sign-in, code and consent forms").form(AUTHORIZE_FORM).public().for_people(),
         )
         .get(
             "/oauth2/logout",
