@@ -23,6 +23,8 @@ struct Page {
     status: u16,
     location: Option<String>,
     set_cookies: Vec<String>,
+    /// The Content-Security-Policy header.
+    csp: Option<String>,
     body: String,
 }
 
@@ -82,6 +84,7 @@ impl Browser {
         let res = req.send().await.expect("request");
         let status = res.status().as_u16();
         let location = res.headers().get("location").map(|v| v.to_str().expect("ascii").to_owned());
+        let csp = res.headers().get("content-security-policy").map(|v| v.to_str().expect("ascii").to_owned());
         let set_cookies: Vec<String> =
             res.headers().get_all("set-cookie").iter().map(|v| v.to_str().expect("ascii").to_owned()).collect();
         for c in &set_cookies {
@@ -93,7 +96,7 @@ impl Browser {
                 self.cookies.insert(k.to_owned(), v.to_owned());
             }
         }
-        Page { status, location, set_cookies, body: res.text().await.expect("body") }
+        Page { status, location, set_cookies, csp, body: res.text().await.expect("body") }
     }
 
     async fn get(&mut self, url: &str) -> Page {
@@ -223,6 +226,11 @@ async fn a_person_signs_in_consents_and_the_client_gets_tokens_and_an_id_token()
     assert_eq!(login.status, 200, "{}", login.body);
     assert!(login.body.contains("Photo Album") && login.body.contains("default"), "{}", login.body);
     assert!(!login.body.contains("<script"), "no JavaScript");
+    // Browsers apply form-action to the redirect that answers a form: the client's origin
+    // must be allowed, and nothing more.
+    let csp = login.csp.as_deref().unwrap_or_default();
+    assert!(csp.contains("form-action 'self' https://app.example;"), "{csp}");
+    assert!(csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"), "{csp}");
     let csrf_cookie = login.set_cookies.iter().find(|c| c.starts_with("tessera-csrf=")).expect("csrf cookie");
     assert!(csrf_cookie.contains("HttpOnly") && csrf_cookie.contains("SameSite=Lax"), "{csrf_cookie}");
 
@@ -633,4 +641,111 @@ async fn discovery_lists_the_browser_flow() {
         assert!(d["claims_supported"].as_array().unwrap().iter().any(|x| x == c), "{c}");
     }
     assert!(d["grant_types_supported"].as_array().unwrap().iter().any(|g| g == "authorization_code"));
+}
+
+/// A public device-flow client named `name`, with scope `tv`; returns its id.
+fn device_client(s: &TestServer, name: &str) -> String {
+    let grant = "urn:ietf:params:oauth:grant-type:device_code";
+    let args = ["client", "create", "--name", name, "--grant", grant, "--scope", "tv", "--public", "--json"];
+    let v: Value = serde_json::from_str(s.cli_ok(&args, None).trim()).expect("json");
+    v["client_id"].as_str().expect("id").to_owned()
+}
+
+/// A device authorization of `client`: (device_code, user_code, verification_uri_complete).
+async fn start_device(s: &TestServer, client: &str) -> (String, String, String) {
+    let r = s.post_form("default", "/oauth2/device_authorization", &[("scope", "tv")], Auth::Public(client)).await;
+    let d = r.assert_ok("device authorization");
+    let text = |k: &str| d[k].as_str().unwrap_or_else(|| panic!("no {k}: {d}")).to_owned();
+    (text("device_code"), text("user_code"), text("verification_uri_complete"))
+}
+
+async fn poll_device(s: &TestServer, client: &str, device_code: &str) -> Resp {
+    let form = [("grant_type", "urn:ietf:params:oauth:grant-type:device_code"), ("device_code", device_code)];
+    s.token("default", &form, Auth::Public(client)).await
+}
+
+#[tokio::test]
+async fn a_signed_in_person_approves_or_denies_a_device_without_the_password_again() {
+    let s = TestServer::start_with_env(&[("TESSERA_DEVICE_INTERVAL", "1")]).await;
+    user_with_profile(&s, "erin");
+    let (web, _) = code_client(&s, "Photo Album", true, true);
+    let tv = device_client(&s, "Living-room TV");
+    let device_page = s.url("default", "/device");
+    let (code1, user1, complete1) = start_device(&s, &tv).await;
+    let (code2, user2, complete2) = start_device(&s, &tv).await;
+    assert_eq!(complete1, format!("{device_page}?user_code={user1}"));
+
+    // Without a session: the code is filled in, the password is asked, nothing is looked up.
+    let mut b = Browser::new();
+    let page = b.get(&complete1).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains(&user1) && page.body.contains("name=\"password\""), "{}", page.body);
+    assert!(!page.body.contains("Living-room TV"), "the client is shown before the sign-in");
+
+    // Signed in at the authorization endpoint: the device page decides at once.
+    let url = authorize_url(&s, "default", &usual(&web, CB, &s256(VERIFIER)));
+    let login = b.get(&url).await;
+    b.sign_in(&url, &login, "erin", PASSWORD).await.assert_redirect_to(CB);
+    let page = b.get(&complete1).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    for shown in ["Living-room TV", "default", "erin", &user1, "tv", "Approve", "Deny"] {
+        assert!(page.body.contains(shown), "{shown} not shown: {}", page.body);
+    }
+    assert!(!page.body.contains("name=\"password\""), "the password asked again: {}", page.body);
+    assert!(!page.body.contains("<script"), "no JavaScript");
+    let csrf = page.field("csrf");
+    assert_eq!(page.field("via"), "session");
+
+    // Without the CSRF token, or with another one, nothing is decided.
+    for forged in ["", "a-csrf-token-of-some-other-browser-0123456789"] {
+        let form = [("user_code", user1.as_str()), ("via", "session"), ("csrf", forged), ("action", "approve")];
+        let r = b.post(&device_page, &form).await;
+        assert_eq!(r.status, 403, "{}", r.body);
+        assert!(r.body.contains("name=\"password\""), "{}", r.body);
+    }
+    // Another browser has no session: its own CSRF pair is not enough.
+    let mut other = Browser::new();
+    other.get(&complete1).await;
+    let their_csrf = other.cookies.get("tessera-csrf").expect("a CSRF cookie").clone();
+    let form = [("user_code", user1.as_str()), ("via", "session"), ("csrf", &their_csrf), ("action", "approve")];
+    let r = other.post(&device_page, &form).await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    poll_device(&s, &tv, &code1).await.assert_error(400, "authorization_pending", "nothing decided yet");
+
+    // Approve the first, deny the second; the poller gets tokens, then access_denied.
+    let form = [("user_code", user1.as_str()), ("via", "session"), ("csrf", &csrf), ("action", "approve")];
+    let done = b.post(&device_page, &form).await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert!(done.body.contains("Device connected"), "{}", done.body);
+    let t = poll_device(&s, &tv, &code1).await.assert_ok("approved device").clone();
+    let claims = decode_jwt(t["access_token"].as_str().expect("access token")).claims;
+    assert_eq!((claims["sub"].as_str(), claims["scope"].as_str()), (Some("erin"), Some("tv")));
+    let page = b.get(&complete2).await;
+    assert!(page.body.contains("Living-room TV") && page.body.contains(&user2), "{}", page.body);
+    let form = [("user_code", user2.as_str()), ("via", "session"), ("csrf", &csrf), ("action", "deny")];
+    let done = b.post(&device_page, &form).await;
+    assert!(done.body.contains("Request denied"), "{}", done.body);
+    poll_device(&s, &tv, &code2).await.assert_error(400, "access_denied", "denied device");
+    // A decided code is no longer pending: the page says so and decides nothing more.
+    let again = b.get(&complete1).await;
+    assert_eq!(again.status, 404, "{}", again.body);
+    assert!(again.body.contains("unknown or has expired"), "{}", again.body);
+    let form = [("user_code", user2.as_str()), ("via", "session"), ("csrf", &csrf), ("action", "approve")];
+    assert_eq!(b.post(&device_page, &form).await.status, 404);
+    poll_device(&s, &tv, &code2).await.assert_error(400, "access_denied", "still denied");
+
+    // After signing out, the page asks for the password again, and an old form fails.
+    let (code3, user3, complete3) = start_device(&s, &tv).await;
+    let decision = b.get(&complete3).await;
+    let csrf = decision.field("csrf");
+    let confirm = b.get(&s.url("default", "/oauth2/logout")).await;
+    assert!(confirm.body.contains("Sign out?"), "{}", confirm.body);
+    let out = b.post(&s.url("default", "/oauth2/logout"), &[("csrf", &csrf)]).await;
+    assert!(out.body.contains("You are signed out"), "{}", out.body);
+    let form = [("user_code", user3.as_str()), ("via", "session"), ("csrf", &csrf), ("action", "approve")];
+    let r = b.post(&device_page, &form).await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert!(r.body.contains("name=\"password\""), "{}", r.body);
+    assert!(b.get(&complete3).await.body.contains("name=\"password\""));
+    poll_device(&s, &tv, &code3).await.assert_error(400, "authorization_pending", "not decided after logout");
 }

@@ -3,14 +3,13 @@
 //! `/oauth2/logout` (OpenID Connect RP-initiated logout). Every decision is the core's; this
 //! module reads the query, the forms and the cookies, and renders pages and redirects.
 //!
-//! Forms carry a CSRF token that must equal the one in a cookie of their own (double submit;
-//! the cookies are `SameSite=Lax`, so a cross-site POST carries neither). The authorization
-//! request stays in the URL: the forms post back to it.
+//! Forms carry a CSRF token (see [`super::visit`]). The authorization request stays in the
+//! URL: the forms post back to it.
 
-use super::page;
+use super::visit::Visit;
 use crate::AppState;
-use crate::extract::{Form, Origin, Tenant, cookie_value, parse_form, parse_query, read_body, retry_after};
-use crate::urls::{is_https, with_query};
+use crate::extract::{Form, Origin, Tenant, parse_form, parse_query, read_body, retry_after};
+use crate::urls::{endpoint, with_query};
 use axum::extract::{RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -22,104 +21,6 @@ use tessera_core::{Error, ErrorKind};
 
 const WRONG_CREDENTIALS: &str = "Wrong username or password.";
 const WRONG_CODE: &str = "That code is wrong or was already used.";
-
-/// The cookies of the pages: `__Host-` prefixed (host-only, path `/`, `Secure`) when the
-/// deployment is reached over https.
-struct Cookies {
-    https: bool,
-}
-
-impl Cookies {
-    fn of(state: &AppState) -> Self {
-        Cookies { https: is_https(state) }
-    }
-
-    fn name(&self, base: &str) -> String {
-        if self.https { format!("__Host-{base}") } else { base.to_owned() }
-    }
-
-    /// The session cookie of a tenant (a session belongs to one tenant).
-    fn session(&self, tenant: &str) -> String {
-        self.name(&format!("tessera-session-{tenant}"))
-    }
-
-    fn csrf(&self) -> String {
-        self.name("tessera-csrf")
-    }
-
-    /// A `Set-Cookie` value; `None` clears the cookie.
-    fn set(&self, name: &str, value: Option<&str>) -> Option<HeaderValue> {
-        let secure = if self.https { "; Secure" } else { "" };
-        let v = match value {
-            Some(v) => format!("{name}={v}; Path=/; HttpOnly; SameSite=Lax{secure}"),
-            None => format!("{name}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{secure}"),
-        };
-        HeaderValue::from_str(&v).ok()
-    }
-}
-
-/// What one request to the pages brings: its tenant, cookies and the CSRF token its forms
-/// carry (the cookie's, or a new one set with the answer).
-struct Visit {
-    tenant: String,
-    cookies: Cookies,
-    csrf: String,
-    new_csrf: bool,
-    session_cookie: Option<String>,
-    /// `Set-Cookie` values for the answer.
-    set: Vec<HeaderValue>,
-}
-
-impl Visit {
-    fn new(state: &AppState, tenant: &str, headers: &HeaderMap) -> Self {
-        let cookies = Cookies::of(state);
-        let existing = cookie_value(headers, &cookies.csrf(), false).filter(|c| c.len() >= 32 && c.len() <= 64);
-        let (csrf, new_csrf) = match existing {
-            Some(c) => (c.to_owned(), false),
-            None => (state.auth.random_token(), true),
-        };
-        let session_cookie = cookie_value(headers, &cookies.session(tenant), false).map(str::to_owned);
-        Visit { tenant: tenant.to_owned(), cookies, csrf, new_csrf, session_cookie, set: vec![] }
-    }
-
-    /// The form's CSRF token equals the cookie's (and the cookie was there).
-    fn csrf_ok(&self, form: &mut Form<'_>) -> bool {
-        let given = form.remove("csrf").unwrap_or_default();
-        !self.new_csrf && ct_eq(given.as_bytes(), self.csrf.as_bytes())
-    }
-
-    fn signed_in(&mut self, cookie: &Secret) {
-        let name = self.cookies.session(&self.tenant);
-        self.set.extend(self.cookies.set(&name, Some(cookie.expose())));
-    }
-
-    fn signed_out(&mut self) {
-        let name = self.cookies.session(&self.tenant);
-        self.set.extend(self.cookies.set(&name, None));
-    }
-
-    /// Add the cookies to an answer.
-    fn finish(mut self, mut res: Response) -> Response {
-        if self.new_csrf {
-            let name = self.cookies.csrf();
-            self.set.extend(self.cookies.set(&name, Some(&self.csrf)));
-        }
-        for v in self.set {
-            res.headers_mut().append(header::SET_COOKIE, v);
-        }
-        res
-    }
-
-    fn page(self, status: StatusCode, template: &str, ctx: minijinja::Value) -> Response {
-        let tenant = self.tenant.clone();
-        let ctx = context! { tenant, csrf => &self.csrf, ..ctx };
-        self.finish(page(status, template, ctx))
-    }
-
-    fn message(self, status: StatusCode, title: &str, message: &str) -> Response {
-        self.page(status, "message.html", context! { title, message })
-    }
-}
 
 /// A 303 to `location` (the browser follows with a GET).
 fn see_other(location: &str) -> Response {
@@ -165,18 +66,24 @@ fn redirect_error(state: &AppState, tenant: &str, redirect_uri: &str, st: Option
 /// The person's page for an error that must not go to the client (unknown client or
 /// redirect URI, a broken request), or that the core answers for everyone (limits, outage).
 fn error_page(visit: Visit, e: &Error) -> Response {
-    let (status, message) = match e.kind {
-        ErrorKind::RateLimited => (StatusCode::TOO_MANY_REQUESTS, e.description.as_str()),
+    let (status, message, detail) = match e.kind {
+        ErrorKind::RateLimited => (StatusCode::TOO_MANY_REQUESTS, e.description.as_str(), None),
         ErrorKind::Unavailable => {
-            (StatusCode::SERVICE_UNAVAILABLE, "The service is temporarily unavailable; try again soon.")
+            (StatusCode::SERVICE_UNAVAILABLE, "The service is temporarily unavailable; try again soon.", None)
         }
-        ErrorKind::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong on our side."),
-        ErrorKind::InvalidClient => (StatusCode::BAD_REQUEST, "The application that sent you here is not known."),
-        _ => (StatusCode::BAD_REQUEST, e.description.as_str()),
+        ErrorKind::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong on our side.", None),
+        ErrorKind::InvalidClient => (StatusCode::BAD_REQUEST, "The application that sent you here is not known.", None),
+        _ => (
+            StatusCode::BAD_REQUEST,
+            "The application that sent you here made a request that cannot be answered.",
+            Some(e.description.as_str()),
+        ),
     };
     let retry = retry_after(e);
-    let message = format!("{message} (The application that sent you here made a request that cannot be answered.)");
-    let mut res = visit.message(status, "Sign-in error", &message);
+    // The technical reason is for the application's developers: shown apart, in small print.
+    let detail = detail.map(|d| format!("Details for the application's developers: {d}"));
+    let ctx = context! { title => "Sign-in error", message, detail };
+    let mut res = visit.page(status, "message.html", ctx);
     if let Some(v) = retry {
         res.headers_mut().insert(header::RETRY_AFTER, v);
     }
@@ -213,9 +120,12 @@ fn describe_scope(s: &str) -> String {
     }
 }
 
-fn consent_page(visit: Visit, auth: &Authorization, session: &BrowserSession) -> Response {
+fn consent_page(state: &AppState, visit: Visit, auth: &Authorization, session: &BrowserSession) -> Response {
     let scopes: Vec<String> = auth.scopes.iter().map(|s| describe_scope(s)).collect();
-    let ctx = context! { title => "Allow access?", client => &auth.client.name, username => &session.username, scopes };
+    let sign_out = endpoint(state, &visit.tenant, "/oauth2/logout");
+    let ctx = context! {
+        title => "Allow access?", client => &auth.client.name, username => &session.username, scopes, sign_out,
+    };
     visit.page(StatusCode::OK, "consent.html", ctx)
 }
 
@@ -244,14 +154,9 @@ async fn proceed(state: &AppState, visit: Visit, auth: &Authorization, session: 
             visit,
             auth.fail(Error::new(ErrorKind::ConsentRequired, "the user has not allowed this client")),
         ),
-        Ok(true) => consent_page(visit, auth, session),
+        Ok(true) => consent_page(state, visit, auth, session),
         Err(e) => error_page(visit, &e),
     }
-}
-
-/// The live session of the visit's cookie, if any.
-async fn current_session(state: &AppState, visit: &Visit) -> Result<Option<BrowserSession>, Error> {
-    state.auth.browser_session(&visit.tenant, visit.session_cookie.as_deref()).await
 }
 
 pub async fn authorize_get(
@@ -260,7 +165,7 @@ pub async fn authorize_get(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    let visit = Visit::new(&state, &tenant, &headers);
+    let mut visit = Visit::new(&state, &tenant, &headers);
     let mut form = match parse_query(query.as_deref()) {
         Ok(f) => f,
         Err(e) => return error_page(visit, &e),
@@ -269,7 +174,8 @@ pub async fn authorize_get(
         Ok(a) => a,
         Err(e) => return failure(&state, visit, e),
     };
-    let session = match current_session(&state, &visit).await {
+    visit.allow_form_target(&auth.redirect_uri);
+    let session = match visit.session(&state).await {
         Ok(s) => s.filter(|s| state.auth.session_fits(&auth, s)),
         Err(e) => return error_page(visit, &e),
     };
@@ -301,6 +207,7 @@ pub async fn authorize_post(
         Ok(a) => a,
         Err(e) => return failure(&state, visit, e),
     };
+    visit.allow_form_target(&auth.redirect_uri);
     let body = match read_body(body).await {
         Ok(b) => b,
         Err(unread) => return unread.render(|e| error_page(visit, &e)),
@@ -347,7 +254,7 @@ pub async fn authorize_post(
             }
         }
         "consent" => {
-            let session = match current_session(&state, &visit).await {
+            let session = match visit.session(&state).await {
                 Ok(Some(s)) => s,
                 Ok(None) => return login_page(visit, &auth, StatusCode::UNAUTHORIZED, Some("Sign in again."), ""),
                 Err(e) => return error_page(visit, &e),
@@ -358,7 +265,7 @@ pub async fn authorize_post(
                     Err(e) => error_page(visit, &e),
                 },
                 Some("deny") => failure(&state, visit, auth.fail(Error::access_denied("the user denied the request"))),
-                _ => consent_page(visit, &auth, &session),
+                _ => consent_page(&state, visit, &auth, &session),
             };
         }
         _ => return login_page(visit, &auth, StatusCode::BAD_REQUEST, None, ""),
@@ -428,7 +335,10 @@ pub async fn logout(
             }
         }
     };
-    let session = match current_session(&state, &visit).await {
+    if let Some(uri) = &target {
+        visit.allow_form_target(uri);
+    }
+    let session = match visit.session(&state).await {
         Ok(s) => s,
         Err(e) => return error_page(visit, &e),
     };

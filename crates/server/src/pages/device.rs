@@ -1,61 +1,80 @@
 //! The device verification page (RFC 8628 section 3.3): a person types the code shown on
-//! their device, signs in, and only then sees which application asks and approves or denies.
-//! Before the sign-in, every well-formed code gets the same page (nothing is looked up), so
-//! the page tells a guesser nothing; after it, failed look-ups are limited per address and
-//! per tenant (section 5.1).
+//! their device (or follows `verification_uri_complete`, which fills it in), signs in, and
+//! only then sees which application asks and approves or denies. Before the sign-in, every
+//! well-formed code gets the same page (nothing is looked up), so the page tells a guesser
+//! nothing; after it, failed look-ups are limited per address and per tenant (section 5.1).
+//!
+//! A person already signed in at the tenant (the session of the sign-in pages) is not asked
+//! for their password again: they see the decision at once, and its form carries the CSRF
+//! token of the sign-in pages instead of a ticket.
 
-use super::page;
+use super::visit::Visit;
 use crate::AppState;
 use crate::extract::{Origin, Tenant, parse_form, read_body, retry_after};
+use crate::urls::endpoint;
 use axum::extract::{Query, Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use minijinja::context;
 use std::collections::HashMap;
 use tessera_core::device::{display_user_code, normalize_user_code};
 use tessera_core::secret::Secret;
-use tessera_core::store::DeviceRecord;
+use tessera_core::store::{BrowserSession, DeviceRecord};
 use tessera_core::{Error, ErrorKind};
 
 const TITLE: &str = "Connect a device";
 const MALFORMED: &str = "That is not a valid code: it has 8 letters, as shown on your device (XXXX-XXXX).";
 const UNKNOWN: &str = "That code is unknown or has expired.";
 
-fn code_form(status: StatusCode, error: Option<&str>) -> Response {
-    page(status, "device_code.html", context! { title => TITLE, error })
+fn code_form(visit: Visit, status: StatusCode, error: Option<&str>) -> Response {
+    visit.page(status, "device_code.html", context! { title => TITLE, error })
 }
 
 /// The sign-in step: the same for every well-formed code but for the code itself.
-fn sign_in_form(status: StatusCode, code: &str, error: Option<&str>) -> Response {
+fn sign_in_form(visit: Visit, status: StatusCode, code: &str, error: Option<&str>) -> Response {
     let ctx = context! { title => TITLE, error, code, code_shown => display_user_code(code) };
-    page(status, "device_sign_in.html", ctx)
+    visit.page(status, "device_sign_in.html", ctx)
 }
 
-/// After the sign-in: who asks, for what, and the choice (the ticket stands for the sign-in).
-fn decision_form(rec: &DeviceRecord, client_name: &str, ticket: &str) -> Response {
+/// Who decides on the decision page: the person who just signed in (the ticket stands for
+/// their sign-in), or the person of the live session.
+enum Decider<'a> {
+    Ticket(String),
+    Session(&'a BrowserSession),
+}
+
+/// After the sign-in: who asks, for what, and the choice.
+fn decision_form(state: &AppState, visit: Visit, rec: &DeviceRecord, client_name: &str, by: Decider<'_>) -> Response {
+    let (ticket, username, sign_out) = match by {
+        Decider::Ticket(t) => (Some(t), None, None),
+        Decider::Session(s) => (None, Some(s.username.clone()), Some(endpoint(state, &visit.tenant, "/oauth2/logout"))),
+    };
+    let scopes: Vec<&str> = rec.scope.as_deref().map(|s| s.split(' ').collect()).unwrap_or_default();
     let ctx = context! {
-        title => TITLE,
+        title => "Approve this device?",
         client => client_name,
         code => &rec.user_code,
         code_shown => display_user_code(&rec.user_code),
-        scope => rec.scope.as_deref(),
+        scopes,
         ticket,
+        username,
+        sign_out,
     };
-    page(StatusCode::OK, "device_decide.html", ctx)
+    visit.page(StatusCode::OK, "device_decide.html", ctx)
 }
 
-fn decided(approve: bool) -> Response {
+fn decided(visit: Visit, approve: bool) -> Response {
     let (title, message) = if approve {
         ("Device connected", "You can return to your device now.")
     } else {
         ("Request denied", "The device will not be signed in.")
     };
-    page(StatusCode::OK, "message.html", context! { title, message })
+    visit.message(StatusCode::OK, title, message)
 }
 
 /// The page for an error of the engine: `rate_limited` (429) and `unavailable` (503) in the
 /// engine's words, with `Retry-After`; anything else as `otherwise` says.
-fn error_page(e: &Error, body: impl Fn(StatusCode, &str) -> Response, otherwise: (StatusCode, &str)) -> Response {
+fn error_page(e: &Error, body: impl FnOnce(StatusCode, &str) -> Response, otherwise: (StatusCode, &str)) -> Response {
     let status = match e.kind {
         ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -68,19 +87,43 @@ fn error_page(e: &Error, body: impl Fn(StatusCode, &str) -> Response, otherwise:
     res
 }
 
-pub async fn device_get(Tenant(_): Tenant, Query(q): Query<HashMap<String, String>>) -> Response {
+/// The code form, an error and its status.
+fn unknown(visit: Visit) -> impl FnOnce(StatusCode, &str) -> Response {
+    move |status, m| code_form(visit, status, Some(m))
+}
+
+pub async fn device_get(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    Origin(origin): Origin,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let visit = Visit::new(&state, &tenant, &headers);
     let Some(typed) = q.get("user_code").filter(|c| !c.is_empty()) else {
-        return code_form(StatusCode::OK, None);
+        return code_form(visit, StatusCode::OK, None);
     };
-    // Nothing is looked up before the sign-in: a hit and a miss get the same page.
-    match normalize_user_code(typed) {
-        Some(code) => sign_in_form(StatusCode::OK, &code, None),
-        None => code_form(StatusCode::BAD_REQUEST, Some(MALFORMED)),
+    let Some(code) = normalize_user_code(typed) else {
+        return code_form(visit, StatusCode::BAD_REQUEST, Some(MALFORMED));
+    };
+    let session = match visit.session(&state).await {
+        Ok(s) => s,
+        Err(e) => return error_page(&e, unknown(visit), (StatusCode::SERVICE_UNAVAILABLE, UNKNOWN)),
+    };
+    // Without a session nothing is looked up before the sign-in: a hit and a miss get the
+    // same page. With one, the person has signed in already.
+    let Some(session) = session else {
+        return sign_in_form(visit, StatusCode::OK, &code, None);
+    };
+    match state.auth.device_lookup(&tenant, &code, origin).await {
+        Ok((rec, client)) => decision_form(&state, visit, &rec, &client.name, Decider::Session(&session)),
+        Err(e) => error_page(&e, unknown(visit), (StatusCode::NOT_FOUND, UNKNOWN)),
     }
 }
 
-/// The sign-in (then the decision page), or the decision with the ticket of a sign-in. A
-/// sign-in that names the action too decides at once (for scripts).
+/// The sign-in (then the decision page), the decision with the ticket of a sign-in, or the
+/// decision of the live session (`via=session`, CSRF-checked). A sign-in that names the
+/// action too decides at once (for scripts).
 pub async fn device_post(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
@@ -88,6 +131,8 @@ pub async fn device_post(
     request: Request,
 ) -> Response {
     let (parts, body) = request.into_parts();
+    let headers = parts.headers;
+    let visit = Visit::new(&state, &tenant, &headers);
     let body = match read_body(body).await {
         Ok(b) => b,
         Err(unread) => {
@@ -96,30 +141,31 @@ pub async fn device_post(
             } else {
                 "The form could not be read."
             };
-            return unread.render(|_| code_form(StatusCode::BAD_REQUEST, Some(say)));
+            return unread.render(|_| code_form(visit, StatusCode::BAD_REQUEST, Some(say)));
         }
     };
-    let headers = parts.headers;
     let Ok(mut form) = parse_form(&headers, &body) else {
-        return code_form(StatusCode::BAD_REQUEST, Some("The form could not be read."));
+        return code_form(visit, StatusCode::BAD_REQUEST, Some("The form could not be read."));
     };
     let Some(code) = form.remove("user_code").as_deref().and_then(normalize_user_code) else {
-        return code_form(StatusCode::BAD_REQUEST, Some(MALFORMED));
+        return code_form(visit, StatusCode::BAD_REQUEST, Some(MALFORMED));
     };
     let action = match form.remove("action").as_deref() {
         None | Some("") => None,
         Some("approve") => Some(true),
         Some("deny") => Some(false),
-        Some(_) => return sign_in_form(StatusCode::BAD_REQUEST, &code, Some("Choose Approve or Deny.")),
+        Some(_) => return sign_in_form(visit, StatusCode::BAD_REQUEST, &code, Some("Choose Approve or Deny.")),
     };
-    let unknown = |status: StatusCode, m: &str| code_form(status, Some(m));
+    if form.remove("via").as_deref() == Some("session") {
+        return session_decision(&state, visit, form, &code, action, origin).await;
+    }
     if let Some(ticket) = form.remove("ticket").filter(|t| !t.is_empty()) {
         let Some(approve) = action else {
-            return sign_in_form(StatusCode::BAD_REQUEST, &code, Some("Choose Approve or Deny."));
+            return sign_in_form(visit, StatusCode::BAD_REQUEST, &code, Some("Choose Approve or Deny."));
         };
         return match state.auth.device_decide_with_ticket(&tenant, &code, &ticket, approve).await {
-            Ok(_) => decided(approve),
-            Err(e) => error_page(&e, unknown, (StatusCode::NOT_FOUND, UNKNOWN)),
+            Ok(_) => decided(visit, approve),
+            Err(e) => error_page(&e, unknown(visit), (StatusCode::NOT_FOUND, UNKNOWN)),
         };
     }
     let username = form.remove("username").unwrap_or_default();
@@ -132,21 +178,57 @@ pub async fn device_post(
                 ErrorKind::MfaRequired => "Enter the one-time code from your authenticator app too.",
                 _ => "Wrong username, password or code.",
             };
-            return error_page(&e, |status, m| sign_in_form(status, &code, Some(m)), (StatusCode::UNAUTHORIZED, say));
+            let form = |status, m: &str| sign_in_form(visit, status, &code, Some(m));
+            return error_page(&e, form, (StatusCode::UNAUTHORIZED, say));
         }
     };
     let (rec, client) = match state.auth.device_lookup(&tenant, &code, origin).await {
         Ok(found) => found,
-        Err(e) => return error_page(&e, unknown, (StatusCode::NOT_FOUND, UNKNOWN)),
+        Err(e) => return error_page(&e, unknown(visit), (StatusCode::NOT_FOUND, UNKNOWN)),
     };
     match action {
         None => {
             let ticket = state.auth.device_ticket(&rec, &user.username);
-            decision_form(&rec, &client.name, &ticket)
+            decision_form(&state, visit, &rec, &client.name, Decider::Ticket(ticket))
         }
         Some(approve) => match state.auth.device_decide(&tenant, &rec.user_code, &user.username, approve).await {
-            Ok(()) => decided(approve),
-            Err(e) => error_page(&e, unknown, (StatusCode::NOT_FOUND, UNKNOWN)),
+            Ok(()) => decided(visit, approve),
+            Err(e) => error_page(&e, unknown(visit), (StatusCode::NOT_FOUND, UNKNOWN)),
         },
+    }
+}
+
+/// The decision of the person of the live session: the form's CSRF token must be the
+/// cookie's, and the session must still be live (a sign-out in between ends it).
+async fn session_decision(
+    state: &AppState,
+    visit: Visit,
+    mut form: crate::extract::Form<'_>,
+    code: &str,
+    action: Option<bool>,
+    origin: Option<std::net::IpAddr>,
+) -> Response {
+    if !visit.csrf_ok(&mut form) {
+        let say = "The form expired. Sign in to continue.";
+        return sign_in_form(visit, StatusCode::FORBIDDEN, code, Some(say));
+    }
+    let session = match visit.session(state).await {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            let say = "You were signed out. Sign in to continue.";
+            return sign_in_form(visit, StatusCode::UNAUTHORIZED, code, Some(say));
+        }
+        Err(e) => return error_page(&e, unknown(visit), (StatusCode::SERVICE_UNAVAILABLE, UNKNOWN)),
+    };
+    let (rec, client) = match state.auth.device_lookup(&visit.tenant, code, origin).await {
+        Ok(found) => found,
+        Err(e) => return error_page(&e, unknown(visit), (StatusCode::NOT_FOUND, UNKNOWN)),
+    };
+    let Some(approve) = action else {
+        return decision_form(state, visit, &rec, &client.name, Decider::Session(&session));
+    };
+    match state.auth.device_decide(&visit.tenant, &rec.user_code, &session.username, approve).await {
+        Ok(()) => decided(visit, approve),
+        Err(e) => error_page(&e, unknown(visit), (StatusCode::NOT_FOUND, UNKNOWN)),
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod authorize;
 pub mod device;
+mod visit;
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
@@ -42,6 +43,18 @@ fn templates() -> &'static Environment<'static> {
 /// Render `template` with `context` as a complete page, with the headers every page gets:
 /// no caching, no framing, no scripts.
 pub fn page(status: StatusCode, template: &str, context: minijinja::Value) -> Response {
+    page_with_form_targets(status, template, context, &[])
+}
+
+/// [`page`], whose forms may also lead to `form_targets` (CSP source expressions): browsers
+/// apply `form-action` to the redirects that answer a form too, so a form whose answer sends
+/// the person back to a client must name the client's origin.
+pub fn page_with_form_targets(
+    status: StatusCode,
+    template: &str,
+    context: minijinja::Value,
+    form_targets: &[String],
+) -> Response {
     let rendered = templates().get_template(template).and_then(|t| t.render(context));
     let (status, html) = match rendered {
         Ok(html) => (status, html),
@@ -53,12 +66,15 @@ pub fn page(status: StatusCode, template: &str, context: minijinja::Value) -> Re
     let mut res = (status, Html(html)).into_response();
     let h = res.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
-        ),
-    );
+    let mut csp = String::from("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'");
+    for t in form_targets {
+        csp.push(' ');
+        csp.push_str(t);
+    }
+    csp.push_str("; frame-ancestors 'none'");
+    if let Ok(v) = HeaderValue::from_str(&csp) {
+        h.insert(header::CONTENT_SECURITY_POLICY, v);
+    }
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     res
