@@ -631,6 +631,13 @@ pub enum KeyCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Retire a key before its time (it leaked, say): it leaves the JWK Set and tokens it
+    /// signed stop verifying. Not the key that signs now: rotate first.
+    Retire {
+        #[command(flatten)]
+        tenant: TenantArg,
+        kid: String,
+    },
 }
 
 pub async fn key(config: &Config, cmd: KeyCmd) -> Result<()> {
@@ -643,6 +650,10 @@ pub async fn key(config: &Config, cmd: KeyCmd) -> Result<()> {
             } else {
                 println!("new key {} ({}) {}, signs from {}", k.kid, k.alg, k.status, k.activates_at);
             }
+        }
+        KeyCmd::Retire { tenant: TenantArg { tenant }, kid } => {
+            let k = auth.retire_key(&Actor::Operator, &tenant, &kid).await.map_err(core_err)?;
+            println!("retired key {} ({}), which was {}", k.kid, k.alg, k.status);
         }
         KeyCmd::List { tenant: TenantArg { tenant }, json } => {
             let keys = auth.list_keys(&Actor::Operator, &tenant).await.map_err(core_err)?;

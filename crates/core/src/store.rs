@@ -268,6 +268,9 @@ pub trait Store: Send + Sync {
     async fn tenant_update(&self, tenant: &Tenant) -> StoreResult<()>;
 
     async fn key_insert(&self, key: &KeyRecord) -> StoreResult<()>;
+    /// Delete a tenant's key (retired early: its private part is gone, and tokens it signed
+    /// no longer verify); false if there was none. Every node reloads the tenant's keys.
+    async fn key_delete(&self, tenant: &TenantName, kid: &str) -> StoreResult<bool>;
     /// Keys of one tenant, or of all tenants.
     async fn key_list(&self, tenant: Option<&TenantName>) -> StoreResult<Vec<KeyRecord>>;
 
@@ -367,6 +370,16 @@ pub trait Store: Send + Sync {
     async fn browser_session_touch(&self, token_hash: &str, now: i64) -> StoreResult<()>;
     /// End the session with public id `sid`; false if it was not live.
     async fn browser_session_revoke(&self, tenant: &TenantName, sid: &str, now: i64) -> StoreResult<bool>;
+    /// A user's browser sessions that are neither revoked nor past their absolute end, newest
+    /// first.
+    async fn browser_sessions_of(
+        &self,
+        tenant: &TenantName,
+        username: &Username,
+        now: i64,
+    ) -> StoreResult<Vec<BrowserSession>>;
+    /// End every browser session of a user: how many were live.
+    async fn browser_sessions_end(&self, tenant: &TenantName, username: &Username, now: i64) -> StoreResult<u64>;
 
     /// The scopes a person allowed a client, if they were asked before.
     async fn consent_get(

@@ -356,6 +356,19 @@ impl<D: Dialect> Store for Sql<D> {
         .await
     }
 
+    async fn key_delete(&self, tenant: &TenantName, kid: &str) -> StoreResult<bool> {
+        self.run(async {
+            let mut tx = self.begin().await?;
+            let deleted = tx.exec(sql::KEY_DELETE, args![tenant, kid]).await? == 1;
+            if deleted {
+                record_change::<D>(&mut tx, ("key", tenant.as_str(), Some(kid))).await?;
+            }
+            tx.commit().await.db()?;
+            Ok(deleted)
+        })
+        .await
+    }
+
     async fn key_list(&self, tenant: Option<&TenantName>) -> StoreResult<Vec<KeyRecord>> {
         self.run(async {
             match tenant {
@@ -804,6 +817,19 @@ impl<D: Dialect> Store for Sql<D> {
 
     async fn browser_session_revoke(&self, tenant: &TenantName, sid: &str, now: i64) -> StoreResult<bool> {
         self.run(self.exec(sql::SESSION_REVOKE, args![now, tenant, sid])).await.map(|n| n == 1)
+    }
+
+    async fn browser_sessions_of(
+        &self,
+        tenant: &TenantName,
+        username: &Username,
+        now: i64,
+    ) -> StoreResult<Vec<BrowserSession>> {
+        self.run(self.list(sql::SESSIONS_OF, args![tenant, username, now], rows::browser_session)).await
+    }
+
+    async fn browser_sessions_end(&self, tenant: &TenantName, username: &Username, now: i64) -> StoreResult<u64> {
+        self.run(self.exec(sql::SESSIONS_END, args![now, tenant, username])).await
     }
 
     async fn consent_get(

@@ -29,6 +29,7 @@ pub(crate) const KEY_INSERT: &str = "INSERT INTO signing_keys (kid, tenant, alg,
      created_at, activates_at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
 pub(crate) const KEY_LIST_TENANT: &str =
     "SELECT * FROM signing_keys WHERE tenant = $1 ORDER BY activates_at, created_at";
+pub(crate) const KEY_DELETE: &str = "DELETE FROM signing_keys WHERE tenant = $1 AND kid = $2";
 pub(crate) const KEY_LIST_ALL: &str = "SELECT * FROM signing_keys ORDER BY tenant, activates_at";
 
 pub(crate) const USER_INSERT: &str = "INSERT INTO users (tenant, username, password_hash, roles, disabled, \
@@ -156,6 +157,10 @@ pub(crate) const SESSION_GET: &str = "SELECT * FROM browser_sessions WHERE token
 pub(crate) const SESSION_TOUCH: &str = "UPDATE browser_sessions SET last_seen_at = $1 WHERE token_hash = $2";
 pub(crate) const SESSION_REVOKE: &str =
     "UPDATE browser_sessions SET revoked_at = $1 WHERE tenant = $2 AND sid = $3 AND revoked_at IS NULL";
+pub(crate) const SESSIONS_OF: &str = "SELECT * FROM browser_sessions WHERE tenant = $1 AND username = $2 \
+     AND revoked_at IS NULL AND expires_at > $3 ORDER BY created_at DESC, sid";
+pub(crate) const SESSIONS_END: &str = "UPDATE browser_sessions SET revoked_at = $1 WHERE tenant = $2 AND username = $3 \
+     AND revoked_at IS NULL AND expires_at > $1";
 pub(crate) const PURGE_SESSIONS: &str = "DELETE FROM browser_sessions WHERE expires_at <= $1";
 
 pub(crate) const CONSENT_GET: &str =

@@ -759,3 +759,56 @@ async fn an_api_key_lifetime_out_of_range_is_a_problem_not_a_crash() {
     let k = ok(&api(&s, "POST", "/me/api-keys", Some(&token), Some(body)).await, 201, "a day");
     assert!(k["expires_at"].as_i64().is_some_and(|e| e > now() + 86_000), "{k}");
 }
+
+#[tokio::test]
+async fn a_key_is_retired_early_but_never_the_one_that_signs() {
+    let s = TestServer::start_with_env(&[("TESSERA_KEY_PREPUBLISH", "0")]).await;
+    let token = admin_token(&s).await;
+    let t = Some(token.as_str());
+    let (id, secret) = s.create_client("default", "client_credentials", None);
+    let old_token = s.cc_token("default", &id, &secret, None).await;
+    let keys = ok(&api(&s, "GET", "/admin/v1/keys", t, None).await, 200, "keys");
+    let first = keys[0]["kid"].as_str().expect("kid").to_owned();
+    // The key that signs now cannot be retired.
+    let p = problem(&api(&s, "DELETE", &format!("/admin/v1/keys/{first}"), t, None).await, 409, "conflict", "signing");
+    assert!(p["detail"].as_str().is_some_and(|d| d.contains("rotate first")), "{p}");
+    assert!(s.introspect("default", &old_token, Auth::Basic(&id, &secret)).await["active"] == true);
+    // Once a new key signs, the old one goes: out of the JWK Set, and its tokens stop working.
+    let new = ok(&api(&s, "POST", "/admin/v1/keys", t, None).await, 201, "rotate");
+    let retired = ok(&api(&s, "DELETE", &format!("/admin/v1/keys/{first}"), t, None).await, 200, "retire");
+    assert_eq!((retired["kid"].as_str(), retired["status"].as_str()), (Some(first.as_str()), Some("retiring")));
+    assert!(s.jwk("default", &first).await.is_none(), "still published");
+    assert!(s.jwk("default", new["kid"].as_str().expect("kid")).await.is_some(), "the new key is");
+    let intro = s.introspect("default", &old_token, Auth::Basic(&id, &secret)).await;
+    assert_eq!(intro["active"], false, "a token of the retired key: {intro}");
+    let fresh = s.cc_token("default", &id, &secret, None).await;
+    assert_eq!(s.introspect("default", &fresh, Auth::Basic(&id, &secret)).await["active"], true);
+    // The administrator's own token was signed by the retired key too.
+    problem(&api(&s, "GET", "/admin/v1/keys", t, None).await, 401, "invalid_token", "the old admin token");
+    let token = admin_token(&s).await;
+    let t = Some(token.as_str());
+    problem(&api(&s, "DELETE", &format!("/admin/v1/keys/{first}"), t, None).await, 404, "not_found", "again");
+    // The CLI retires through the same operation; a user without the admin role may not.
+    let third = ok(&api(&s, "POST", "/admin/v1/keys", t, None).await, 201, "rotate again");
+    let second = new["kid"].as_str().expect("kid");
+    let out = s.cli_ok(&["key", "retire", second], None);
+    assert!(out.contains(second), "{out}");
+    // The server learns of it through the change feed.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while s.jwk("default", second).await.is_some() {
+        assert!(std::time::Instant::now() < deadline, "the CLI's retirement never reached the server");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    s.create_user("default", "carol", "carol's long password");
+    let carol = access(&user_token(&s, "default", "carol", "carol's long password").await);
+    let third = third["kid"].as_str().expect("kid");
+    problem(
+        &api(&s, "DELETE", &format!("/admin/v1/keys/{third}"), Some(&carol), None).await,
+        403,
+        "forbidden",
+        "carol",
+    );
+    let token = admin_token(&s).await;
+    let page = audit_rows(&s, &token, "event=key_retire", "key_retire").await;
+    assert!(page["items"].as_array().expect("items").iter().any(|r| r["detail"] == format!("kid={first}")), "{page}");
+}

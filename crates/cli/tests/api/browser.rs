@@ -749,3 +749,81 @@ async fn a_signed_in_person_approves_or_denies_a_device_without_the_password_aga
     assert!(b.get(&complete3).await.body.contains("name=\"password\""));
     poll_device(&s, &tv, &code3).await.assert_error(400, "authorization_pending", "not decided after logout");
 }
+
+/// A JSON call of the admin API or self-service with a bearer token.
+async fn api_json(s: &TestServer, method: &str, path: &str, token: &str) -> Resp {
+    let auth = format!("Bearer {token}");
+    s.call(method, path, &[("authorization", auth.as_str())], None).await
+}
+
+/// Whether the browser's session still signs it in (`prompt=none` answers a code).
+async fn signed_in(s: &TestServer, b: &mut Browser, client: &str) -> bool {
+    let challenge = s256(VERIFIER);
+    let mut q = usual(client, CB, &challenge);
+    q.push(("prompt", "none"));
+    let p = b.get(&authorize_url(s, "default", &q)).await.assert_redirect_to(CB);
+    match p.get("error").map(String::as_str) {
+        None => true,
+        Some("login_required") => false,
+        Some(e) => panic!("prompt=none: {e}"),
+    }
+}
+
+#[tokio::test]
+async fn browser_sessions_are_listed_and_ended_by_admins_by_their_user_and_by_a_password_reset() {
+    let s = TestServer::start().await;
+    user_with_profile(&s, "erin");
+    let (id, _) = code_client(&s, "App", true, true);
+    let (pid, psecret) = s.create_client("default", "password,refresh_token", None);
+    let admin_pw = s.admin_password.clone().expect("bootstrap password");
+    let admin = s.password_token("default", &pid, &psecret, "admin", &admin_pw, None).await;
+    let admin = admin["access_token"].as_str().expect("token").to_owned();
+    let url = authorize_url(&s, "default", &usual(&id, CB, &s256(VERIFIER)));
+
+    // Two browsers signed in; the admin sees both, the user sees them at /me.
+    let (mut one, mut two) = (Browser::new(), Browser::new());
+    for b in [&mut one, &mut two] {
+        let login = b.get(&url).await;
+        b.sign_in(&url, &login, "erin", PASSWORD).await.assert_redirect_to(CB);
+    }
+    let listed = api_json(&s, "GET", "/admin/v1/users/erin/browser-sessions", &admin).await;
+    let items = listed.json.as_array().unwrap_or_else(|| panic!("{}", listed.text)).clone();
+    assert_eq!(items.len(), 2, "{}", listed.text);
+    assert!(items.iter().all(|i| i["amr"] == serde_json::json!(["pwd"]) && i["sid"].is_string()), "{items:?}");
+    let erin = s.password_token("default", &pid, &psecret, "erin", PASSWORD, None).await;
+    let erin = erin["access_token"].as_str().expect("token").to_owned();
+    let mine = api_json(&s, "GET", "/me/browser-sessions", &erin).await;
+    assert_eq!(mine.json.as_array().map(Vec::len), Some(2), "{}", mine.text);
+
+    // The user ends one of them (the newest is listed first: browser two's).
+    let sid = items[0]["sid"].as_str().expect("sid");
+    assert_eq!(api_json(&s, "DELETE", &format!("/me/browser-sessions/{sid}"), &erin).await.status, 204);
+    assert_eq!(api_json(&s, "DELETE", &format!("/me/browser-sessions/{sid}"), &erin).await.status, 404);
+    assert!(signed_in(&s, &mut one, &id).await, "the other browser is still signed in");
+    assert!(!signed_in(&s, &mut two, &id).await, "the ended session no longer signs in");
+    // The admin ends another by id; another user cannot see or end erin's.
+    let login = two.get(&url).await;
+    two.sign_in(&url, &login, "erin", PASSWORD).await.assert_redirect_to(CB);
+    let listed = api_json(&s, "GET", "/admin/v1/users/erin/browser-sessions", &admin).await;
+    let newest = listed.json[0]["sid"].as_str().expect("sid").to_owned();
+    s.create_user("default", "mallory", "mallory's long password");
+    let mallory = s.password_token("default", &pid, &psecret, "mallory", "mallory's long password", None).await;
+    let mallory = mallory["access_token"].as_str().expect("token").to_owned();
+    let r = api_json(&s, "DELETE", &format!("/admin/v1/users/erin/browser-sessions/{newest}"), &mallory).await;
+    assert_eq!(r.status, 403, "{}", r.text);
+    let r = api_json(&s, "DELETE", &format!("/me/browser-sessions/{newest}"), &mallory).await;
+    assert_eq!(r.status, 404, "another user's session is not yours: {}", r.text);
+    let r = api_json(&s, "DELETE", &format!("/admin/v1/users/erin/browser-sessions/{newest}"), &admin).await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    assert!(!signed_in(&s, &mut two, &id).await);
+    // A password reset ends every one left.
+    assert!(signed_in(&s, &mut one, &id).await);
+    let reset = serde_json::json!({"password": "erin's second long password"}).to_string();
+    let auth = format!("Bearer {admin}");
+    let headers = [("authorization", auth.as_str()), ("content-type", "application/json")];
+    let r = s.call("POST", "/admin/v1/users/erin/password", &headers, Some(&reset)).await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    assert!(!signed_in(&s, &mut one, &id).await, "a password reset signs every browser out");
+    let listed = api_json(&s, "GET", "/admin/v1/users/erin/browser-sessions", &admin).await;
+    assert_eq!(listed.json, serde_json::json!([]), "{}", listed.text);
+}

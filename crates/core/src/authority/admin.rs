@@ -288,6 +288,36 @@ impl Authority {
         })
     }
 
+    /// Retire a key before its time (it leaked, say): it leaves the JWK Set, its private part
+    /// is deleted, and tokens it signed no longer verify, at every node. The key that signs
+    /// now cannot be retired: rotate first, and retire it once the new key signs.
+    pub async fn retire_key(&self, actor: &Actor<'_>, tenant: &str, kid: &str) -> Result<KeyInfo> {
+        let done = async {
+            let keys = self.list_keys(actor, tenant).await?;
+            let Some(info) = keys.into_iter().find(|k| k.kid == kid) else {
+                return Err(Error::not_found(format!("no key `{kid}` in tenant `{tenant}`")));
+            };
+            if info.status == KeyStatus::Active.as_str() {
+                return Err(Error::conflict(format!(
+                    "key `{kid}` signs the tenant's tokens now: rotate first, then retire it once the new key signs \
+                     (after the pre-publication delay of {} s)",
+                    self.settings.key_prepublish
+                )));
+            }
+            self.authorize(actor, tenant, Action::ConfigureTenant).await?;
+            let ts = self.tenant(tenant)?;
+            if !self.store.key_delete(&ts.tenant.name, kid).await? {
+                return Err(Error::not_found(format!("no key `{kid}` in tenant `{tenant}`")));
+            }
+            self.load_tenant(&ts.tenant.name).await?;
+            Ok(info)
+        }
+        .await;
+        let e = self.by(actor, tenant, EventKind::KeyRetire).subject(tenant);
+        self.record(e.detail(format!("kid={kid}")).outcome_of(&done));
+        done
+    }
+
     pub async fn list_keys(&self, actor: &Actor<'_>, tenant: &str) -> Result<Vec<KeyInfo>> {
         self.authorize(actor, tenant, Action::ReadTenant).await?;
         let ts = self.tenant(tenant)?;

@@ -10,7 +10,7 @@ use crate::name::{TenantName, Username};
 use crate::page::{Page, PageRequest, page};
 use crate::principal::{Client, GrantType, ROLE_SUPERADMIN, User, parse_scope};
 use crate::secret::{self, Secret, prefix};
-use crate::store::FamilyInfo;
+use crate::store::{BrowserSession, FamilyInfo};
 use crate::tenant::Tenant;
 
 /// Which users a list shows; `None` matches all.
@@ -171,7 +171,8 @@ impl Authority {
         }
     }
 
-    /// Set a user's password (administrators); every refresh family of the user ends.
+    /// Set a user's password (administrators); every refresh family and browser session of the
+    /// user ends.
     pub async fn reset_password(
         &self,
         actor: &Actor<'_>,
@@ -217,6 +218,7 @@ impl Authority {
         secret::check_password_policy(password.expose()).map_err(|e| e.at("password"))?;
         user.password_hash = self.hasher.hash(password).await?;
         self.save_user(&user).await?;
+        self.store.browser_sessions_end(&user.tenant, &user.username, self.now()).await?;
         self.end_user_families(&user.tenant, &user.username).await.map(drop)
     }
 
@@ -259,12 +261,53 @@ impl Authority {
         done
     }
 
-    /// Revoke every refresh family of a user; returns how many there were.
+    /// A user's live browser sessions (signed in at the login page), newest first.
+    pub async fn user_browser_sessions(
+        &self,
+        actor: &Actor<'_>,
+        tenant: &str,
+        username: &str,
+    ) -> Result<Vec<BrowserSession>> {
+        self.authorize(actor, tenant, Action::ManageCredentials { username }).await?;
+        let user = self.user_named(tenant, username).await?;
+        let now = self.now();
+        let idle = self.settings.session_idle;
+        let live = self.store.browser_sessions_of(&user.tenant, &user.username, now).await?;
+        Ok(live.into_iter().filter(|s| s.last_seen_at + idle > now).collect())
+    }
+
+    /// End one of a user's browser sessions (by its `sid`): the next authorization request
+    /// from that browser asks for the password again.
+    pub async fn end_user_browser_session(
+        &self,
+        actor: &Actor<'_>,
+        tenant: &str,
+        username: &str,
+        sid: &str,
+    ) -> Result<()> {
+        let done = async {
+            let live = self.user_browser_sessions(actor, tenant, username).await?;
+            let Some(session) = live.iter().find(|s| s.sid == sid) else {
+                return Err(Error::not_found(format!("no live browser session `{sid}` of user `{username}`")));
+            };
+            let name = TenantName::parse(&session.tenant)?;
+            self.store.browser_session_revoke(&name, sid, self.now()).await?;
+            Ok(())
+        }
+        .await;
+        let e = self.by(actor, tenant, EventKind::TokenRevoke).subject(username);
+        self.record(e.detail(format!("browser_session={sid}")).outcome_of(&done));
+        done
+    }
+
+    /// Revoke every refresh family and browser session of a user; returns how many there were.
     pub async fn revoke_user_families(&self, actor: &Actor<'_>, tenant: &str, username: &str) -> Result<usize> {
         let done = async {
             self.authorize(actor, tenant, Action::ManageCredentials { username }).await?;
             let user = self.user_named(tenant, username).await?;
-            self.end_user_families(&user.tenant, &user.username).await
+            let browsers = self.store.browser_sessions_end(&user.tenant, &user.username, self.now()).await?;
+            let families = self.end_user_families(&user.tenant, &user.username).await?;
+            Ok(families + usize::try_from(browsers).unwrap_or(usize::MAX))
         }
         .await;
         let e = self.by(actor, tenant, EventKind::TokenRevoke).subject(username);

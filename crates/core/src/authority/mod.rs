@@ -311,6 +311,9 @@ impl Authority {
             tenant: t,
             jwks: RwLock::default(),
         };
+        // Tokens checked under the tenant's former keys and issuer are checked again: a key
+        // retired early must take its tokens with it.
+        self.verified.write().map_err(lock_poisoned)?.retain(|_, c| c.tenant != name.as_str());
         let mut tenants = self.tenants.write().map_err(lock_poisoned)?;
         tenants.insert(name.to_string(), Arc::new(state));
         self.index_hosts(&tenants)

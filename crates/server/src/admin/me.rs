@@ -4,7 +4,7 @@
 use super::auth::{Body, Me};
 use super::problem::ApiError;
 use super::resources::{Answer, Created, IdPath};
-use super::views::{ApiKeyView, Count, RecoveryCodes, SessionView, TotpEnrolmentView, UserView};
+use super::views::{ApiKeyView, BrowserSessionView, Count, RecoveryCodes, SessionView, TotpEnrolmentView, UserView};
 use crate::AppState;
 use crate::openapi::{Api, doc};
 use axum::Json;
@@ -40,6 +40,12 @@ pub fn api() -> Api {
         .get("/sessions", sessions_get, doc("Your sessions").answers_inline::<Vec<SessionView>, SessionView>())
         .delete("/sessions", sessions_delete, doc("End all your sessions").answers::<Count>(200))
         .delete("/sessions/{id}", session_delete, doc("End one of your sessions"))
+        .get(
+            "/browser-sessions",
+            browser_sessions_get,
+            doc("Your browser sessions").answers_inline::<Vec<BrowserSessionView>, BrowserSessionView>(),
+        )
+        .delete("/browser-sessions/{id}", browser_session_delete, doc("End one of your browser sessions"))
 }
 
 impl Me {
@@ -164,5 +170,21 @@ async fn sessions_delete(State(s): State<AppState>, me: Me) -> Answer<Count> {
 async fn session_delete(State(s): State<AppState>, me: Me, Path(p): Path<IdPath>) -> Result<StatusCode, ApiError> {
     let name = me.user()?.username.clone();
     s.auth.revoke_user_family(&me.who.actor(), &me.tenant, &name, &p.id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn browser_sessions_get(State(s): State<AppState>, me: Me) -> Answer<Vec<BrowserSessionView>> {
+    let name = me.user()?.username.clone();
+    let list = s.auth.user_browser_sessions(&me.who.actor(), &me.tenant, &name).await?;
+    Ok(Json(list.into_iter().map(BrowserSessionView::from).collect()))
+}
+
+async fn browser_session_delete(
+    State(s): State<AppState>,
+    me: Me,
+    Path(p): Path<IdPath>,
+) -> Result<StatusCode, ApiError> {
+    let name = me.user()?.username.clone();
+    s.auth.end_user_browser_session(&me.who.actor(), &me.tenant, &name, &p.id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -2,7 +2,9 @@
 
 use super::auth::{Admin, Body};
 use super::problem::ApiError;
-use super::views::{ApiKeyView, AuditView, ClientView, Count, KeyView, PageView, SessionView, TenantView, UserView};
+use super::views::{
+    ApiKeyView, AuditView, BrowserSessionView, ClientView, Count, KeyView, PageView, SessionView, TenantView, UserView,
+};
 use crate::AppState;
 use crate::openapi::{Api, doc};
 use axum::Json;
@@ -67,6 +69,17 @@ pub fn api() -> Api {
         )
         .delete("/users/{username}/sessions/{id}", user_session_delete, doc("End one session of a user"))
         .get(
+            "/users/{username}/browser-sessions",
+            user_browser_sessions_get,
+            doc("A user's browser sessions (signed in at the login page)")
+                .answers_inline::<Vec<BrowserSessionView>, BrowserSessionView>(),
+        )
+        .delete(
+            "/users/{username}/browser-sessions/{id}",
+            user_browser_session_delete,
+            doc("End one browser session of a user"),
+        )
+        .get(
             "/api-keys",
             api_keys_list_get,
             doc("List API keys").query(KEY_QUERY).answers_inline::<PageView<ApiKeyView>, ApiKeyView>(),
@@ -92,6 +105,11 @@ pub fn api() -> Api {
         )
         .get("/keys", keys_list_get, doc("List signing keys").answers_inline::<Vec<KeyView>, KeyView>())
         .post("/keys", keys_post, doc("Add a signing key").answers::<KeyView>(201))
+        .delete(
+            "/keys/{kid}",
+            key_delete,
+            doc("Retire a key before its time (not the one that signs now)").answers::<KeyView>(200),
+        )
         .get(
             "/audit",
             audit_get,
@@ -342,6 +360,24 @@ async fn user_session_delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
+async fn user_browser_sessions_get(
+    State(s): State<AppState>,
+    a: Admin,
+    Path(p): Path<UserPath>,
+) -> Answer<Vec<BrowserSessionView>> {
+    let list = s.auth.user_browser_sessions(&a.who.actor(), &a.tenant, &p.username).await?;
+    Ok(Json(list.into_iter().map(BrowserSessionView::from).collect()))
+}
+
+async fn user_browser_session_delete(
+    State(s): State<AppState>,
+    a: Admin,
+    Path(p): Path<SessionPath>,
+) -> Result<StatusCode, ApiError> {
+    s.auth.end_user_browser_session(&a.who.actor(), &a.tenant, &p.username, &p.id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 // ----- API keys -----------------------------------------------------------------------------
 
 #[derive(Deserialize, Default)]
@@ -501,6 +537,15 @@ async fn audit_get(State(s): State<AppState>, a: Admin, Q(q): Q<AuditQuery>) -> 
     let limit = q.limit.unwrap_or(AUDIT_PAGE);
     let page = s.auth.audit_events(&a.who.actor(), &a.tenant, &filter, q.cursor.as_deref(), limit).await?;
     Ok(Json(PageView { items: page.events.into_iter().map(AuditView::from).collect(), next_cursor: page.next }))
+}
+
+#[derive(Deserialize)]
+pub struct KidPath {
+    pub kid: String,
+}
+
+async fn key_delete(State(s): State<AppState>, a: Admin, Path(p): Path<KidPath>) -> Answer<KeyView> {
+    Ok(Json(s.auth.retire_key(&a.who.actor(), &a.tenant, &p.kid).await?.into()))
 }
 
 /// An unknown route under the API's prefix, answered as a problem.

@@ -5,7 +5,7 @@ use serde::Serialize;
 use tessera_core::audit::AuditRecord;
 use tessera_core::page::Page;
 use tessera_core::principal::{ApiKey, Client, User};
-use tessera_core::store::FamilyInfo;
+use tessera_core::store::{BrowserSession, FamilyInfo};
 use tessera_core::tenant::Tenant;
 use utoipa::ToSchema;
 
@@ -250,6 +250,33 @@ impl From<AuditRecord> for AuditView {
             address: e.address,
             request_id: e.request_id,
             detail: e.detail,
+        }
+    }
+}
+
+/// A browser session: a person signed in at the login page, in one browser.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BrowserSessionView {
+    /// The session's id (OpenID Connect `sid`).
+    pub sid: String,
+    pub created_at: i64,
+    pub auth_time: i64,
+    /// How the person signed in (`pwd`, `otp`).
+    pub amr: Vec<String>,
+    pub last_seen_at: i64,
+    /// The absolute end, however active it stays.
+    pub expires_at: i64,
+}
+
+impl From<BrowserSession> for BrowserSessionView {
+    fn from(s: BrowserSession) -> Self {
+        BrowserSessionView {
+            sid: s.sid,
+            created_at: s.created_at,
+            auth_time: s.auth_time,
+            amr: s.amr,
+            last_seen_at: s.last_seen_at,
+            expires_at: s.expires_at,
         }
     }
 }
