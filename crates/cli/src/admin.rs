@@ -68,6 +68,9 @@ pub enum TenantCmd {
         /// A new signing algorithm (EdDSA, ES256, RS256): a key of it is added at once.
         #[arg(long, value_parser = parse_alg)]
         alg: Option<Alg>,
+        /// Whether every user must sign in with a second factor (TOTP): true or false.
+        #[arg(long)]
+        require_totp: Option<bool>,
     },
     /// Delete a tenant and everything in it (not the default tenant).
     Delete { name: String },
@@ -96,9 +99,17 @@ pub async fn tenant(config: &Config, cmd: TenantCmd) -> Result<()> {
             auth.delete_tenant(&Actor::Operator, &name).await.map_err(core_err)?;
             println!("deleted tenant {name}");
         }
-        TenantCmd::Policy { name, access_ttl, refresh_ttl, max_user_clients, hosts, alg } => {
+        TenantCmd::Policy { name, access_ttl, refresh_ttl, max_user_clients, hosts, alg, require_totp } => {
             let hosts = (!hosts.is_empty()).then_some(hosts);
-            let policy = TenantPolicy { access_ttl, refresh_ttl, max_user_clients, hosts, alg, ..Default::default() };
+            let policy = TenantPolicy {
+                access_ttl,
+                refresh_ttl,
+                max_user_clients,
+                hosts,
+                alg,
+                totp_required: require_totp,
+                ..Default::default()
+            };
             let t = auth.update_tenant_policy(&Actor::Operator, &name, policy).await.map_err(core_err)?;
             let ts = auth.tenant(&t.name).map_err(core_err)?;
             println!(
@@ -198,6 +209,9 @@ pub enum UserCmd {
         /// Remove every role.
         #[arg(long, conflicts_with = "role")]
         no_roles: bool,
+        /// Whether the user must sign in with a second factor (TOTP): true or false.
+        #[arg(long)]
+        require_totp: Option<bool>,
     },
     /// Set a user's password, read from standard input; every session of the user ends.
     ResetPassword {
@@ -389,10 +403,19 @@ pub async fn user(config: &Config, cmd: UserCmd) -> Result<()> {
             auth.set_user_disabled(&Actor::Operator, &tenant, &username, false).await.map_err(core_err)?;
             println!("enabled user {username} in tenant {tenant}");
         }
-        UserCmd::Update { tenant: TenantArg { tenant }, username, email, given_name, last_name, role, no_roles } => {
+        UserCmd::Update {
+            tenant: TenantArg { tenant },
+            username,
+            email,
+            given_name,
+            last_name,
+            role,
+            no_roles,
+            require_totp,
+        } => {
             let auth = open_admin(config).await?;
             let roles = (no_roles || !role.is_empty()).then_some(role);
-            let update = UserUpdate { email, given_name, last_name, roles };
+            let update = UserUpdate { email, given_name, last_name, roles, totp_required: require_totp };
             let u = auth.update_user(&Actor::Operator, &tenant, &username, update).await.map_err(core_err)?;
             println!("updated user {} (roles: {})", u.username, u.roles.join(","));
         }

@@ -45,6 +45,11 @@ pub struct TotpState {
     pub enabled: bool,
     /// The last time step accepted (replay protection: a step is accepted at most once).
     pub last_step: Option<i64>,
+    /// An administrator requires this user to have it (see also [`Tenant::totp_required`]):
+    /// a password alone then signs them in only to set it up.
+    ///
+    /// [`Tenant::totp_required`]: crate::tenant::Tenant::totp_required
+    pub required: bool,
 }
 
 /// An API key as stored (the key itself only as its SHA-256).

@@ -33,6 +33,8 @@ pub struct Tenant {
     /// and at start when the deployment default it follows changed): a replaced signing key
     /// stays published this long, so that no token it signed stops verifying early.
     pub longest_access_ttl: Option<i64>,
+    /// Every user of the tenant must sign in with a second factor (TOTP).
+    pub totp_required: bool,
 }
 
 /// By default only administrators create clients through a front's API.

@@ -136,6 +136,7 @@ pub(crate) fn tenant(r: &impl Cols) -> StoreResult<Tenant> {
         created_at: get(r, "created_at")?,
         max_user_clients: get(r, "max_user_clients")?,
         longest_access_ttl: get(r, "longest_access_ttl")?,
+        totp_required: get(r, "totp_required")?,
     })
 }
 
@@ -168,6 +169,7 @@ pub(crate) fn user(r: &impl Cols) -> StoreResult<User> {
             sealed_secret: get(r, "totp_secret")?,
             enabled: get(r, "totp_enabled")?,
             last_step: get(r, "totp_last_step")?,
+            required: get(r, "totp_required")?,
         },
     })
 }

@@ -307,6 +307,7 @@ impl<D: Dialect> Store for Sql<D> {
                 t.created_at,
                 t.max_user_clients,
                 t.longest_access_ttl,
+                t.totp_required,
             ];
             tx.exec(sql::TENANT_INSERT, a).await?;
             insert_key::<D>(&mut tx, first_key).await?;
@@ -337,6 +338,7 @@ impl<D: Dialect> Store for Sql<D> {
                 t.longest_access_ttl,
                 &t.name,
                 t.alg.as_str(),
+                t.totp_required,
             ];
             match self.write_recorded(sql::TENANT_UPDATE, a, ("tenant", &t.name, None)).await? {
                 0 => Err(StoreError::NotFound(format!("tenant {}", t.name))),
@@ -393,6 +395,7 @@ impl<D: Dialect> Store for Sql<D> {
                 &p.email,
                 &p.given_name,
                 &p.last_name,
+                u.totp.required,
             ];
             self.write_recorded(sql::USER_INSERT, a, ("user", &u.tenant, Some(&u.username))).await.map(drop)
         })
@@ -937,7 +940,16 @@ impl<D: Dialect> Store for Sql<D> {
     async fn user_update(&self, u: &User) -> StoreResult<bool> {
         let roles = json_list(&u.roles);
         let p = &u.profile;
-        let a = args![&u.password_hash, &roles, &p.email, &p.given_name, &p.last_name, &u.tenant, &u.username];
+        let a = args![
+            &u.password_hash,
+            &roles,
+            &p.email,
+            &p.given_name,
+            &p.last_name,
+            &u.tenant,
+            &u.username,
+            u.totp.required,
+        ];
         self.run(self.write_recorded(sql::USER_UPDATE, a, ("user", &u.tenant, Some(&u.username)))).await.map(|n| n > 0)
     }
 

@@ -5,12 +5,12 @@
 pub(crate) const PING: &str = "SELECT 1";
 
 pub(crate) const TENANT_INSERT: &str = "INSERT INTO tenants (name, alg, issuer, access_ttl, refresh_ttl, hosts, \
-     allowed_grants, created_at, max_user_clients, longest_access_ttl) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+     allowed_grants, created_at, max_user_clients, longest_access_ttl, totp_required) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
 pub(crate) const TENANT_GET: &str = "SELECT * FROM tenants WHERE name = $1";
 pub(crate) const TENANT_LIST: &str = "SELECT * FROM tenants ORDER BY name";
 pub(crate) const TENANT_UPDATE: &str = "UPDATE tenants SET issuer = $1, access_ttl = $2, refresh_ttl = $3, hosts = $4, \
-     allowed_grants = $5, max_user_clients = $6, longest_access_ttl = $7, alg = $9 WHERE name = $8";
+     allowed_grants = $5, max_user_clients = $6, longest_access_ttl = $7, alg = $9, totp_required = $10 WHERE name = $8";
 /// A tenant's rows, children first (PostgreSQL checks the references at each statement).
 pub(crate) const TENANT_DELETE: [&str; 10] = [
     "DELETE FROM recovery_codes WHERE tenant = $1",
@@ -33,7 +33,7 @@ pub(crate) const KEY_DELETE: &str = "DELETE FROM signing_keys WHERE tenant = $1 
 pub(crate) const KEY_LIST_ALL: &str = "SELECT * FROM signing_keys ORDER BY tenant, activates_at";
 
 pub(crate) const USER_INSERT: &str = "INSERT INTO users (tenant, username, password_hash, roles, disabled, \
-     created_at, email, given_name, last_name) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+     created_at, email, given_name, last_name, totp_required) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
 pub(crate) const USER_GET: &str = "SELECT * FROM users WHERE tenant = $1 AND username = $2";
 pub(crate) const USER_LIST: &str = "SELECT * FROM users WHERE tenant = $1 ORDER BY username";
 pub(crate) const USER_TOTP_SET: &str = "UPDATE users SET totp_secret = $1, totp_enabled = $2, totp_last_step = NULL \
@@ -42,7 +42,7 @@ pub(crate) const USER_TOTP_SET: &str = "UPDATE users SET totp_secret = $1, totp_
 pub(crate) const USER_TOTP_STEP: &str = "UPDATE users SET totp_last_step = $1 \
      WHERE tenant = $2 AND username = $3 AND (totp_last_step IS NULL OR totp_last_step < $1)";
 pub(crate) const USER_UPDATE: &str = "UPDATE users SET password_hash = $1, roles = $2, email = $3, \
-     given_name = $4, last_name = $5 WHERE tenant = $6 AND username = $7";
+     given_name = $4, last_name = $5, totp_required = $8 WHERE tenant = $6 AND username = $7";
 /// The refresh families of user $2 of tenant $1 that still hold an unexpired token at $3,
 /// newest first.
 pub(crate) const USER_FAMILIES: &str = "SELECT f.family_id, f.client_id, f.created_at, f.auth_time, \

@@ -795,17 +795,25 @@ async fn browser_sessions_are_listed_and_ended_by_admins_by_their_user_and_by_a_
     let mine = api_json(&s, "GET", "/me/browser-sessions", &erin).await;
     assert_eq!(mine.json.as_array().map(Vec::len), Some(2), "{}", mine.text);
 
-    // The user ends one of them (the newest is listed first: browser two's).
-    let sid = items[0]["sid"].as_str().expect("sid");
+    // The user ends one of them: that browser is signed out, the other is not.
+    let sid = items[0]["sid"].as_str().expect("sid").to_owned();
     assert_eq!(api_json(&s, "DELETE", &format!("/me/browser-sessions/{sid}"), &erin).await.status, 204);
     assert_eq!(api_json(&s, "DELETE", &format!("/me/browser-sessions/{sid}"), &erin).await.status, 404);
-    assert!(signed_in(&s, &mut one, &id).await, "the other browser is still signed in");
-    assert!(!signed_in(&s, &mut two, &id).await, "the ended session no longer signs in");
+    let (in_one, in_two) = (signed_in(&s, &mut one, &id).await, signed_in(&s, &mut two, &id).await);
+    assert!(in_one != in_two, "exactly one browser is signed out ({in_one}, {in_two})");
+    let (mut kept, mut ended) = if in_one { (one, two) } else { (two, one) };
     // The admin ends another by id; another user cannot see or end erin's.
-    let login = two.get(&url).await;
-    two.sign_in(&url, &login, "erin", PASSWORD).await.assert_redirect_to(CB);
+    let before: Vec<Value> = api_json(&s, "GET", "/admin/v1/users/erin/browser-sessions", &admin)
+        .await
+        .json
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let login = ended.get(&url).await;
+    ended.sign_in(&url, &login, "erin", PASSWORD).await.assert_redirect_to(CB);
     let listed = api_json(&s, "GET", "/admin/v1/users/erin/browser-sessions", &admin).await;
-    let newest = listed.json[0]["sid"].as_str().expect("sid").to_owned();
+    let newest = listed.json.as_array().expect("list").iter().find(|i| !before.contains(i)).expect("the new session");
+    let newest = newest["sid"].as_str().expect("sid").to_owned();
     s.create_user("default", "mallory", "mallory's long password");
     let mallory = s.password_token("default", &pid, &psecret, "mallory", "mallory's long password", None).await;
     let mallory = mallory["access_token"].as_str().expect("token").to_owned();
@@ -815,15 +823,124 @@ async fn browser_sessions_are_listed_and_ended_by_admins_by_their_user_and_by_a_
     assert_eq!(r.status, 404, "another user's session is not yours: {}", r.text);
     let r = api_json(&s, "DELETE", &format!("/admin/v1/users/erin/browser-sessions/{newest}"), &admin).await;
     assert_eq!(r.status, 204, "{}", r.text);
-    assert!(!signed_in(&s, &mut two, &id).await);
+    assert!(!signed_in(&s, &mut ended, &id).await);
     // A password reset ends every one left.
-    assert!(signed_in(&s, &mut one, &id).await);
+    assert!(signed_in(&s, &mut kept, &id).await);
     let reset = serde_json::json!({"password": "erin's second long password"}).to_string();
     let auth = format!("Bearer {admin}");
     let headers = [("authorization", auth.as_str()), ("content-type", "application/json")];
     let r = s.call("POST", "/admin/v1/users/erin/password", &headers, Some(&reset)).await;
     assert_eq!(r.status, 204, "{}", r.text);
-    assert!(!signed_in(&s, &mut one, &id).await, "a password reset signs every browser out");
+    assert!(!signed_in(&s, &mut kept, &id).await, "a password reset signs every browser out");
     let listed = api_json(&s, "GET", "/admin/v1/users/erin/browser-sessions", &admin).await;
     assert_eq!(listed.json, serde_json::json!([]), "{}", listed.text);
+}
+
+#[tokio::test]
+async fn a_required_second_factor_is_set_up_at_the_first_browser_sign_in_and_nothing_else_lets_in() {
+    let s = TestServer::start().await;
+    user_with_profile(&s, "erin");
+    let (pid, psecret) = s.create_client("default", "password,refresh_token", None);
+    // Required of erin alone: a password without a second factor no longer gets a token.
+    s.cli_ok(&["user", "update", "--username", "erin", "--require-totp", "true"], None);
+    let r = s
+        .token(
+            "default",
+            &[("grant_type", "password"), ("username", "erin"), ("password", PASSWORD)],
+            Auth::Basic(&pid, &psecret),
+        )
+        .await;
+    r.assert_error(400, "mfa_required", "no second factor yet");
+    assert!(r.json["error_description"].as_str().is_some_and(|d| d.contains("set up two-factor")), "{}", r.text);
+    // A wrong password is still a wrong password (and counted as one).
+    let r = s
+        .token(
+            "default",
+            &[("grant_type", "password"), ("username", "erin"), ("password", "nope nope nope")],
+            Auth::Basic(&pid, &psecret),
+        )
+        .await;
+    r.assert_error(400, "invalid_grant", "wrong password");
+
+    // The browser sign-in sets it up: the key, a wrong code, the right one, the recovery codes.
+    let (id, _) = code_client(&s, "App", true, true);
+    let url = authorize_url(&s, "default", &usual(&id, CB, &s256(VERIFIER)));
+    let mut b = Browser::new();
+    let login = b.get(&url).await;
+    let enrol = b.sign_in(&url, &login, "erin", PASSWORD).await;
+    assert_eq!(enrol.status, 200, "{}", enrol.body);
+    assert!(enrol.body.contains("Set up two-step verification"), "{}", enrol.body);
+    assert!(!enrol.set_cookies.iter().any(|c| c.starts_with("tessera-session")), "signed in before the code");
+    let (ticket, csrf, secret) = (enrol.field("ticket"), enrol.field("csrf"), enrol.field("secret"));
+    assert!(enrol.body.contains("href=\"otpauth:"), "the link for the app: {}", enrol.body);
+    let step = |otp: &str| {
+        vec![
+            ("csrf", csrf.clone()),
+            ("step", "enrol".into()),
+            ("ticket", ticket.clone()),
+            ("secret", secret.clone()),
+            ("uri", String::new()),
+            ("otp", otp.to_owned()),
+        ]
+    };
+    let wrong = step("000000");
+    let wrong: Vec<(&str, &str)> = wrong.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let again = b.post(&url, &wrong).await;
+    assert_eq!(again.status, 401, "{}", again.body);
+    assert!(again.body.contains("That code is wrong") && again.field("secret") == secret, "{}", again.body);
+    let code = totp::code_at(&base32_decode(&secret), now());
+    let right = step(&code);
+    let right: Vec<(&str, &str)> = right.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let codes = b.post(&url, &right).await;
+    assert_eq!(codes.status, 200, "{}", codes.body);
+    assert!(codes.set_cookies.iter().any(|c| c.starts_with("tessera-session")), "signed in now");
+    assert_eq!(codes.body.matches("<li class=\"code\">").count(), 10, "ten recovery codes: {}", codes.body);
+    // Continuing repeats the request, signed in: the code, with both factors in its tokens.
+    let p = b.get(&url).await.assert_redirect_to(CB);
+    let t = redeem(&s, &id, "", &p["code"], Some(VERIFIER)).await.assert_ok("set up").clone();
+    let c = decode_jwt(t["id_token"].as_str().expect("id_token")).claims;
+    assert_eq!(c["amr"], serde_json::json!(["pwd", "otp"]));
+    // From now on the password grant takes the code as well; the ticket was for one setup.
+    let r = b.post(&url, &right).await;
+    assert!(r.status == 401 && r.body.contains("expired"), "{}: {}", r.status, r.body);
+    let next = totp::code_at(&base32_decode(&secret), now() + 30);
+    let r = s
+        .token(
+            "default",
+            &[("grant_type", "password"), ("username", "erin"), ("password", PASSWORD), ("otp", &next)],
+            Auth::Basic(&pid, &psecret),
+        )
+        .await;
+    r.assert_ok("password and code");
+    // Where it is required, the user cannot take it away themself.
+    let erin = format!("Bearer {}", r.json["access_token"].as_str().expect("token"));
+    let r = s.call("DELETE", "/me/totp", &[("authorization", erin.as_str())], None).await;
+    assert_eq!(r.status, 403, "{}", r.text);
+
+    // Required by a tenant, of every user in it, through the admin API.
+    s.create_tenant("strict", &[]);
+    s.create_user("strict", "sam", "sam's long password");
+    let (sid, ssecret) = s.create_client("strict", "password", None);
+    sam_signs_in(&s, &sid, &ssecret).await.assert_ok("not required yet");
+    s.cli_ok(&["user", "update", "--username", "admin", "--role", "admin", "--role", "superadmin"], None);
+    let admin_pw = s.admin_password.clone().expect("bootstrap password");
+    let admin = s.password_token("default", &pid, &psecret, "admin", &admin_pw, None).await;
+    let admin = format!("Bearer {}", admin["access_token"].as_str().expect("token"));
+    let headers = [("authorization", admin.as_str()), ("content-type", "application/json")];
+    let r = s.call("PATCH", "/admin/v1/tenants/strict", &headers, Some(r#"{"totp_required": true}"#)).await;
+    assert_eq!((r.status, r.json["totp_required"].as_bool()), (200, Some(true)), "{}", r.text);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let r = sam_signs_in(&s, &sid, &ssecret).await;
+        if r.status == 400 && r.json["error"] == "mfa_required" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the tenant's policy never applied: {}", r.text);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+async fn sam_signs_in(s: &TestServer, id: &str, secret: &str) -> Resp {
+    let form = [("grant_type", "password"), ("username", "sam"), ("password", "sam's long password")];
+    s.token("strict", &form, Auth::Basic(id, secret)).await
 }

@@ -26,6 +26,8 @@ pub struct TenantPolicy {
     pub hosts: Option<Vec<String>>,
     /// A new signing algorithm: a key of it is added at once ([`Authority::rotate_key`]).
     pub alg: Option<Alg>,
+    /// Whether every user must sign in with a second factor ([`Tenant::totp_required`]).
+    pub totp_required: Option<bool>,
 }
 
 /// A client to register.
@@ -179,6 +181,7 @@ impl Authority {
                 created_at: now,
                 max_user_clients: None,
                 longest_access_ttl: None,
+                totp_required: false,
             };
             let (_, record) = SigningKey::generate(self.rng.as_ref(), &self.master, name, alg, now, now)?;
             self.store
@@ -238,6 +241,9 @@ impl Authority {
             }
             if let Some(g) = policy.allowed_grants {
                 t.allowed_grants = Some(g);
+            }
+            if let Some(r) = policy.totp_required {
+                t.totp_required = r;
             }
             if let Some(h) = policy.hosts {
                 t.hosts = self.check_hosts(tenant, &h)?;

@@ -4,6 +4,7 @@
 
 use super::grants::Holder;
 use super::{Audience, Authority, TenantState};
+use crate::audit::{ActorKind, AuditEvent, EventKind};
 use crate::error::{Error, ErrorKind, Result};
 use crate::grant::IssuedTokens;
 use crate::keys::Alg;
@@ -100,6 +101,13 @@ pub enum SignInStep {
     /// The password was right; the one-time code is next. The ticket stands for the password
     /// step (sealed, for this tenant and user, for a few minutes).
     SecondFactor { ticket: String },
+    /// The password was right, and the account must have a second factor it does not have
+    /// yet: the person sets one up (this secret, in their authenticator app) and confirms it
+    /// with a first code, under the ticket of the password step.
+    Enrol { ticket: String, enrolment: super::TotpEnrolment },
+    /// Set up and signed in: the cookie's secret, the session, and the recovery codes
+    /// (shown once).
+    Enrolled(Secret, BrowserSession, Vec<String>),
 }
 
 /// The OpenID Connect userinfo answer (Core section 5.3.2): standard claims of the profile,
@@ -334,7 +342,13 @@ impl Authority {
                 let exp = self.now() + SECOND_STEP_TTL;
                 let plain = format!("{exp}\n{username}");
                 let sealed = self.master.seal(self.rng.as_ref(), &sign_in_ticket_context(tenant), plain.as_bytes());
-                Ok(SignInStep::SecondFactor { ticket: URL_SAFE_NO_PAD.encode(sealed) })
+                let ticket = URL_SAFE_NO_PAD.encode(sealed);
+                match self.find_user(tenant, username).await? {
+                    Some(user) if !user.totp.enabled => {
+                        Ok(SignInStep::Enrol { ticket, enrolment: self.start_totp(&user).await? })
+                    }
+                    _ => Ok(SignInStep::SecondFactor { ticket }),
+                }
             }
             Err(e) => Err(e),
         }
@@ -350,13 +364,8 @@ impl Authority {
         origin: Option<IpAddr>,
     ) -> Result<SignInStep> {
         let expired = || Error::invalid_grant("the sign-in has expired; start again");
-        let sealed = URL_SAFE_NO_PAD.decode(ticket).map_err(|_| expired())?;
-        let plain = self.master.open(&sign_in_ticket_context(tenant), &sealed).map_err(|_| expired())?;
-        let plain = std::str::from_utf8(&plain).map_err(|_| expired())?;
-        let (exp, username) = plain.split_once('\n').ok_or_else(expired)?;
-        if exp.parse::<i64>().map_err(|_| expired())? <= self.now() {
-            return Err(expired());
-        }
+        let username = self.open_ticket(tenant, ticket)?;
+        let username = username.as_str();
         let counters = self.limits.login(tenant, username, origin);
         let reserved_at = self.reserve_attempt(&counters).await?;
         let checked = match self.find_user(tenant, username).await? {
@@ -368,6 +377,49 @@ impl Authority {
         let user = checked?;
         let how = Provenance::sign_in(self.now(), true);
         self.start_browser_session(&user, how).await
+    }
+
+    /// The login page's enrolment step: the first code of the secret set up for the user of
+    /// `ticket` (see [`SignInStep::Enrol`]), counted against the same limits as the password.
+    pub async fn browser_enrol(
+        &self,
+        tenant: &str,
+        ticket: &str,
+        otp: Secret,
+        origin: Option<IpAddr>,
+    ) -> Result<SignInStep> {
+        let expired = || Error::invalid_grant("the sign-in has expired; start again");
+        let username = self.open_ticket(tenant, ticket)?;
+        let counters = self.limits.login(tenant, &username, origin);
+        let reserved_at = self.reserve_attempt(&counters).await?;
+        let checked = match self.find_user(tenant, &username).await? {
+            Some(user) if !user.disabled && !user.totp.enabled => {
+                self.finish_totp(&user, otp.expose()).await.map(|codes| (user, codes))
+            }
+            _ => Err(expired()),
+        };
+        let failed = matches!(&checked, Err(e) if e.kind == ErrorKind::InvalidGrant);
+        self.settle_attempt(&counters, reserved_at, failed, checked.is_ok()).await?;
+        let e = AuditEvent::new(tenant, EventKind::TotpConfirm, ActorKind::User, Some(&username)).subject(&*username);
+        self.record(e.detail("at=sign_in").outcome_of(&checked));
+        let (user, codes) = checked?;
+        match self.start_browser_session(&user, Provenance::sign_in(self.now(), true)).await? {
+            SignInStep::Done(cookie, session) => Ok(SignInStep::Enrolled(cookie, session, codes)),
+            other => Ok(other),
+        }
+    }
+
+    /// The username a sign-in ticket of `tenant` stands for, if it is genuine and unexpired.
+    fn open_ticket(&self, tenant: &str, ticket: &str) -> Result<String> {
+        let expired = || Error::invalid_grant("the sign-in has expired; start again");
+        let sealed = URL_SAFE_NO_PAD.decode(ticket).map_err(|_| expired())?;
+        let plain = self.master.open(&sign_in_ticket_context(tenant), &sealed).map_err(|_| expired())?;
+        let plain = std::str::from_utf8(&plain).map_err(|_| expired())?;
+        let (exp, username) = plain.split_once('\n').ok_or_else(expired)?;
+        if exp.parse::<i64>().map_err(|_| expired())? <= self.now() {
+            return Err(expired());
+        }
+        Ok(username.to_owned())
     }
 
     async fn start_browser_session(&self, user: &User, how: Provenance) -> Result<SignInStep> {

@@ -30,6 +30,8 @@ pub struct UserUpdate {
     pub given_name: Option<String>,
     pub last_name: Option<String>,
     pub roles: Option<Vec<String>>,
+    /// Require (or stop requiring) a second factor of the user (administrators).
+    pub totp_required: Option<bool>,
 }
 
 /// Changes to a client; `None` leaves a field as it is.
@@ -143,14 +145,17 @@ impl Authority {
         update: UserUpdate,
     ) -> Result<User> {
         let done = async {
-            let action =
-                if update.roles.is_some() { Action::ManageUsers } else { Action::ManageCredentials { username } };
+            let by_admins = update.roles.is_some() || update.totp_required.is_some();
+            let action = if by_admins { Action::ManageUsers } else { Action::ManageCredentials { username } };
             self.authorize(actor, tenant, action).await?;
             let mut user = self.user_named(tenant, username).await?;
             let p = &mut user.profile;
             set_text(&mut p.email, update.email, "email")?;
             set_text(&mut p.given_name, update.given_name, "given_name")?;
             set_text(&mut p.last_name, update.last_name, "last_name")?;
+            if let Some(required) = update.totp_required {
+                user.totp.required = required;
+            }
             if let Some(roles) = update.roles {
                 self.may_grant_roles(actor, tenant, &roles).await?;
                 user.roles = roles;

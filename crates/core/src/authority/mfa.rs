@@ -61,12 +61,7 @@ impl Authority {
             if user.totp.enabled {
                 return Err(Error::conflict("two-factor authentication is already enabled; disable it first"));
             }
-            let raw = totp::new_secret(self.rng.as_ref());
-            let sealed = self.master.seal(self.rng.as_ref(), &seal_context(tenant, username), &raw);
-            let issuer = format!("Tessera ({tenant})");
-            let (otpauth_uri, secret_base32) = totp::provisioning(&raw, &issuer, username)?;
-            self.store.user_totp_set(&user.tenant, &user.username, Some(&sealed), false).await?;
-            Ok(TotpEnrolment { otpauth_uri, secret_base32 })
+            self.start_totp(&user).await
         }
         .await;
         self.record_change(actor, tenant, EventKind::TotpEnroll, username, &done);
@@ -88,13 +83,7 @@ impl Authority {
             if user.totp.enabled {
                 return Err(Error::conflict("two-factor authentication is already enabled"));
             }
-            let raw = self.totp_secret(&user)?.ok_or_else(|| Error::invalid_request("run enrolment first"))?;
-            let step = totp::matching_step(&raw, code, self.now())
-                .ok_or_else(|| Error::invalid_grant("the code does not match; check the device clock"))?;
-            let sealed = user.totp.sealed_secret.as_deref();
-            self.store.user_totp_set(&user.tenant, &user.username, sealed, true).await?;
-            self.store.user_totp_accept_step(&user.tenant, &user.username, step).await?;
-            self.new_recovery_codes(&user).await
+            self.finish_totp(&user, code).await
         }
         .await;
         self.record_change(actor, tenant, EventKind::TotpConfirm, username, &done);
@@ -114,6 +103,13 @@ impl Authority {
         let done = async {
             self.authorize(actor, tenant, Action::ManageCredentials { username }).await?;
             let user = self.user_named(tenant, username).await?;
+            // Where it is required, only an administrator (or the operator) may take it away.
+            let by_themself = matches!(actor, Actor::User(u) if u.username == user.username);
+            if by_themself && user.totp.enabled && self.totp_required(&user)? {
+                return Err(Error::forbidden(
+                    "two-step verification is required for this account; ask an administrator",
+                ));
+            }
             self.store.user_totp_set(&user.tenant, &user.username, None, false).await?;
             self.store.recovery_codes_set(&user.tenant, &user.username, &[]).await?;
             Ok(())
@@ -135,6 +131,14 @@ impl Authority {
     /// unused recovery code. `mfa_required` when none was given.
     pub async fn check_second_factor(&self, user: &User, otp: Option<&Secret>) -> Result<()> {
         if !user.totp.enabled {
+            if self.totp_required(user)? {
+                // After a right password: not a failure, but no token either.
+                return Err(Error::new(
+                    ErrorKind::MfaRequired,
+                    "this account must set up two-factor authentication first: sign in once through the \
+                     browser sign-in page, or ask an administrator",
+                ));
+            }
             return Ok(());
         }
         let Some(otp) = otp.filter(|o| !o.expose().trim().is_empty()) else {
@@ -155,6 +159,35 @@ impl Authority {
         } else {
             Err(bad())
         }
+    }
+
+    /// Whether `user` must have a second factor: required of them, or by their tenant.
+    pub(super) fn totp_required(&self, user: &User) -> Result<bool> {
+        Ok(user.totp.required || self.tenant(&user.tenant)?.tenant.totp_required)
+    }
+
+    /// A new TOTP secret for `user`, stored sealed and not yet enabled (it is once a first
+    /// code confirms it): what the person types or scans.
+    pub(super) async fn start_totp(&self, user: &User) -> Result<TotpEnrolment> {
+        let (tenant, username) = (user.tenant.as_str(), user.username.as_str());
+        let raw = totp::new_secret(self.rng.as_ref());
+        let sealed = self.master.seal(self.rng.as_ref(), &seal_context(tenant, username), &raw);
+        let issuer = format!("Tessera ({tenant})");
+        let (otpauth_uri, secret_base32) = totp::provisioning(&raw, &issuer, username)?;
+        self.store.user_totp_set(&user.tenant, &user.username, Some(&sealed), false).await?;
+        Ok(TotpEnrolment { otpauth_uri, secret_base32 })
+    }
+
+    /// Confirm `user`'s pending secret with a first `code`: from now on it is required.
+    /// Returns the ten recovery codes, shown once.
+    pub(super) async fn finish_totp(&self, user: &User, code: &str) -> Result<Vec<String>> {
+        let raw = self.totp_secret(user)?.ok_or_else(|| Error::invalid_request("run enrolment first"))?;
+        let step = totp::matching_step(&raw, code, self.now())
+            .ok_or_else(|| Error::invalid_grant("the code does not match; check the device clock"))?;
+        let sealed = user.totp.sealed_secret.as_deref();
+        self.store.user_totp_set(&user.tenant, &user.username, sealed, true).await?;
+        self.store.user_totp_accept_step(&user.tenant, &user.username, step).await?;
+        self.new_recovery_codes(user).await
     }
 
     /// Password, then the second factor when the user has one. The attempt is counted

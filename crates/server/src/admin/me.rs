@@ -94,7 +94,13 @@ async fn me_get(State(s): State<AppState>, me: Me) -> Answer<UserView> {
 
 async fn me_patch(State(s): State<AppState>, me: Me, Body(b): Body<ProfilePatch>) -> Answer<UserView> {
     let name = me.user()?.username.clone();
-    let update = UserUpdate { email: b.email, given_name: b.given_name, last_name: b.last_name, roles: None };
+    let update = UserUpdate {
+        email: b.email,
+        given_name: b.given_name,
+        last_name: b.last_name,
+        roles: None,
+        totp_required: None,
+    };
     Ok(Json(s.auth.update_user(&me.who.actor(), &me.tenant, &name, update).await?.into()))
 }
 

@@ -183,6 +183,8 @@ pub struct TenantPatch {
     pub hosts: Option<Vec<String>>,
     pub allowed_grants: Option<Vec<String>>,
     pub max_user_clients: Option<i64>,
+    /// Every user must sign in with a second factor (TOTP).
+    pub totp_required: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -220,6 +222,7 @@ async fn tenant_patch(
         max_user_clients: b.max_user_clients,
         hosts: b.hosts,
         alg: b.alg.as_deref().map(alg).transpose()?,
+        totp_required: b.totp_required,
     };
     let t = s.auth.update_tenant_policy(&a.who.actor(), &p.name, policy).await?;
     let issuer = s.auth.tenant(&t.name)?.issuer.clone();
@@ -262,6 +265,8 @@ pub struct UserPatch {
     pub given_name: Option<String>,
     pub last_name: Option<String>,
     pub roles: Option<Vec<String>>,
+    /// Require a second factor of this user (a password alone then only lets them set it up).
+    pub totp_required: Option<bool>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -305,7 +310,13 @@ async fn user_patch(
     Path(p): Path<UserPath>,
     Body(b): Body<UserPatch>,
 ) -> Answer<UserView> {
-    let update = UserUpdate { email: b.email, given_name: b.given_name, last_name: b.last_name, roles: b.roles };
+    let update = UserUpdate {
+        email: b.email,
+        given_name: b.given_name,
+        last_name: b.last_name,
+        roles: b.roles,
+        totp_required: b.totp_required,
+    };
     Ok(Json(s.auth.update_user(&a.who.actor(), &a.tenant, &p.username, update).await?.into()))
 }
 

@@ -34,6 +34,8 @@ pub struct TenantView {
     pub hosts: Vec<String>,
     pub allowed_grants: Option<Vec<&'static str>>,
     pub max_user_clients: Option<i64>,
+    /// Every user must sign in with a second factor.
+    pub totp_required: bool,
     pub created_at: i64,
 }
 
@@ -48,6 +50,7 @@ impl TenantView {
             hosts: t.hosts.clone(),
             allowed_grants: t.allowed_grants.as_ref().map(|g| g.iter().map(|g| g.as_str()).collect()),
             max_user_clients: t.max_user_clients,
+            totp_required: t.totp_required,
             created_at: t.created_at,
         }
     }
@@ -65,6 +68,8 @@ pub struct UserView {
     pub last_name: Option<String>,
     /// Whether a second factor (TOTP) is required at sign-in.
     pub totp_enabled: bool,
+    /// Whether an administrator requires the user to have one.
+    pub totp_required: bool,
 }
 
 impl From<User> for UserView {
@@ -79,6 +84,7 @@ impl From<User> for UserView {
             given_name: u.profile.given_name,
             last_name: u.profile.last_name,
             totp_enabled: u.totp.enabled,
+            totp_required: u.totp.required,
         }
     }
 }

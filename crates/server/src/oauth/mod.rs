@@ -52,7 +52,7 @@ pub(crate) const AUTHORIZE_QUERY: &[&str] = &[
 
 /// The fields of the sign-in, second-factor and consent forms.
 pub(crate) const AUTHORIZE_FORM: &[&str] =
-    &["csrf", "step", "username", "password", "otp", "ticket", "decision", "action"];
+    &["csrf", "step", "username", "password", "otp", "ticket", "secret", "uri", "decision", "action"];
 
 /// The errors of the standard endpoints (RFC 6749 section 5.2).
 fn oauth_errors() -> (&'static str, RefOr<Schema>) {

@@ -110,6 +110,30 @@ fn code_page(visit: Visit, auth: &Authorization, status: StatusCode, error: Opti
     visit.page(status, "login_code.html", ctx)
 }
 
+/// The second factor to set up: its key (typed or opened as a link), then a first code.
+fn enrol_page(
+    visit: Visit,
+    auth: &Authorization,
+    error: Option<&str>,
+    ticket: &str,
+    secret: &str,
+    uri: &str,
+) -> Response {
+    let status = if error.is_some() { StatusCode::UNAUTHORIZED } else { StatusCode::OK };
+    let ctx =
+        context! { title => "Set up two-step verification", client => &auth.client.name, error, ticket, secret, uri };
+    visit.page(status, "login_enrol.html", ctx)
+}
+
+/// The recovery codes of a second factor just set up, shown once; continuing repeats the
+/// authorization request (`query`), now signed in.
+fn recovery_codes_page(visit: Visit, auth: &Authorization, codes: &[String], query: Option<&str>) -> Response {
+    let params: Vec<(String, String)> =
+        form_urlencoded::parse(query.unwrap_or_default().as_bytes()).into_owned().collect();
+    let ctx = context! { title => "Save your recovery codes", client => &auth.client.name, codes, params };
+    visit.page(StatusCode::OK, "recovery_codes.html", ctx)
+}
+
 /// What a scope lets the client do, in words.
 fn describe_scope(s: &str) -> String {
     match s {
@@ -229,7 +253,10 @@ pub async fn authorize_post(
                 Ok(SignInStep::SecondFactor { ticket }) => {
                     return code_page(visit, &auth, StatusCode::OK, None, &ticket);
                 }
-                Ok(SignInStep::Done(cookie, session)) => (cookie, session),
+                Ok(SignInStep::Enrol { ticket, enrolment: e }) => {
+                    return enrol_page(visit, &auth, None, &ticket, &e.secret_base32, &e.otpauth_uri);
+                }
+                Ok(SignInStep::Done(cookie, session) | SignInStep::Enrolled(cookie, session, _)) => (cookie, session),
                 Err(e) if e.kind == ErrorKind::InvalidGrant => {
                     return login_page(visit, &auth, StatusCode::UNAUTHORIZED, Some(WRONG_CREDENTIALS), &username);
                 }
@@ -240,8 +267,8 @@ pub async fn authorize_post(
             let ticket = form.remove("ticket").unwrap_or_default();
             let otp = Secret::new(form.remove("otp").unwrap_or_default());
             match state.auth.browser_second_factor(&tenant, &ticket, otp, origin).await {
-                Ok(SignInStep::Done(cookie, session)) => (cookie, session),
-                Ok(SignInStep::SecondFactor { ticket }) => {
+                Ok(SignInStep::Done(cookie, session) | SignInStep::Enrolled(cookie, session, _)) => (cookie, session),
+                Ok(SignInStep::SecondFactor { ticket } | SignInStep::Enrol { ticket, .. }) => {
                     return code_page(visit, &auth, StatusCode::OK, None, &ticket);
                 }
                 Err(e) if e.kind == ErrorKind::InvalidGrant && e.description.contains("expired") => {
@@ -252,6 +279,25 @@ pub async fn authorize_post(
                 }
                 Err(e) => return error_page(visit, &e),
             }
+        }
+        "enrol" => {
+            let ticket = form.remove("ticket").unwrap_or_default();
+            let (secret, uri) = (form.remove("secret").unwrap_or_default(), form.remove("uri").unwrap_or_default());
+            let otp = Secret::new(form.remove("otp").unwrap_or_default());
+            return match state.auth.browser_enrol(&tenant, &ticket, otp, origin).await {
+                Ok(SignInStep::Enrolled(cookie, _, codes)) => {
+                    visit.signed_in(&cookie);
+                    recovery_codes_page(visit, &auth, &codes, query.as_deref())
+                }
+                Ok(_) => login_page(visit, &auth, StatusCode::UNAUTHORIZED, Some("Sign in again."), ""),
+                Err(e) if e.kind == ErrorKind::InvalidGrant && e.description.contains("expired") => {
+                    login_page(visit, &auth, StatusCode::UNAUTHORIZED, Some(&e.description), "")
+                }
+                Err(e) if e.kind == ErrorKind::InvalidGrant => {
+                    enrol_page(visit, &auth, Some(WRONG_CODE), &ticket, &secret, &uri)
+                }
+                Err(e) => error_page(visit, &e),
+            };
         }
         "consent" => {
             let session = match visit.session(&state).await {

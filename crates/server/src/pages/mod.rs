@@ -26,6 +26,8 @@ fn templates() -> &'static Environment<'static> {
             ("device_decide.html", include_str!("../../templates/device_decide.html")),
             ("login.html", include_str!("../../templates/login.html")),
             ("login_code.html", include_str!("../../templates/login_code.html")),
+            ("login_enrol.html", include_str!("../../templates/login_enrol.html")),
+            ("recovery_codes.html", include_str!("../../templates/recovery_codes.html")),
             ("consent.html", include_str!("../../templates/consent.html")),
             ("logout.html", include_str!("../../templates/logout.html")),
             ("docs.html", include_str!("../../templates/docs.html")),
@@ -153,6 +155,7 @@ mod tests {
             "device_decide.html",
             "login.html",
             "login_code.html",
+            "login_enrol.html",
             "consent.html",
             "logout.html",
         ];

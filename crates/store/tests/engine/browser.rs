@@ -46,7 +46,7 @@ async fn request(auth: &Authority, client_id: &str, scope: &str) -> Authorizatio
 async fn sign_in(auth: &Authority) -> (Secret, BrowserSession) {
     match auth.browser_sign_in("t", "alice", Secret::new("correct horse battery"), None).await.unwrap() {
         SignInStep::Done(cookie, session) => (cookie, session),
-        SignInStep::SecondFactor { .. } => panic!("alice has no second factor"),
+        other => panic!("alice has no second factor: {}", matches!(other, SignInStep::SecondFactor { .. })),
     }
 }
 
