@@ -408,6 +408,8 @@ impl Authority {
     pub async fn purge_expired(&self) -> Result<u64> {
         let now = self.now();
         self.revoked.write().map_err(lock_poisoned)?.purge(now);
+        // Verified tokens that expired: the cache holds the live ones, not its maximum.
+        self.verified.write().map_err(lock_poisoned)?.retain(|_, c| c.exp > now);
         let purged = self.store.purge_expired(now).await?;
         if self.settings.audit_retention_days > 0 {
             self.store.audit_purge(now - self.settings.audit_retention_days * 86_400).await?;
