@@ -517,6 +517,15 @@ pub enum ClientCmd {
         callback_url: Option<String>,
         #[arg(long)]
         description: Option<String>,
+        /// Exact redirect URIs of the code flow (repeatable; replaces them).
+        #[arg(long = "redirect-uri")]
+        redirect_uri: Vec<String>,
+        /// Where logout may send people back (repeatable; replaces them).
+        #[arg(long = "post-logout-redirect-uri")]
+        post_logout_redirect_uri: Vec<String>,
+        /// Whether the client skips the consent page: true or false.
+        #[arg(long)]
+        first_party: Option<bool>,
     },
     /// A new secret for a confidential client, printed once; the old one keeps working for
     /// the grace period (e.g. 1h, 7d; default: stops at once).
@@ -606,10 +615,22 @@ pub async fn client(config: &Config, cmd: ClientCmd) -> Result<()> {
             scope,
             callback_url,
             description,
+            redirect_uri,
+            post_logout_redirect_uri,
+            first_party,
         } => {
             let scopes = scope.as_deref().map(parse_scope).transpose().map_err(core_err)?;
             let grants = (!grant.is_empty()).then_some(grant);
-            let update = ClientUpdate { name, callback_url, description, grants, scopes };
+            let update = ClientUpdate {
+                name,
+                callback_url,
+                description,
+                grants,
+                scopes,
+                redirect_uris: (!redirect_uri.is_empty()).then_some(redirect_uri),
+                post_logout_redirect_uris: (!post_logout_redirect_uri.is_empty()).then_some(post_logout_redirect_uri),
+                first_party,
+            };
             let c = auth.update_client(&Actor::Operator, &tenant, &client_id, update).await.map_err(core_err)?;
             println!("updated client {} ({})", c.client_id, c.name);
         }

@@ -530,6 +530,8 @@ impl<D: Dialect> Store for Sql<D> {
         let (grants, scopes) = (grants_json(&c.grants), json_list(&c.scopes));
         let (previous, until) =
             (c.previous_secret.as_ref().map(|p| p.0.as_str()), c.previous_secret.as_ref().map(|p| p.1));
+        let redirects = json_list(&c.redirect_uris.iter().map(|u| u.to_string()).collect::<Vec<_>>());
+        let logouts = json_list(&c.post_logout_redirect_uris.iter().map(|u| u.to_string()).collect::<Vec<_>>());
         let a = args![
             &c.name,
             c.callback_url.as_deref(),
@@ -542,6 +544,9 @@ impl<D: Dialect> Store for Sql<D> {
             &c.secret_hash,
             previous,
             until,
+            &redirects,
+            &logouts,
+            c.first_party,
         ];
         let change = ("client", c.tenant.as_str(), Some(c.client_id.as_str()));
         self.run(self.write_recorded(sql::CLIENT_UPDATE, a, change)).await.map(|n| n > 0)

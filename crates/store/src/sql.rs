@@ -75,7 +75,8 @@ pub(crate) const CLIENT_GET: &str = "SELECT * FROM clients WHERE tenant = $1 AND
 pub(crate) const CLIENT_LIST: &str = "SELECT * FROM clients WHERE tenant = $1 ORDER BY created_at, client_id";
 pub(crate) const CLIENT_UPDATE: &str = "UPDATE clients SET name = $1, callback_url = $2, description = $3, \
      updated_at = $4, grants = $7, scopes = $8, secret_hash = $9, previous_secret_hash = $10, \
-     previous_secret_until = $11 WHERE tenant = $5 AND client_id = $6";
+     previous_secret_until = $11, redirect_uris = $12, post_logout_redirect_uris = $13, first_party = $14 \
+     WHERE tenant = $5 AND client_id = $6";
 pub(crate) const CLIENT_DELETE: &str = "DELETE FROM clients WHERE tenant = $1 AND client_id = $2";
 macro_rules! client_families {
     () => {

@@ -944,3 +944,41 @@ async fn sam_signs_in(s: &TestServer, id: &str, secret: &str) -> Resp {
     let form = [("grant_type", "password"), ("username", "sam"), ("password", "sam's long password")];
     s.token("strict", &form, Auth::Basic(id, secret)).await
 }
+
+#[tokio::test]
+async fn the_admin_api_registers_and_changes_a_clients_redirect_uris() {
+    let s = TestServer::start().await;
+    user_with_profile(&s, "erin");
+    let (pid, psecret) = s.create_client("default", "password", None);
+    let admin_pw = s.admin_password.clone().expect("bootstrap password");
+    let admin = s.password_token("default", &pid, &psecret, "admin", &admin_pw, None).await;
+    let auth = format!("Bearer {}", admin["access_token"].as_str().expect("token"));
+    let headers = [("authorization", auth.as_str()), ("content-type", "application/json")];
+    let body = serde_json::json!({"name": "Web", "grants": ["authorization_code"], "public": true,
+        "redirect_uris": [CB], "post_logout_redirect_uris": [BYE], "first_party": true});
+    let r = s.call("POST", "/admin/v1/clients", &headers, Some(&body.to_string())).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(
+        (r.json["redirect_uris"].clone(), r.json["first_party"].as_bool()),
+        (serde_json::json!([CB]), Some(true))
+    );
+    let id = r.json["client_id"].as_str().expect("id").to_owned();
+    let bad = serde_json::json!({"name": "Bad", "grants": ["authorization_code"], "public": true, "redirect_uris": ["https://app.example/cb#x"]});
+    let r = s.call("POST", "/admin/v1/clients", &headers, Some(&bad.to_string())).await;
+    assert_eq!((r.status, r.json["errors"][0]["field"].as_str()), (400, Some("redirect_uris")), "{}", r.text);
+
+    let challenge = s256(VERIFIER);
+    let mut b = Browser::new();
+    let url = authorize_url(&s, "default", &usual(&id, CB, &challenge));
+    let login = b.get(&url).await;
+    b.sign_in(&url, &login, "erin", PASSWORD).await.assert_redirect_to(CB);
+    // Replaced: the old URI is refused with an error page, the new one works.
+    let new = "https://app.example/new";
+    let patch = serde_json::json!({"redirect_uris": [new], "first_party": false}).to_string();
+    let r = s.call("PATCH", &format!("/admin/v1/clients/{id}"), &headers, Some(&patch)).await;
+    assert_eq!((r.status, r.json["redirect_uris"].clone()), (200, serde_json::json!([new])), "{}", r.text);
+    b.get(&url).await.assert_error_page("a replaced redirect URI");
+    let page = b.get(&authorize_url(&s, "default", &usual(&id, new, &challenge))).await;
+    assert_eq!(page.status, 200, "no longer first party: the consent page: {}", page.body);
+    assert!(page.body.contains("name=\"decision\""), "{}", page.body);
+}

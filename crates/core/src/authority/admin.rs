@@ -89,7 +89,7 @@ fn check_ttl(v: Option<i64>) -> Result<()> {
 }
 
 /// Redirect URIs as registered: each an exact URI without a fragment (RFC 6749 section 3.1.2).
-fn redirect_uri_list(uris: &[String]) -> Result<Vec<RedirectUri>> {
+pub(super) fn redirect_uri_list(uris: &[String]) -> Result<Vec<RedirectUri>> {
     let mut out: Vec<RedirectUri> = Vec::new();
     for u in uris {
         let uri = RedirectUri::parse(u)?;
@@ -505,8 +505,9 @@ impl Authority {
             return Err(Error::invalid_request("a public client cannot use client_credentials"));
         }
         let callback_url = spec.callback_url.as_deref().map(RedirectUri::parse).transpose()?;
-        let redirect_uris = redirect_uri_list(&spec.redirect_uris)?;
-        let post_logout_redirect_uris = redirect_uri_list(&spec.post_logout_redirect_uris)?;
+        let redirect_uris = redirect_uri_list(&spec.redirect_uris).map_err(|e| e.at("redirect_uris"))?;
+        let post_logout_redirect_uris =
+            redirect_uri_list(&spec.post_logout_redirect_uris).map_err(|e| e.at("post_logout_redirect_uris"))?;
         let client_id = spec.client_id.as_deref().map(ClientId::parse).transpose()?;
         let (secret, secret_hash) = match (spec.public, spec.secret) {
             (true, _) => (None, None),

@@ -42,6 +42,12 @@ pub struct ClientUpdate {
     pub description: Option<String>,
     pub grants: Option<Vec<GrantType>>,
     pub scopes: Option<Vec<String>>,
+    /// Exact redirect URIs of the code flow (replacing the list).
+    pub redirect_uris: Option<Vec<String>>,
+    /// Where RP-initiated logout may send the person back (replacing the list).
+    pub post_logout_redirect_uris: Option<Vec<String>>,
+    /// A first-party client skips the consent page.
+    pub first_party: Option<bool>,
 }
 
 /// The longest grace period of a rotated client secret: 30 days.
@@ -413,6 +419,16 @@ impl Authority {
                 return Err(Error::invalid_request("a public client cannot use client_credentials").at("grants"));
             }
             c.grants = g;
+        }
+        if let Some(u) = update.redirect_uris {
+            c.redirect_uris = super::admin::redirect_uri_list(&u).map_err(|e| e.at("redirect_uris"))?;
+        }
+        if let Some(u) = update.post_logout_redirect_uris {
+            c.post_logout_redirect_uris =
+                super::admin::redirect_uri_list(&u).map_err(|e| e.at("post_logout_redirect_uris"))?;
+        }
+        if let Some(f) = update.first_party {
+            c.first_party = f;
         }
         if let Some(s) = update.scopes {
             c.scopes = parse_scope(&s.join(" ")).map_err(|e| Error::invalid_request(e.description).at("scopes"))?;

@@ -428,6 +428,15 @@ pub struct ClientCreate {
     pub public: bool,
     pub callback_url: Option<String>,
     pub description: Option<String>,
+    /// Exact redirect URIs of the authorization code flow.
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+    /// Where RP-initiated logout may send the person back.
+    #[serde(default)]
+    pub post_logout_redirect_uris: Vec<String>,
+    /// Skips the consent page.
+    #[serde(default)]
+    pub first_party: bool,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -438,6 +447,9 @@ pub struct ClientPatch {
     pub scopes: Option<Vec<String>>,
     pub callback_url: Option<String>,
     pub description: Option<String>,
+    pub redirect_uris: Option<Vec<String>>,
+    pub post_logout_redirect_uris: Option<Vec<String>>,
+    pub first_party: Option<bool>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -464,6 +476,9 @@ async fn clients_post(State(s): State<AppState>, a: Admin, Body(b): Body<ClientC
     spec.public = b.public;
     spec.callback_url = b.callback_url;
     spec.description = b.description;
+    spec.redirect_uris = b.redirect_uris;
+    spec.post_logout_redirect_uris = b.post_logout_redirect_uris;
+    spec.first_party = b.first_party;
     let (c, secret) = s.auth.create_client(&a.who.actor(), spec).await?;
     let secret = secret.map(|s| s.expose().to_owned());
     Ok((StatusCode::CREATED, Json(ClientView::new(c, secret))))
@@ -485,6 +500,9 @@ async fn client_patch(
         description: b.description,
         grants: b.grants.as_deref().map(grants).transpose()?,
         scopes: b.scopes,
+        redirect_uris: b.redirect_uris,
+        post_logout_redirect_uris: b.post_logout_redirect_uris,
+        first_party: b.first_party,
     };
     let c = s.auth.update_client(&a.who.actor(), &a.tenant, &p.client_id, update).await?;
     Ok(Json(ClientView::new(c, None)))
