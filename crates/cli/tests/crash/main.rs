@@ -339,14 +339,15 @@ fn psql_count(sql: &str) -> usize {
     String::from_utf8_lossy(&out.stdout).trim().parse().expect("a count")
 }
 
-fn integrity_check(db: &std::path::Path) {
-    let out = std::process::Command::new("sqlite3").arg(db).arg("PRAGMA integrity_check;").output().expect("sqlite3");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && text.trim() == "ok",
-        "integrity_check: {text} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+/// SQLite's own check of the file a killed node left (with its WAL, as the next open sees it).
+async fn integrity_check(db: &std::path::Path) {
+    use sqlx::Connection;
+    let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(db);
+    let mut conn = sqlx::SqliteConnection::connect_with(&opts).await.expect("open the database");
+    let rows: Vec<String> =
+        sqlx::query_scalar("PRAGMA integrity_check").fetch_all(&mut conn).await.expect("integrity_check");
+    assert_eq!(rows, ["ok"], "integrity_check of {}", db.display());
+    conn.close().await.expect("close the database");
 }
 
 /// `ROUNDS` crashes of `s` under load. `sqlite` names its database file.
@@ -370,7 +371,7 @@ async fn crash_rounds(mut s: TestServer, tag: &str, sqlite: Option<std::path::Pa
         })
         .await;
         if let Some(db) = &sqlite {
-            integrity_check(db);
+            integrity_check(db).await;
         }
         s.restart().await;
         let api = Api::of(&s, &id, &secret);
