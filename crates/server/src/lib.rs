@@ -11,6 +11,8 @@ pub mod config;
 pub mod deadline;
 pub mod extract;
 pub mod fronts;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod hasher;
 pub mod metrics_layer;
 pub mod oauth;

@@ -238,6 +238,14 @@ impl TestServer {
         terminate(&mut c)
     }
 
+    /// A crash: SIGKILL, no graceful shutdown (`restart` starts it again).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
     /// Stops the server (SIGTERM) and starts it again on the same data dir and port.
     pub async fn restart(&mut self) {
         if let Some(mut c) = self.child.take() {
