@@ -55,7 +55,8 @@ def test_schemathesis_finds_no_server_error_and_no_answer_off_the_document(own_s
         "--request-timeout", "20",
         "--no-color",
     ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    # In the server's own temporary folder: schemathesis keeps a cache where it runs.
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=srv.workdir)
     out = proc.stdout
     tail = out[out.find("FAILURES"):][:8000] if "FAILURES" in out else out[-6000:]
     assert proc.returncode == 0, f"schemathesis exited {proc.returncode}\n{tail}\n{proc.stderr[-2000:]}"
