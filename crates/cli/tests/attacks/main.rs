@@ -16,7 +16,13 @@
 //!   answering as wrong passwords, device user-code look-ups limited per address and per
 //!   tenant: `api/limits.rs`, `api/errors.rs`;
 //! - one refresh token presented 100 times at two nodes wins once: `api/nodes.rs`;
-//! - oversized bodies in each front's format, repeated form parameters: `api/errors.rs`.
+//! - oversized bodies in each front's format, repeated form parameters: `api/errors.rs`;
+//! - the browser flow's attacks (a reused authorization code, which also revokes the tokens
+//!   of its first redemption; PKCE downgrades: `plain`, a missing or wrong verifier, the
+//!   challenge as verifier, a verifier sent for a code issued without PKCE; a code of another
+//!   client or redirect URI; redirect URI tricks: prefix, suffix, userinfo, fragment, another
+//!   port or scheme, case; an unknown client; CSRF on every form; a replayed session cookie
+//!   after logout): `api/browser.rs`, where the login pages are driven as a browser would.
 //!
 //! Device user codes: 8 characters of a 20-consonant alphabet, 20^8 ~ 2^34.6 codes
 //! (`tessera_core::device`; `guessing` checks that codes are drawn as stated). A tenant's
