@@ -812,3 +812,18 @@ async fn a_key_is_retired_early_but_never_the_one_that_signs() {
     let page = audit_rows(&s, &token, "event=key_retire", "key_retire").await;
     assert!(page["items"].as_array().expect("items").iter().any(|r| r["detail"] == format!("kid={first}")), "{page}");
 }
+
+/// A policy change made elsewhere (here: the CLI, on the database directly) survives an update
+/// of another field through a node that has not reloaded the tenant yet: the node starts from
+/// the stored tenant, not its cached copy.
+#[tokio::test]
+async fn a_tenant_update_keeps_a_change_made_elsewhere() {
+    let s = TestServer::start().await;
+    let token = admin_token(&s).await;
+    let t = Some(token.as_str());
+    s.cli_ok(&["tenant", "policy", "default", "--max-user-clients", "7"], None);
+    let got = ok(&api(&s, "PATCH", "/admin/v1/tenants/default", t, Some(json!({"access_ttl": 600}))).await, 200, "ttl");
+    assert_eq!((got["access_ttl"].as_i64(), got["max_user_clients"].as_i64()), (Some(600), Some(7)), "{got}");
+    let got = ok(&api(&s, "GET", "/admin/v1/tenants/default", t, None).await, 200, "read");
+    assert_eq!((got["access_ttl"].as_i64(), got["max_user_clients"].as_i64()), (Some(600), Some(7)), "{got}");
+}

@@ -222,7 +222,13 @@ impl Authority {
         let done = async {
             self.authorize(actor, tenant, Action::ConfigureTenant).await?;
             let ts = self.tenant(tenant)?;
-            let mut t = ts.tenant.clone();
+            // From the store, not the cache: a change just made on another node (or by the
+            // CLI) is kept rather than overwritten by this node's older copy.
+            let mut t = self
+                .store
+                .tenant_get(&ts.tenant.name)
+                .await?
+                .ok_or_else(|| Error::not_found(format!("tenant `{tenant}` not found")))?;
             check_ttl(policy.access_ttl).map_err(|e| e.at("access_ttl"))?;
             check_ttl(policy.refresh_ttl).map_err(|e| e.at("refresh_ttl"))?;
             if let Some(a) = policy.access_ttl {
