@@ -71,6 +71,9 @@ pub struct RefreshRecord {
     /// When and how the user authenticated when the family began (kept by every rotation).
     pub auth_time: Option<i64>,
     pub amr: Vec<String>,
+    /// As read: the token's user is disabled or gone (always false for a client's own
+    /// tokens; ignored when a record is inserted).
+    pub user_barred: bool,
 }
 
 /// The successor minted on rotation; it inherits everything else from its parent.
@@ -115,8 +118,10 @@ pub enum Rotation {
     /// Already used outside the grace window: the whole family is now revoked, with
     /// these access tokens.
     Reused { revoked: Vec<Revocation> },
-    /// Unknown, expired, of another client, or of a revoked family.
+    /// Unknown, expired, or of a revoked family.
     Invalid,
+    /// Refused by the engine's check ([`Store::refresh_rotate`]'s `accept`): nothing written.
+    Declined,
 }
 
 /// Where a device authorization stands (RFC 8628).
@@ -323,16 +328,19 @@ pub trait Store: Send + Sync {
     /// Store the first token of a new family.
     async fn refresh_insert(&self, record: &RefreshRecord) -> StoreResult<()>;
     async fn refresh_get(&self, token_hash: &str) -> StoreResult<Option<RefreshRecord>>;
-    /// Atomically exchange the token `token_hash` of `client_id` for `next` (see [`Rotation`]).
-    /// Two concurrent presentations of one unused token: exactly one sees `Rotated`.
+    /// Atomically exchange the token `token_hash` for `next` (see [`Rotation`]), in one
+    /// transaction: the token is read (with its family held), `accept` judges it (the engine's
+    /// checks: client, tenant, scope, user), and only then is it marked used and its successor
+    /// stored. Returns the token as read, if it exists. Two concurrent presentations of one
+    /// unused token: exactly one sees `Rotated`.
     async fn refresh_rotate(
         &self,
         token_hash: &str,
-        client_id: &ClientId,
         now: i64,
         grace_secs: i64,
         next: &NewRefresh,
-    ) -> StoreResult<Rotation>;
+        accept: &(dyn for<'r> Fn(&'r RefreshRecord) -> bool + Send + Sync),
+    ) -> StoreResult<(Rotation, Option<RefreshRecord>)>;
     /// Revoke a whole family and the live access tokens issued from it (returned).
     async fn refresh_revoke_family(&self, family_id: &str, now: i64) -> StoreResult<Vec<Revocation>>;
 

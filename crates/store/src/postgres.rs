@@ -252,6 +252,7 @@ impl Dialect for PgStore {
     }
 
     async fn feed_lock(conn: &mut PgConnection, feed: Feed) -> StoreResult<()> {
+        crate::shared::sent(1);
         sqlx::query(FEED_LOCK).bind(feed as i32).bind(CHANNEL).execute(&mut *conn).await.db()?;
         Ok(())
     }
@@ -260,11 +261,14 @@ impl Dialect for PgStore {
         if families.is_empty() {
             return Ok(Vec::new());
         }
+        crate::shared::sent(1);
         sqlx::query(FAMILIES_REVOKE).bind(now).bind(families).execute(&mut *conn).await.db()?;
+        crate::shared::sent(1);
         let rows = sqlx::query(FAMILIES_LIVE_ACCESS).bind(families).bind(now).fetch_all(&mut *conn).await.db()?;
         let out = rows.iter().map(rows::revocation).collect::<StoreResult<Vec<_>>>()?;
         if !out.is_empty() {
             Self::feed_lock(conn, Feed::Revocations).await?;
+            crate::shared::sent(1);
             sqlx::query(FAMILIES_REVOCATIONS_INSERT).bind(families).bind(now).execute(&mut *conn).await.db()?;
         }
         Ok(out)
@@ -276,6 +280,7 @@ impl Dialect for PgStore {
         username: &str,
         hashes: &[String],
     ) -> StoreResult<()> {
+        crate::shared::sent(1);
         sqlx::query(RECOVERY_INSERT_ALL).bind(tenant).bind(username).bind(hashes).execute(&mut *conn).await.db()?;
         Ok(())
     }
@@ -286,6 +291,7 @@ impl Dialect for PgStore {
             return Ok(());
         }
         let text = |f: fn(&AuditEvent) -> Option<&str>| events.iter().map(f).collect::<Vec<_>>();
+        crate::shared::sent(1);
         sqlx::query(AUDIT_INSERT_ALL)
             .bind(events.iter().map(|e| e.at).collect::<Vec<_>>())
             .bind(text(|e| Some(&e.tenant)))
@@ -306,6 +312,7 @@ impl Dialect for PgStore {
 
     /// In a transaction of its own, under the revocation list's lock.
     async fn revocation_insert(&self, r: &Revocation) -> StoreResult<()> {
+        crate::shared::began();
         let mut tx = self.pool.begin().await.db()?;
         Self::feed_lock(&mut tx, Feed::Revocations).await?;
         tx.exec(sql::REVOCATION_INSERT, args![&r.tenant, &r.jti, r.expires_at]).await?;

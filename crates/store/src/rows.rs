@@ -290,6 +290,7 @@ pub(crate) fn refresh(r: &impl Cols) -> StoreResult<RefreshRecord> {
             .ok_or_else(|| corrupt("grant type"))?,
         auth_time: get(r, "auth_time")?,
         amr: split_words(get(r, "amr")?),
+        user_barred: get(r, "user_barred")?,
     })
 }
 

@@ -97,6 +97,20 @@ macro_rules! args {
 }
 pub(crate) use args;
 
+/// Count `n` statements sent to the database: each is a round trip (BEGIN and COMMIT
+/// included). Exported on `/metrics` as `tessera_db_statements_total`, beside
+/// `tessera_db_transactions_total` (explicit transactions); `bench/write` reads both per
+/// operation.
+pub(crate) fn sent(n: u64) {
+    metrics::counter!("tessera_db_statements_total").increment(n);
+}
+
+/// Count a transaction about to begin: its BEGIN and the COMMIT or ROLLBACK that ends it.
+pub(crate) fn began() {
+    sent(2);
+    metrics::counter!("tessera_db_transactions_total").increment(1);
+}
+
 /// A connection (or a transaction, through `&mut *tx`) that runs a statement with its
 /// arguments. Implemented for each backend's connection by [`conn_impl`].
 #[async_trait]
@@ -136,15 +150,19 @@ macro_rules! conn_impl {
             impl $crate::shared::Conn for $conn {
                 type Row = <$db as sqlx::Database>::Row;
                 async fn exec(&mut self, sql: &'static str, args: &[Arg<'_>]) -> StoreResult<u64> {
+                    $crate::shared::sent(1);
                     Ok(bind(sql, args).execute(&mut *self).await.db()?.rows_affected())
                 }
                 async fn opt(&mut self, sql: &'static str, args: &[Arg<'_>]) -> StoreResult<Option<Self::Row>> {
+                    $crate::shared::sent(1);
                     bind(sql, args).fetch_optional(&mut *self).await.db()
                 }
                 async fn all(&mut self, sql: &'static str, args: &[Arg<'_>]) -> StoreResult<Vec<Self::Row>> {
+                    $crate::shared::sent(1);
                     bind(sql, args).fetch_all(&mut *self).await.db()
                 }
                 async fn one(&mut self, sql: &'static str, args: &[Arg<'_>]) -> StoreResult<Self::Row> {
+                    $crate::shared::sent(1);
                     bind(sql, args).fetch_one(&mut *self).await.db()
                 }
             }
@@ -170,6 +188,13 @@ pub(crate) trait Dialect: Send + Sync + 'static {
     const LOCKING: sql::Locking;
 
     fn pool(&self) -> &sqlx::Pool<Self::Db>;
+
+    /// The connections that write: the same pool, unless the backend has one writer at a
+    /// time (SQLite), where writers queue for a one-connection pool in order instead of
+    /// retrying the database's lock.
+    fn writer(&self) -> &sqlx::Pool<Self::Db> {
+        self.pool()
+    }
 
     /// The longest any one store operation may take, if the backend needs a bound beyond
     /// its own timeouts.
@@ -223,7 +248,8 @@ impl<D: Dialect> Sql<D> {
     }
 
     async fn begin(&self) -> StoreResult<Tx<D>> {
-        self.0.pool().begin_with(D::LOCKING.begin).await.db()
+        began();
+        self.0.writer().begin_with(D::LOCKING.begin).await.db()
     }
 
     /// Read one record.
@@ -246,9 +272,9 @@ impl<D: Dialect> Sql<D> {
         self.conn().await?.all(sql, args).await?.iter().map(map).collect()
     }
 
-    /// Run one statement outside a transaction: the number of rows it changed.
+    /// Run one statement (a write) outside a transaction: the number of rows it changed.
     async fn exec(&self, sql: &'static str, args: &[Arg<'_>]) -> StoreResult<u64> {
-        self.conn().await?.exec(sql, args).await
+        self.0.writer().acquire().await.db()?.exec(sql, args).await
     }
 
     /// Run one write in a transaction, recording `change` on the feed if it changed a row:
@@ -606,50 +632,93 @@ impl<D: Dialect> Store for Sql<D> {
     async fn refresh_rotate(
         &self,
         token_hash: &str,
-        client_id: &ClientId,
         now: i64,
         grace_secs: i64,
         next: &NewRefresh,
-    ) -> StoreResult<Rotation> {
+        accept: &(dyn for<'r> Fn(&'r RefreshRecord) -> bool + Send + Sync),
+    ) -> StoreResult<(Rotation, Option<RefreshRecord>)> {
         self.run(async {
+            // SQLite: an unknown token does not queue for the one writer lock.
+            if D::LOCKING.read_first
+                && self.read(sql::REFRESH_SELECT, args![token_hash], rows::refresh).await?.is_none()
+            {
+                return Ok((Rotation::Invalid, None));
+            }
             // Every rotation and revocation of a family holds the family: SQLite's writer lock
             // (taken at BEGIN), PostgreSQL's row lock (taken by this read). So a token cannot be
             // rotated while its family is being killed, which would leave the new access token
             // off the revocation list. After waiting for the lock, PostgreSQL re-reads the family
             // row (`revoked_at` is current) but not the token row: a `used_at` read as NULL may be
-            // stale, so the conditional UPDATE below decides. Once set, `used_at` never changes.
+            // stale, so the conditional write below decides. Once set, `used_at` never changes.
             let mut tx = self.begin().await?;
             let row = tx.opt(D::LOCKING.refresh, args![token_hash]).await?;
             let Some(cur) = row.as_ref().map(rows::refresh).transpose()? else {
-                return release::<D, _>(tx, Rotation::Invalid).await;
+                return release::<D, _>(tx, (Rotation::Invalid, None)).await;
             };
-            if cur.client_id != client_id.as_str() || cur.family_revoked || cur.expires_at <= now {
-                return release::<D, _>(tx, Rotation::Invalid).await;
+            if cur.family_revoked || cur.expires_at <= now {
+                return release::<D, _>(tx, (Rotation::Invalid, Some(cur))).await;
+            }
+            if !accept(&cur) {
+                return release::<D, _>(tx, (Rotation::Declined, Some(cur))).await;
             }
             let used = match cur.used_at {
                 Some(used) => Some(used),
-                None if tx.exec(sql::REFRESH_MARK_USED, args![now, token_hash]).await? == 1 => None,
-                // Another node rotated it since the read.
-                None => match tx.opt(sql::REFRESH_USED_AT, args![token_hash]).await? {
-                    Some(r) => get::<Option<i64>>(&r, "used_at")?,
-                    // Purged meanwhile.
-                    None => return release::<D, _>(tx, Rotation::Invalid).await,
-                },
+                // Marked used and succeeded in one statement: the usual case.
+                None => {
+                    let marked = match D::LOCKING.rotate {
+                        Some(rotate) => {
+                            let a = args![
+                                now,
+                                token_hash,
+                                &next.token_hash,
+                                next.issued_at,
+                                next.expires_at,
+                                &next.access_jti,
+                                next.access_exp
+                            ];
+                            tx.exec(rotate, a).await? == 1
+                        }
+                        None => {
+                            let marked = tx.exec(sql::REFRESH_MARK_USED, args![now, token_hash]).await? == 1;
+                            if marked {
+                                let a = args![
+                                    &next.token_hash,
+                                    next.issued_at,
+                                    next.expires_at,
+                                    &next.access_jti,
+                                    next.access_exp,
+                                    token_hash
+                                ];
+                                tx.exec(sql::REFRESH_SUCCESSOR, a).await?;
+                            }
+                            marked
+                        }
+                    };
+                    if marked {
+                        tx.commit().await.db()?;
+                        return Ok((Rotation::Rotated, Some(cur)));
+                    }
+                    // Another node rotated it since the read.
+                    match tx.opt(sql::REFRESH_USED_AT, args![token_hash]).await? {
+                        Some(r) => get::<Option<i64>>(&r, "used_at")?,
+                        // Purged meanwhile.
+                        None => return release::<D, _>(tx, (Rotation::Invalid, Some(cur))).await,
+                    }
+                }
             };
             let outcome = match used {
-                None => Rotation::Rotated,
                 Some(used) if grace_secs > 0 && now - used <= grace_secs => Rotation::WithinGrace,
-                Some(_) => {
+                _ => {
                     let revoked = D::revoke_families(&mut tx, std::slice::from_ref(&cur.family_id), now).await?;
                     tx.commit().await.db()?;
-                    return Ok(Rotation::Reused { revoked });
+                    return Ok((Rotation::Reused { revoked }, Some(cur)));
                 }
             };
             let a =
                 args![&next.token_hash, next.issued_at, next.expires_at, &next.access_jti, next.access_exp, token_hash];
             tx.exec(sql::REFRESH_SUCCESSOR, a).await?;
             tx.commit().await.db()?;
-            Ok(outcome)
+            Ok((outcome, Some(cur)))
         })
         .await
     }
@@ -981,7 +1050,7 @@ impl<D: Dialect> Store for Sql<D> {
 
     async fn setting_claim(&self, name: &str, value: &str) -> StoreResult<String> {
         self.run(async {
-            let mut conn = self.conn().await?;
+            let mut conn = self.0.writer().acquire().await.db()?;
             conn.exec(sql::SETTING_CLAIM, args![name, value]).await?;
             get(&conn.one(sql::SETTING_GET, args![name]).await?, "value")
         })

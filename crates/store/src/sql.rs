@@ -93,14 +93,27 @@ macro_rules! refresh_select {
     () => {
         "SELECT t.token_hash, t.family_id, t.tenant, t.client_id, t.subject, t.username, t.scope, t.audience, \
          t.issued_at, t.expires_at, t.used_at, t.access_jti, t.access_exp, t.claim_set, t.refresh_count, \
-         t.grant_type, f.revoked_at, f.auth_time, f.amr \
-         FROM refresh_tokens t JOIN refresh_families f ON f.family_id = t.family_id WHERE t.token_hash = $1"
+         t.grant_type, f.revoked_at, f.auth_time, f.amr, \
+         (t.username IS NOT NULL AND (u.username IS NULL OR u.disabled)) AS user_barred \
+         FROM refresh_tokens t JOIN refresh_families f ON f.family_id = t.family_id \
+         LEFT JOIN users u ON u.tenant = t.tenant AND u.username = t.username WHERE t.token_hash = $1"
     };
 }
 /// A refresh token $1 with its family's state.
 pub(crate) const REFRESH_SELECT: &str = refresh_select!();
 pub(crate) const REFRESH_MARK_USED: &str =
     "UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL";
+/// PostgreSQL: mark token $2 used at $1 if it is unused, and store its successor $3 (issued $4,
+/// expiring $5, beside access token $6 expiring $7; same family, user, scope, claims; one more
+/// rotation): one statement, so one round trip. Changes one row when it marked the token.
+/// (SQLite has no writes in a `WITH`: [`REFRESH_MARK_USED`] then [`REFRESH_SUCCESSOR`].)
+const REFRESH_ROTATE: &str = "WITH used AS (UPDATE refresh_tokens SET used_at = $1 \
+     WHERE token_hash = $2 AND used_at IS NULL RETURNING family_id, tenant, client_id, subject, username, scope, \
+     audience, claim_set, refresh_count, grant_type) \
+     INSERT INTO refresh_tokens (token_hash, family_id, tenant, client_id, subject, username, scope, audience, \
+     issued_at, expires_at, used_at, access_jti, access_exp, claim_set, refresh_count, grant_type) \
+     SELECT $3, family_id, tenant, client_id, subject, username, scope, audience, $4, $5, NULL, $6, $7, claim_set, \
+     refresh_count + 1, grant_type FROM used";
 pub(crate) const REFRESH_USED_AT: &str = "SELECT used_at FROM refresh_tokens WHERE token_hash = $1";
 /// The successor of token $6 (same family, user, scope, claims; one more rotation).
 pub(crate) const REFRESH_SUCCESSOR: &str = "INSERT INTO refresh_tokens (token_hash, family_id, tenant, client_id, \
@@ -195,6 +208,11 @@ pub(crate) const CHANGES_SINCE: &str = "SELECT seq, kind, tenant, subject FROM c
 pub(crate) struct Locking {
     /// The statement that opens a write transaction.
     pub begin: &'static str,
+    /// Read a refresh token before a rotation's transaction, so that an unknown one never
+    /// waits for the lock (SQLite, where the lock is the whole database's).
+    pub read_first: bool,
+    /// Mark a refresh token used and store its successor in one statement, if the backend can.
+    pub rotate: Option<&'static str>,
     /// A refresh token $1 with its family's state ([`REFRESH_SELECT`]), for a rotation.
     pub refresh: &'static str,
     /// A device code by hash $1, for a poll.
@@ -209,6 +227,8 @@ pub(crate) struct Locking {
 /// and the writes that depend on them cannot interleave with another writer's.
 pub(crate) const WRITER_LOCK: Locking = Locking {
     begin: "BEGIN IMMEDIATE",
+    read_first: true,
+    rotate: None,
     refresh: refresh_select!(),
     device: device_by_hash!(),
     client_families: client_families!(),
@@ -220,6 +240,8 @@ pub(crate) const WRITER_LOCK: Locking = Locking {
 /// in one order, before the revocation list's lock (the order every writer follows).
 pub(crate) const ROW_LOCKS: Locking = Locking {
     begin: "BEGIN",
+    read_first: false,
+    rotate: Some(REFRESH_ROTATE),
     refresh: concat!(refresh_select!(), " FOR UPDATE OF f"),
     device: concat!(device_by_hash!(), " FOR UPDATE"),
     client_families: concat!(client_families!(), " ORDER BY family_id FOR UPDATE"),

@@ -27,6 +27,10 @@ conn_impl!(SqliteConnection, Sqlite);
 #[derive(Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// One connection: SQLite has one writer at a time, and writers waiting here are served
+    /// in turn, where writers on several connections would each sleep and retry the lock
+    /// (the busy handler), which makes a loaded server's slowest writes far slower.
+    writer: SqlitePool,
 }
 
 impl SqliteStore {
@@ -42,16 +46,21 @@ impl SqliteStore {
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(10))
-            .connect_with(opts)
+            .connect_with(opts.clone())
             .await
             .db()?;
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_lazy_with(opts);
         let applied: Option<i64> = sqlx::query_scalar(crate::APPLIED_VERSION).fetch_one(&pool).await.ok().flatten();
         crate::refuse_newer(applied, &MIGRATOR)?;
         MIGRATOR.run(&pool).await.map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))?;
-        Ok(SqliteStore { pool })
+        Ok(SqliteStore { pool, writer })
     }
 
     pub async fn close(&self) {
+        self.writer.close().await;
         self.pool.close().await;
     }
 }
@@ -65,6 +74,10 @@ impl Dialect for SqliteStore {
 
     fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+
+    fn writer(&self) -> &SqlitePool {
+        &self.writer
     }
 
     /// An embedded database: its busy and acquire timeouts bound every operation.
@@ -128,7 +141,7 @@ impl Dialect for SqliteStore {
 
     /// A single statement, committed on its own.
     async fn revocation_insert(&self, r: &Revocation) -> StoreResult<()> {
-        let mut conn = self.pool.acquire().await.db()?;
+        let mut conn = self.writer.acquire().await.db()?;
         conn.exec(sql::REVOCATION_INSERT, args![&r.tenant, &r.jti, r.expires_at]).await.map(drop)
     }
 }

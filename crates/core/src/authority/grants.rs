@@ -450,6 +450,7 @@ impl Authority {
                     grant_type: h.grant_type,
                     auth_time: h.provenance.auth_time,
                     amr: h.provenance.amr.clone(),
+                    user_barred: false,
                 };
                 self.store.refresh_insert(&record).await?;
                 Some(rt)
@@ -484,6 +485,37 @@ impl Authority {
         Ok(issued)
     }
 
+    /// Whether a refresh token read in the rotation's transaction may be rotated by `client`
+    /// for `requested_scope`: the scope of the access token if so; if not, the error, and
+    /// whether the token's whole family must end (its session ended, or its user is barred).
+    fn refresh_check(
+        &self,
+        ts: &TenantState,
+        client: &Client,
+        rec: &RefreshRecord,
+        requested_scope: Option<&str>,
+        now: i64,
+    ) -> std::result::Result<Option<String>, (Error, bool)> {
+        let invalid = || Error::invalid_grant("the refresh token is invalid, expired or revoked");
+        if rec.tenant != ts.tenant.name || rec.client_id != client.client_id {
+            return Err((invalid(), false));
+        }
+        if rec.family_revoked || rec.expires_at <= now {
+            return Err((invalid(), false));
+        }
+        // A session ended before its family was stored (a code redeemed twice at once).
+        if self.any_revoked([rec.family_id.as_str()]) {
+            return Err((invalid(), true));
+        }
+        if rec.user_barred {
+            return Err((Error::invalid_grant("the user account is disabled or gone"), true));
+        }
+        // A narrower scope may be asked for the access token; the family keeps its scope.
+        let granted: Vec<String> =
+            rec.scope.as_deref().map(parse_scope).transpose().map_err(|e| (e, false))?.unwrap_or_default();
+        Self::grant_scope(&granted, requested_scope).map_err(|e| (e, false))
+    }
+
     async fn refresh(
         &self,
         ts: &TenantState,
@@ -494,32 +526,6 @@ impl Authority {
     ) -> Result<IssuedTokens> {
         let invalid = || Error::invalid_grant("the refresh token is invalid, expired or revoked");
         let hash = secret::sha256_b64(presented.expose());
-        let Some(rec) = self.store.refresh_get(&hash).await? else {
-            return Err(invalid());
-        };
-        if rec.tenant != ts.tenant.name || rec.client_id != client.client_id {
-            return Err(invalid());
-        }
-        if rec.family_revoked || rec.expires_at <= now {
-            return Err(invalid());
-        }
-        // A session ended before its family was stored (a code redeemed twice at once).
-        if self.any_revoked([rec.family_id.as_str()]) {
-            self.revoke_family(ts, &rec.family_id, now).await?;
-            return Err(invalid());
-        }
-        // A narrower scope may be asked for the access token; the family keeps its scope.
-        let granted: Vec<String> = rec.scope.as_deref().map(parse_scope).transpose()?.unwrap_or_default();
-        let scope = Self::grant_scope(&granted, requested_scope)?;
-        if let Some(u) = &rec.username {
-            match self.find_user(&ts.tenant.name, u).await? {
-                Some(user) if !user.disabled => {}
-                _ => {
-                    self.revoke_family(ts, &rec.family_id, now).await?;
-                    return Err(Error::invalid_grant("the user account is disabled or gone"));
-                }
-            }
-        }
         let rt = secret::generate_secret(self.rng.as_ref(), prefix::REFRESH_TOKEN);
         let jti = secret::random_b64(self.rng.as_ref(), 16);
         let next = NewRefresh {
@@ -529,8 +535,28 @@ impl Authority {
             access_jti: jti.clone(),
             access_exp: now + ts.access_ttl,
         };
-        match self.store.refresh_rotate(&hash, &client.client_id, now, self.settings.refresh_grace, &next).await? {
-            Rotation::Rotated | Rotation::WithinGrace => {}
+        // One transaction: read the token, check it, rotate it (see `Store::refresh_rotate`).
+        let accept = |rec: &RefreshRecord| self.refresh_check(ts, client, rec, requested_scope, now).is_ok();
+        let grace = self.settings.refresh_grace;
+        let (rotation, rec) = self.store.refresh_rotate(&hash, now, grace, &next, &accept).await?;
+        let Some(rec) = rec else {
+            return Err(invalid());
+        };
+        let scope = match rotation {
+            Rotation::Rotated | Rotation::WithinGrace => {
+                self.refresh_check(ts, client, &rec, requested_scope, now).map_err(|(e, _)| e)?
+            }
+            Rotation::Declined => {
+                return Err(match self.refresh_check(ts, client, &rec, requested_scope, now) {
+                    Err((e, true)) => {
+                        self.revoke_family(ts, &rec.family_id, now).await?;
+                        e
+                    }
+                    Err((e, false)) => e,
+                    // Judged differently a moment ago (a session ended meanwhile): refuse anyway.
+                    Ok(_) => invalid(),
+                });
+            }
             Rotation::Reused { revoked } => {
                 let id = Some(client.client_id.as_str());
                 let e = AuditEvent::new(&ts.tenant.name, EventKind::TokenReuse, ActorKind::Client, id)
@@ -545,7 +571,7 @@ impl Authority {
                 ));
             }
             Rotation::Invalid => return Err(invalid()),
-        }
+        };
         let subject = Subject {
             tenant: &ts.tenant.name,
             username: rec.username.as_deref(),

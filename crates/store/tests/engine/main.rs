@@ -90,6 +90,7 @@ on_both_backends!(
     authorization_codes_expire_and_are_redeemed_once,
     browser_sessions_end_idle_at_their_end_and_at_logout,
     consent_is_remembered_per_client_and_scopes,
+    a_refused_refresh_leaves_the_token_unused_and_another_client_cannot_use_it,
 );
 
 pub(crate) fn settings() -> Settings {
@@ -118,6 +119,30 @@ pub(crate) fn password() -> TokenRequest {
 
 pub(crate) fn refresh(rt: &Secret) -> TokenRequest {
     TokenRequest::new(Grant::RefreshToken { refresh_token: rt.clone() })
+}
+
+/// The checks run inside the rotation's transaction: a scope the family lacks, or another
+/// client presenting the token, is refused without using the token up.
+async fn a_refused_refresh_leaves_the_token_unused_and_another_client_cannot_use_it(kind: Kind) {
+    let env = Env::new(kind, "refused").await;
+    let auth = env.engine(settings()).await.unwrap();
+    let client = setup(&auth).await;
+    let rt = auth.token("t", &client, password()).await.unwrap().refresh_token.unwrap();
+    let mut wider = refresh(&rt);
+    wider.scope = Some("read write".into());
+    assert_eq!(auth.token("t", &client, wider).await.unwrap_err().kind, ErrorKind::InvalidScope);
+    let spec = NewClient::new("t", "other", vec![GrantType::Password, GrantType::RefreshToken]);
+    let (c, s) = auth.create_client(&Actor::Operator, spec).await.unwrap();
+    let other = ClientAuth::Basic { client_id: c.client_id.into(), secret: s.unwrap() };
+    assert_eq!(auth.token("t", &other, refresh(&rt)).await.unwrap_err().kind, ErrorKind::InvalidGrant);
+    // Neither refusal used it: its own client rotates it once, and a second use is reuse.
+    let next = auth.token("t", &client, refresh(&rt)).await.unwrap().refresh_token.unwrap();
+    assert_eq!(auth.token("t", &client, refresh(&rt)).await.unwrap_err().kind, ErrorKind::InvalidGrant);
+    assert_eq!(
+        auth.token("t", &client, refresh(&next)).await.unwrap_err().kind,
+        ErrorKind::InvalidGrant,
+        "reuse ended the family"
+    );
 }
 
 async fn concurrent_presentations_of_one_refresh_token_succeed_exactly_once(kind: Kind) {
@@ -274,6 +299,10 @@ async fn wrong_password_unknown_user_and_disabled_user_are_invalid_grant(kind: K
     let e = auth.token("t", &client, password()).await.unwrap_err();
     assert_eq!((e.kind, e.description.as_str()), (ErrorKind::InvalidGrant, "invalid username or password"));
     assert_eq!(auth.token("t", &client, refresh(&rt)).await.unwrap_err().kind, ErrorKind::InvalidGrant);
+    // The refusal ended the session: enabling the account again does not bring it back.
+    auth.set_user_disabled(&Actor::Operator, "t", "alice", false).await.unwrap();
+    assert_eq!(auth.token("t", &client, refresh(&rt)).await.unwrap_err().kind, ErrorKind::InvalidGrant);
+    auth.token("t", &client, password()).await.unwrap();
     assert_eq!(
         auth.create_user(&Actor::Operator, "t", "alice", Secret::new("another password"), vec![], Profile::default())
             .await
