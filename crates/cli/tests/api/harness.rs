@@ -102,6 +102,8 @@ pub struct TestServer {
     child: Option<Child>,
     /// Environment given to the server, and to every CLI command run against it.
     env: Vec<(String, String)>,
+    /// A command the server runs under (e.g. `ip netns exec NS`); empty for none.
+    prefix: Vec<String>,
 }
 
 fn http_client() -> reqwest::Client {
@@ -123,9 +125,16 @@ struct Spawned {
     base: String,
 }
 
-fn spawn_server(data_dir: &Path, listen: &str, log: &Path, env: &[(&str, &str)]) -> Spawned {
+fn spawn_server(prefix: &[String], data_dir: &Path, listen: &str, log: &Path, env: &[(&str, &str)]) -> Spawned {
     let log_file = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("open server log");
-    let mut cmd = Command::new(BIN);
+    let mut cmd = match prefix.split_first() {
+        Some((program, args)) => {
+            let mut c = Command::new(program);
+            c.args(args).arg(BIN);
+            c
+        }
+        None => Command::new(BIN),
+    };
     cmd.args(["serve", "--listen", listen, "--data-dir"])
         .arg(data_dir)
         .stdin(Stdio::null())
@@ -212,10 +221,17 @@ impl TestServer {
 
     /// Starts a server listening on `listen` (e.g. `0.0.0.0:0`).
     pub async fn start_on(listen: &str, env: &[(&str, &str)]) -> TestServer {
+        Self::start_under(&[], listen, env).await
+    }
+
+    /// Starts a server under the command `prefix` (e.g. `["ip", "netns", "exec", NS]`: the
+    /// process must exec the server, so that its pid is the server's), listening on `listen`.
+    pub async fn start_under(prefix: &[&str], listen: &str, env: &[(&str, &str)]) -> TestServer {
         let root = unique_dir("srv");
         let data_dir = root.join("data");
         let log = root.join("server.log");
-        let sp = spawn_server(&data_dir, listen, &log, env);
+        let prefix: Vec<String> = prefix.iter().map(|s| s.to_string()).collect();
+        let sp = spawn_server(&prefix, &data_dir, listen, &log, env);
         let port = port_of(&sp.base);
         let admin_password = sp.lines.iter().find_map(|l| parse_bootstrap(l));
         TestServer {
@@ -229,6 +245,7 @@ impl TestServer {
             admin_password,
             child: Some(sp.child),
             env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            prefix,
         }
     }
 
@@ -254,7 +271,7 @@ impl TestServer {
         }
         let listen = format!("127.0.0.1:{}", self.port);
         let env: Vec<(&str, &str)> = self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let sp = spawn_server(&self.data_dir, &listen, &self.log, &env);
+        let sp = spawn_server(&self.prefix, &self.data_dir, &listen, &self.log, &env);
         assert_eq!(port_of(&sp.base), self.port, "restart should listen on the same port");
         self.base = sp.base;
         self.startup_lines = sp.lines;

@@ -28,4 +28,5 @@ mod openapi;
 mod outage;
 mod persistence;
 mod refresh;
+mod scale;
 mod selftest;
