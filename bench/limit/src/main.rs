@@ -13,6 +13,11 @@
 //! - `GET /readyz`: 200.
 //!
 //! The key is generated at start and parsed once.
+//!
+//! `tessera-bench-limit --argon2 [SECONDS]` (default 3) instead hashes a password with
+//! Argon2id at Tessera's default parameters (19 MiB, 2 passes, 1 lane; the argon2 crate
+//! Tessera uses) on one thread for that long, and prints the raw rate, the limit of the
+//! password grant per core: `ARGON2 hashes=N seconds=S per_second=R`.
 
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use aws_lc_rs::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
@@ -116,6 +121,10 @@ async fn jwks_get(State(l): State<Arc<Limit>>) -> Response {
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
+    if std::env::args().nth(1).as_deref() == Some("--argon2") {
+        let secs = std::env::args().nth(2).and_then(|s| s.parse().ok()).unwrap_or(3.0);
+        return argon2_rate(secs);
+    }
     let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:0".into());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     let local = listener.local_addr()?;
@@ -154,4 +163,27 @@ async fn main() -> std::io::Result<()> {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await
+}
+
+/// Hash for `secs` seconds on this thread, with a fresh salt each time as a sign-in's verify
+/// would hash; print the rate.
+fn argon2_rate(secs: f64) -> std::io::Result<()> {
+    use argon2::{Algorithm, Argon2, Params, Version};
+    let params = Params::new(19 * 1024, 2, 1, Some(32)).map_err(|e| std::io::Error::other(e.to_string()))?;
+    let engine = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+    let rng = SystemRandom::new();
+    let mut out = [0u8; 32];
+    let mut salt = [0u8; 16];
+    let start = std::time::Instant::now();
+    let mut n = 0u64;
+    while start.elapsed().as_secs_f64() < secs {
+        rng.fill(&mut salt).map_err(|_| std::io::Error::other("rng"))?;
+        engine
+            .hash_password_into(b"bench passphrase 0123", &salt, &mut out)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        n += 1;
+    }
+    let s = start.elapsed().as_secs_f64();
+    println!("ARGON2 hashes={n} seconds={s:.3} per_second={:.2}", n as f64 / s);
+    Ok(())
 }
