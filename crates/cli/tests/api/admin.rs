@@ -827,3 +827,54 @@ async fn a_tenant_update_keeps_a_change_made_elsewhere() {
     let got = ok(&api(&s, "GET", "/admin/v1/tenants/default", t, None).await, 200, "read");
     assert_eq!((got["access_ttl"].as_i64(), got["max_user_clients"].as_i64()), (Some(600), Some(7)), "{got}");
 }
+
+#[tokio::test]
+async fn an_admin_requires_and_removes_a_users_second_factor() {
+    let s = TestServer::start().await;
+    let token = admin_token(&s).await;
+    let t = Some(token.as_str());
+    let body = json!({"username": "tia", "password": "tia's long password"});
+    ok(&api(&s, "POST", "/admin/v1/users", t, Some(body)).await, 201, "create tia");
+    let (id, secret) = s.create_client("default", "password,refresh_token", None);
+    let form = [("grant_type", "password"), ("username", "tia"), ("password", "tia's long password")];
+    let tia = access(s.token("default", &form, Auth::Basic(&id, &secret)).await.assert_ok("no 2FA yet"));
+
+    // Required by the admin: the password alone no longer gets a token.
+    let got =
+        ok(&api(&s, "PATCH", "/admin/v1/users/tia", t, Some(json!({"totp_required": true}))).await, 200, "require");
+    assert_eq!((got["totp_required"].as_bool(), got["totp_enabled"].as_bool()), (Some(true), Some(false)), "{got}");
+    s.token("default", &form, Auth::Basic(&id, &secret)).await.assert_error(
+        400,
+        "mfa_required",
+        "required, not set up",
+    );
+    // Nor may a user require it of themself, or of anyone (roles and 2FA policy are the admins').
+    let r = api(&s, "PATCH", "/me", Some(&tia), Some(json!({"totp_required": false}))).await;
+    problem(&r, 400, "invalid_request", "not at /me");
+
+    // tia sets it up; then it is asked for, and she cannot remove it herself.
+    let e = ok(&api(&s, "POST", "/me/totp", Some(&tia), None).await, 201, "enrol");
+    let raw = base32_decode(e["secret"].as_str().expect("secret"));
+    let code = tessera_core::totp::code_at(&raw, now());
+    ok(&api(&s, "POST", "/me/totp/confirm", Some(&tia), Some(json!({"code": code}))).await, 200, "confirm");
+    let got = ok(&api(&s, "GET", "/admin/v1/users/tia", t, None).await, 200, "read");
+    assert_eq!(got["totp_enabled"], true, "{got}");
+    assert!(!got.to_string().contains(e["secret"].as_str().expect("secret")), "no secret shown: {got}");
+    s.token("default", &form, Auth::Basic(&id, &secret)).await.assert_error(400, "mfa_required", "code needed");
+    problem(&api(&s, "DELETE", "/me/totp", Some(&tia), None).await, 403, "forbidden", "required: not by herself");
+
+    // Only an admin removes another user's factor; the user's own token is refused there.
+    let r = api(&s, "DELETE", "/admin/v1/users/tia/totp", Some(&tia), None).await;
+    problem(&r, 403, "forbidden", "a user at the admin route");
+    problem(&api(&s, "DELETE", "/admin/v1/users/nobody/totp", t, None).await, 404, "not_found", "unknown user");
+    assert_eq!(api(&s, "DELETE", "/admin/v1/users/tia/totp", t, None).await.status, 204);
+    let got = ok(&api(&s, "GET", "/admin/v1/users/tia", t, None).await, 200, "read after");
+    assert_eq!((got["totp_required"].as_bool(), got["totp_enabled"].as_bool()), (Some(true), Some(false)), "{got}");
+    // Removed but still required: set it up again before a token (the old secret is gone).
+    let mut with = form.to_vec();
+    let old = tessera_core::totp::code_at(&raw, now());
+    with.push(("otp", &old));
+    s.token("default", &with, Auth::Basic(&id, &secret)).await.assert_error(400, "mfa_required", "old secret gone");
+    ok(&api(&s, "PATCH", "/admin/v1/users/tia", t, Some(json!({"totp_required": false}))).await, 200, "release");
+    s.token("default", &form, Auth::Basic(&id, &secret)).await.assert_ok("no longer required");
+}

@@ -9,9 +9,11 @@ use crate::pg::Schema;
 use base64::Engine;
 use serde_json::Value;
 use std::time::{Duration, Instant};
+use tessera_core::audit::EventKind;
 
 const ALICE_PW: &str = "alice-password-1";
 const BOB_PW: &str = "bob's long password";
+const BOB_NEW_PW: &str = "bob's second long password";
 
 /// `tessera audit --json` with `args`: one page.
 fn page(s: &TestServer, args: &[&str]) -> Value {
@@ -71,17 +73,41 @@ async fn every_event_is_recorded_without_a_secret(s: &TestServer) {
     );
     s.create_user("default", "bob", BOB_PW);
     s.disable_user("default", "bob");
+    s.cli_ok(&["user", "enable", "--username", "bob"], None);
+    s.cli_ok(&["user", "update", "--username", "bob", "--email", "bob@example.test"], None);
+    s.cli_ok(&["user", "reset-password", "--username", "bob", "--password-stdin"], Some(&format!("{BOB_NEW_PW}\n")));
     s.cli_ok(&["tenant", "policy", "default", "--access-ttl", "1800"], None);
     s.rotate_key("default");
+    // The key that signed until now (no token of it is out yet) may be retired.
+    let keys: Value = serde_json::from_str(s.cli_ok(&["key", "list", "--json"], None).trim()).expect("key list --json");
+    let old = keys.as_array().and_then(|k| k.iter().find(|k| k["status"] != "active")).expect("the previous key");
+    s.cli_ok(&["key", "retire", old["kid"].as_str().expect("kid")], None);
+    s.cli_ok(&["tenant", "create", "short-lived"], None);
+    s.cli_ok(&["tenant", "delete", "short-lived"], None);
     let (cc_id, cc_secret) = s.create_client("default", "client_credentials", None);
     let (pw_id, pw_secret) = s.create_client("default", "password,refresh_token", None);
     let (gone_id, gone_secret) = s.create_client("default", "client_credentials", None);
+    s.cli_ok(&["client", "update", &gone_id, "--name", "renamed"], None);
+    let rotated = s.cli_ok(&["client", "rotate-secret", &gone_id, "--grace", "1h", "--json"], None);
+    let rotated: Value = serde_json::from_str(rotated.trim()).expect("rotate-secret --json");
+    let rotated_secret = rotated["client_secret"].as_str().expect("client_secret").to_owned();
     s.cli_ok(&["client", "delete", &gone_id], None);
     let key_out = s.cli_ok(&["apikey", "create", "--username", "alice", "--json"], None);
     let key: Value = serde_json::from_str(key_out.trim()).expect("apikey create --json");
     let (key_id, api_key) = (key["id"].as_str().unwrap().to_owned(), key["key"].as_str().unwrap().to_owned());
     let totp = s.cli_ok(&["user", "totp", "enable", "--username", "bob", "--json"], None);
     let totp_secret = serde_json::from_str::<Value>(totp.trim()).unwrap()["secret"].as_str().unwrap().to_owned();
+    let code = tessera_core::totp::code_at(&base32_decode(&totp_secret), now());
+    let confirmed = s.cli_ok(&["user", "totp", "confirm", "--username", "bob", "--code", &code, "--json"], None);
+    let again = s.cli_ok(&["user", "totp", "recovery-codes", "--username", "bob", "--json"], None);
+    let mut recovery_codes = Vec::new();
+    for out in [confirmed, again] {
+        let codes: Value = serde_json::from_str(out.trim()).expect("recovery codes --json");
+        recovery_codes.extend(
+            codes["recovery_codes"].as_array().expect("codes").iter().map(|c| c.as_str().expect("code").to_owned()),
+        );
+    }
+    assert_eq!(recovery_codes.len(), 20, "ten at the confirmation, ten new ones");
     s.cli_ok(&["user", "totp", "disable", "--username", "bob"], None);
     // A change the operator may not make: refused, and recorded as such.
     let o = s.cli(&["user", "create", "--username", "alice", "--password-stdin"], Some("another long password\n"));
@@ -119,28 +145,26 @@ async fn every_event_is_recorded_without_a_secret(s: &TestServer) {
     let r = docspace(s, &[("authorization", &bearer("tsk_not_a_key"))]).await;
     assert!(r.status >= 400, "a bad key at DocSpace: {}", r.text);
     s.cli_ok(&["apikey", "revoke", &key_id], None);
+    // A person approves a device at the verification page.
+    let grant = "urn:ietf:params:oauth:grant-type:device_code";
+    let device = s.cli_ok(&["client", "create", "--name", "tv", "--grant", grant, "--public", "--json"], None);
+    let device_id = serde_json::from_str::<Value>(device.trim()).unwrap()["client_id"].as_str().unwrap().to_owned();
+    let r = s.post_form("default", "/oauth2/device_authorization", &[], Auth::Public(&device_id)).await;
+    let user_code = r.assert_ok("device authorization")["user_code"].as_str().expect("user_code").to_owned();
+    let form =
+        [("user_code", user_code.as_str()), ("username", "alice"), ("password", ALICE_PW), ("action", "approve")];
+    let approved = reqwest::Client::new().post(s.url("default", "/device")).form(&form).send().await.expect("post");
+    assert_eq!(approved.status().as_u16(), 200, "the device approved");
 
-    let want = [
-        ("tenant_create", "success"),
-        ("tenant_update", "success"),
-        ("key_rotate", "success"),
-        ("user_create", "success"),
-        ("user_create", "failure"),
-        ("user_disable", "success"),
-        ("client_create", "success"),
-        ("client_delete", "success"),
-        ("api_key_create", "success"),
-        ("api_key_revoke", "success"),
-        ("totp_enroll", "success"),
-        ("totp_disable", "success"),
-        ("sign_in", "success"),
-        ("sign_in", "failure"),
-        ("client_auth", "failure"),
-        ("token_issue", "success"),
-        ("token_refresh", "success"),
-        ("token_reuse", "failure"),
-        ("token_revoke", "success"),
-    ];
+    // Every kind of event, each with a success but the two that record only failures (a
+    // client's successful authentication shows as the token it got; a reuse is refused).
+    let failures_only = ["client_auth", "token_reuse"];
+    let mut want: Vec<(&str, &str)> = EventKind::ALL
+        .iter()
+        .map(|k| k.as_str())
+        .map(|k| (k, if failures_only.contains(&k) { "failure" } else { "success" }))
+        .collect();
+    want.extend([("user_create", "failure"), ("sign_in", "failure")]);
     let rows = rows_with(s, &want);
 
     // Who and what, for a few of them.
@@ -191,7 +215,12 @@ async fn every_event_is_recorded_without_a_secret(s: &TestServer) {
         &access,
         &cc_token,
         from_key.json["token"].as_str().unwrap(),
-    ] {
+        BOB_NEW_PW,
+        &rotated_secret,
+    ]
+    .into_iter()
+    .chain(recovery_codes.iter().map(String::as_str))
+    {
         assert!(!text.contains(secret), "a secret is in the audit rows: {secret}");
     }
     for (i, part) in access.split('.').enumerate() {
