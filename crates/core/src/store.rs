@@ -346,8 +346,9 @@ pub trait Store: Send + Sync {
 
     /// Durably record a revocation (returns once it is durable).
     async fn revocation_insert(&self, r: &Revocation) -> StoreResult<()>;
-    /// Revocations with a sequence number above `after`, with their numbers, ascending.
-    async fn revocations_since(&self, after: i64) -> StoreResult<Vec<(i64, Revocation)>>;
+    /// Revocations with a sequence number above `after`, with their numbers, ascending: at
+    /// most `limit` of them.
+    async fn revocations_since(&self, after: i64, limit: i64) -> StoreResult<Vec<(i64, Revocation)>>;
     /// Drop revocations (and dead refresh tokens) whose tokens have expired anyway.
     async fn purge_expired(&self, now: i64) -> StoreResult<u64>;
 

@@ -740,9 +740,9 @@ impl<D: Dialect> Store for Sql<D> {
         self.run(self.0.revocation_insert(r)).await
     }
 
-    async fn revocations_since(&self, after: i64) -> StoreResult<Vec<(i64, Revocation)>> {
+    async fn revocations_since(&self, after: i64, limit: i64) -> StoreResult<Vec<(i64, Revocation)>> {
         let map = |r: &_| Ok((get(r, "seq")?, rows::revocation(r)?));
-        self.run(self.list(sql::REVOCATIONS_SINCE, args![after], map)).await
+        self.run(self.list(sql::REVOCATIONS_SINCE, args![after, limit], map)).await
     }
 
     async fn purge_expired(&self, now: i64) -> StoreResult<u64> {

@@ -129,7 +129,7 @@ pub(crate) const FAMILY_LIVE_ACCESS: &str = "SELECT tenant, access_jti AS jti, a
 pub(crate) const REVOCATION_INSERT: &str =
     "INSERT INTO revocations (tenant, jti, expires_at) VALUES ($1, $2, $3) ON CONFLICT (jti) DO NOTHING";
 pub(crate) const REVOCATIONS_SINCE: &str =
-    "SELECT seq, tenant, jti, expires_at FROM revocations WHERE seq > $1 ORDER BY seq";
+    "SELECT seq, tenant, jti, expires_at FROM revocations WHERE seq > $1 ORDER BY seq LIMIT $2";
 
 pub(crate) const PURGE_REVOCATIONS: &str = "DELETE FROM revocations WHERE expires_at <= $1";
 pub(crate) const PURGE_REFRESH: &str = "DELETE FROM refresh_tokens WHERE expires_at <= $1 AND access_exp <= $1";

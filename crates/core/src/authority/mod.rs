@@ -366,16 +366,24 @@ impl Authority {
         Ok(())
     }
 
+    /// Take the revocations made since the last call, a page at a time: a node that starts
+    /// beside a million live revocations never holds more than a page of rows on the way in.
     async fn sync_revocations(&self) -> Result<()> {
-        let after = self.cursor.lock().map_err(lock_poisoned)?.1;
-        let rows = self.store.revocations_since(after).await?;
-        let Some(last) = rows.last().map(|(s, _)| *s) else {
-            return Ok(());
-        };
-        let now = self.now();
-        self.remember_revoked(rows.into_iter().map(|(_, r)| r).filter(|r| r.expires_at > now).collect())?;
-        self.cursor.lock().map_err(lock_poisoned)?.1 = last;
-        Ok(())
+        const PAGE: i64 = 10_000;
+        loop {
+            let after = self.cursor.lock().map_err(lock_poisoned)?.1;
+            let rows = self.store.revocations_since(after, PAGE).await?;
+            let Some(last) = rows.last().map(|(s, _)| *s) else {
+                return Ok(());
+            };
+            let full = rows.len() as i64 == PAGE;
+            let now = self.now();
+            self.remember_revoked(rows.into_iter().map(|(_, r)| r).filter(|r| r.expires_at > now).collect())?;
+            self.cursor.lock().map_err(lock_poisoned)?.1 = last;
+            if !full {
+                return Ok(());
+            }
+        }
     }
 
     /// Apply what changed in the store since the last call: tenants, keys and clients
