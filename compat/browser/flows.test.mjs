@@ -1,6 +1,7 @@
 // A person signs in through Tessera's pages in real Chromium: a wrong password then the right
 // one, consent, the redirect back with a code the app redeems (PKCE S256); the same with a
-// one-time code; a second app approved from the live session; RP-initiated logout; two
+// one-time code, and with two-step verification set up on the way when the account needs it;
+// a second app approved from the live session; RP-initiated logout; two
 // devices, one approved and one denied while their pollers wait. Every page is saved as a
 // screenshot (desktop and phone) in target/browser-e2e/.
 
@@ -55,6 +56,28 @@ function authorizeUrl(client, extra = {}) {
   };
   for (const [k, v] of Object.entries(params)) url.searchParams.set(k, v);
   return { url: url.href, verifier, state, nonce };
+}
+
+/** A browser of its own at Photo Album's sign-in page, the password typed and sent. */
+async function signInFresh(username, password) {
+  const ctx = await chromium.fresh();
+  const page = await ctx.newPage();
+  const req = authorizeUrl(photos);
+  await page.goto(req.url);
+  await page.fill('#username', username);
+  await page.fill('#password', password);
+  await page.click('button[type=submit]');
+  return { ctx, page, req };
+}
+
+/** Consent, the code redeemed: the ID token says `who` gave a password and a one-time code. */
+async function allowAndRedeemWithTwoFactors(ctx, page, req, who) {
+  await page.getByText('Allow access?').waitFor();
+  await page.click('button[value=allow]');
+  const { id } = await redeem(page, photos, req);
+  assert.equal(id.sub, who);
+  assert.deepEqual(id.amr, ['pwd', 'otp']);
+  await ctx.close();
 }
 
 /** The app's side: the redirect it got (state and iss checked), the code redeemed. */
@@ -119,13 +142,7 @@ test('a second app is approved from the live session without the password', asyn
 });
 
 test('a person with two-factor authentication gives their one-time code', async () => {
-  const ctx = await chromium.fresh();
-  const page = await ctx.newPage();
-  const req = authorizeUrl(photos);
-  await page.goto(req.url);
-  await page.fill('#username', 'tom');
-  await page.fill('#password', TOM_PASSWORD);
-  await page.click('button[type=submit]');
+  const { ctx, page, req } = await signInFresh('tom', TOM_PASSWORD);
   await page.getByText('Two-step verification').waitFor();
   await shot(page, '05-one-time-code');
   await page.fill('#otp', '000000');
@@ -136,12 +153,30 @@ test('a person with two-factor authentication gives their one-time code', async 
   // The enrolment spent the current step's code; the next step's is accepted (RFC 6238 +-1).
   await page.fill('#otp', totp(tomSecret, Date.now() / 1000 + 30));
   await page.click('button[type=submit]');
-  await page.getByText('Allow access?').waitFor();
-  await page.click('button[value=allow]');
-  const { id } = await redeem(page, photos, req);
-  assert.equal(id.sub, 'tom');
-  assert.deepEqual(id.amr, ['pwd', 'otp']);
-  await ctx.close();
+  await allowAndRedeemWithTwoFactors(ctx, page, req, 'tom');
+});
+
+test('a person whose account needs two-step verification sets it up while signing in', async () => {
+  const password = "nina's long passphrase";
+  tessera.cli(['user', 'create', '--username', 'nina', '--password-stdin'], `${password}\n`);
+  tessera.cli(['user', 'update', '--username', 'nina', '--require-totp', 'true']);
+  const { ctx, page, req } = await signInFresh('nina', password);
+  await page.getByText('Set up two-step verification').first().waitFor();
+  const secret = (await page.locator('p.code').textContent()).replace(/\s+/g, '');
+  assert.match(secret, /^[A-Z2-7]{16,}=*$/, 'the key to type in the app');
+  assert.match(await page.getAttribute('a[href^="otpauth://"]', 'href'), /^otpauth:\/\/totp\//);
+  await shot(page, '17-two-step-setup');
+  await page.fill('#otp', '000000');
+  await page.click('button[type=submit]');
+  await page.getByRole('alert').waitFor();
+  await page.fill('#otp', totp(secret, Date.now() / 1000));
+  await page.click('button[type=submit]');
+  await page.getByText('Keep these recovery codes').waitFor();
+  const codes = await page.locator('li.code').allTextContents();
+  assert.equal(codes.length, 10, 'ten recovery codes, shown once');
+  await shot(page, '18-recovery-codes');
+  await page.click('button[type=submit]');
+  await allowAndRedeemWithTwoFactors(ctx, page, req, 'nina');
 });
 
 test('a person approves one device and denies another while the pollers wait', async () => {

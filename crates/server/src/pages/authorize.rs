@@ -120,8 +120,11 @@ fn enrol_page(
     uri: &str,
 ) -> Response {
     let status = if error.is_some() { StatusCode::UNAUTHORIZED } else { StatusCode::OK };
-    let ctx =
-        context! { title => "Set up two-step verification", client => &auth.client.name, error, ticket, secret, uri };
+    // Shown in groups of four, as authenticator apps take it (they ignore the spaces).
+    let key_shown = secret.as_bytes().chunks(4).map(String::from_utf8_lossy).collect::<Vec<_>>().join(" ");
+    let ctx = context! {
+        title => "Set up two-step verification", client => &auth.client.name, error, ticket, secret, key_shown, uri
+    };
     visit.page(status, "login_enrol.html", ctx)
 }
 

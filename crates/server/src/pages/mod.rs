@@ -158,12 +158,14 @@ mod tests {
             "login_enrol.html",
             "consent.html",
             "logout.html",
+            "recovery_codes.html",
         ];
         for name in names {
             let ctx = minijinja::context! {
                 title => hostile, error => hostile, message => hostile, code => hostile,
                 code_shown => hostile, client => hostile, scope => hostile, ticket => hostile,
                 tenant => hostile, csrf => hostile, username => hostile, scopes => vec![hostile],
+                secret => hostile, key_shown => hostile, uri => hostile, codes => vec![hostile],
             };
             let html = templates().get_template(name)?.render(ctx)?;
             assert!(!html.contains("<script>"), "{name} let markup through: {html}");
