@@ -7,6 +7,15 @@
 // cannot be introspected"), so a second resource indicator, urn:bench:opaque, issues opaque
 // access tokens: bench/run introspects one of those as the nearest comparable work.
 //
+// The refresh grant (bench/write's `refresh` scenario): every refresh token is rotated on use
+// (rotateRefreshToken: true, as Tessera rotates), the reuse of a rotated one revokes its grant.
+// oidc-provider issues refresh tokens only from an interactive flow (authorization code,
+// device, CIBA), so `POST /bench/refresh-tokens?n=N` (this benchmark's own route, not part of
+// the provider) makes N grants of the bench account with one refresh token each through the
+// provider's models, as a finished code flow would have left them. Its storage is the default
+// in-memory adapter: nothing is written to a disk or a database, so every rotation here is
+// cheaper than a durable one.
+//
 // Environment: PORT (required), BENCH_CLIENT_ID, BENCH_CLIENT_SECRET. Prints
 // "listening on 127.0.0.1:PORT" when ready.
 
@@ -36,15 +45,18 @@ const provider = new Provider(issuer, {
     {
       client_id: clientId,
       client_secret: clientSecret,
-      grant_types: ['client_credentials'],
-      response_types: [],
-      redirect_uris: [],
+      grant_types: ['client_credentials', 'refresh_token', 'authorization_code'],
+      response_types: ['code'],
+      redirect_uris: ['http://127.0.0.1/cb'],
       token_endpoint_auth_method: 'client_secret_basic',
       // With only an EdDSA key in the JWKS the client's default (RS256) cannot be met.
       id_token_signed_response_alg: 'EdDSA',
     },
   ],
   jwks: { keys: [jwk] },
+  findAccount: (_ctx, sub) => ({ accountId: sub, claims: () => ({ sub }) }),
+  rotateRefreshToken: true,
+  ttl: { AccessToken: 3600, Grant: 14 * 24 * 3600, RefreshToken: 14 * 24 * 3600 },
   features: {
     devInteractions: { enabled: false },
     clientCredentials: { enabled: true },
@@ -66,6 +78,31 @@ const provider = new Provider(issuer, {
   enabledJWA: {
     idTokenSigningAlgValues: ['EdDSA'],
   },
+});
+
+provider.use(async (ctx, next) => {
+  if (ctx.path !== '/bench/refresh-tokens' || ctx.method !== 'POST') {
+    await next();
+    return;
+  }
+  const n = Math.min(Number(ctx.query.n) || 1, 10000);
+  const client = await provider.Client.find(clientId);
+  const tokens = [];
+  for (let i = 0; i < n; i += 1) {
+    const grant = new provider.Grant({ accountId: 'bench', clientId });
+    grant.addResourceScope(JWT_RESOURCE, 'api');
+    const grantId = await grant.save();
+    const token = new provider.RefreshToken({
+      accountId: 'bench',
+      client,
+      grantId,
+      gty: 'authorization_code',
+      resource: JWT_RESOURCE,
+      scope: 'api',
+    });
+    tokens.push(await token.save());
+  }
+  ctx.body = { refresh_tokens: tokens };
 });
 
 provider.on('server_error', (_ctx, err) => console.error('server_error', err));
