@@ -12,8 +12,8 @@
 // oidc-provider issues refresh tokens only from an interactive flow (authorization code,
 // device, CIBA), so `POST /bench/refresh-tokens?n=N` (this benchmark's own route, not part of
 // the provider) makes N grants of the bench account with one refresh token each through the
-// provider's models, as a finished code flow would have left them. Its storage is the default
-// in-memory adapter: nothing is written to a disk or a database, so every rotation here is
+// provider's models, as a finished code flow would have left them. Its storage is in memory
+// (MapAdapter below): nothing is written to a disk or a database, so every rotation here is
 // cheaper than a durable one.
 //
 // Environment: PORT (required), BENCH_CLIENT_ID, BENCH_CLIENT_SECRET. Prints
@@ -40,7 +40,73 @@ jwk.kid = crypto.randomBytes(12).toString('base64url');
 jwk.alg = 'EdDSA';
 jwk.use = 'sig';
 
+// Storage: in memory, but without the provider's default adapter, an LRU of 1,000 entries
+// meant for development: the refresh scenario keeps thousands of grants live and rotates tens
+// of thousands of tokens, and an evicted grant would end its chain mid-run. This one keeps
+// every entry until it expires (consumed refresh tokens too, as reuse detection needs them).
+const entries = new Map(); // `${model}:${id}` -> { payload, expiresAt }
+const byGrant = new Map(); // grantId -> keys of the tokens of that grant
+const byIndex = new Map(); // `uid:${uid}` or `userCode:${code}` -> key
+
+class MapAdapter {
+  constructor(model) {
+    this.model = model;
+  }
+
+  key(id) {
+    return `${this.model}:${id}`;
+  }
+
+  async upsert(id, payload, expiresIn) {
+    const key = this.key(id);
+    entries.set(key, { payload, expiresAt: expiresIn ? Date.now() + expiresIn * 1000 : Infinity });
+    if (payload.grantId) {
+      if (!byGrant.has(payload.grantId)) byGrant.set(payload.grantId, new Set());
+      byGrant.get(payload.grantId).add(key);
+    }
+    if (payload.uid) byIndex.set(`uid:${payload.uid}`, key);
+    if (payload.userCode) byIndex.set(`userCode:${payload.userCode}`, key);
+  }
+
+  async find(id) {
+    return this.get(this.key(id));
+  }
+
+  async findByUid(uid) {
+    return this.get(byIndex.get(`uid:${uid}`));
+  }
+
+  async findByUserCode(userCode) {
+    return this.get(byIndex.get(`userCode:${userCode}`));
+  }
+
+  get(key) {
+    const entry = key && entries.get(key);
+    if (!entry) return undefined;
+    if (entry.expiresAt <= Date.now()) {
+      entries.delete(key);
+      return undefined;
+    }
+    return entry.payload;
+  }
+
+  async consume(id) {
+    const entry = entries.get(this.key(id));
+    if (entry) entry.payload.consumed = Math.floor(Date.now() / 1000);
+  }
+
+  async destroy(id) {
+    entries.delete(this.key(id));
+  }
+
+  async revokeByGrantId(grantId) {
+    for (const key of byGrant.get(grantId) ?? []) entries.delete(key);
+    byGrant.delete(grantId);
+  }
+}
+
 const provider = new Provider(issuer, {
+  adapter: MapAdapter,
   clients: [
     {
       client_id: clientId,
