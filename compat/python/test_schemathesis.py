@@ -61,3 +61,5 @@ def test_schemathesis_finds_no_server_error_and_no_answer_off_the_document(own_s
     tail = out[out.find("FAILURES"):][:8000] if "FAILURES" in out else out[-6000:]
     assert proc.returncode == 0, f"schemathesis exited {proc.returncode}\n{tail}\n{proc.stderr[-2000:]}"
     assert "passed" in proc.stdout and "failures" not in proc.stdout.split("SUMMARY")[-1].lower(), tail
+    # What was run (operations, test cases, time), for `pytest -s`.
+    print(out[out.find("SUMMARY"):][:2000] if "SUMMARY" in out else out[-2000:])

@@ -982,3 +982,29 @@ async fn the_admin_api_registers_and_changes_a_clients_redirect_uris() {
     assert_eq!(page.status, 200, "no longer first party: the consent page: {}", page.body);
     assert!(page.body.contains("name=\"decision\""), "{}", page.body);
 }
+
+/// The sign-in page counts wrong passwords in the same limits as the token endpoint: past
+/// them even the right password gets a 429 page and no session, and the password grant
+/// refuses the same user too.
+#[tokio::test]
+async fn wrong_passwords_at_the_sign_in_page_are_limited_like_everywhere_else() {
+    let s = TestServer::start_with_env(&[("TESSERA_LOGIN_FAILURES_PER_USER", "3")]).await;
+    user_with_profile(&s, "erin");
+    let (id, _) = code_client(&s, "Photo Album", true, false);
+    let challenge = s256(VERIFIER);
+    let url = authorize_url(&s, "default", &usual(&id, CB, &challenge));
+    let mut b = Browser::new();
+    let mut page = b.get(&url).await;
+    for i in 0..3 {
+        page = b.sign_in(&url, &page, "erin", "not erin's password").await;
+        assert_eq!(page.status, 401, "try {i}: {}", page.body);
+        assert!(page.body.contains("Wrong username or password."), "try {i}: {}", page.body);
+    }
+    let locked = b.sign_in(&url, &page, "erin", PASSWORD).await;
+    assert_eq!(locked.status, 429, "{}", locked.body);
+    assert!(locked.location.is_none() && !locked.body.contains("Allow access?"), "{}", locked.body);
+    assert!(!locked.set_cookies.iter().any(|c| c.starts_with("tessera-session-")), "no session");
+    let (pid, psecret) = s.create_client("default", "password", None);
+    let form = [("grant_type", "password"), ("username", "erin"), ("password", PASSWORD)];
+    s.token("default", &form, Auth::Basic(&pid, &psecret)).await.assert_error(429, "rate_limited", "the grant too");
+}
