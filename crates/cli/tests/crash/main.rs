@@ -210,6 +210,15 @@ impl Ledger {
         self.cut += 1;
     }
 
+    /// What was acknowledged, by kind, for the report.
+    fn acknowledged(&self) -> String {
+        let [rotate, issue, revoke, tapis, refresh, logout] = self.acked;
+        format!(
+            "{rotate} rotations, {issue} issuances, {revoke} revocations, {tapis} Tapis revocations, {refresh} \
+             refresh revocations, {logout} SFTPGo logouts"
+        )
+    }
+
     /// Refusals by status, for the report.
     fn refusals(&self) -> String {
         let by_status: Vec<String> = self.refusals.iter().map(|(status, n)| format!("{n} x {status}")).collect();
@@ -382,6 +391,14 @@ async fn check(api: &Api, l: &Ledger, what: &str) {
     }
 }
 
+/// The ledger's check, then every surviving family's head works exactly once.
+async fn checked_to_the_end(api: &Api, l: &Ledger, what: &str) {
+    check(api, l, what).await;
+    for h in &l.heads {
+        works_exactly_once(api, h, what).await;
+    }
+}
+
 /// A refresh token received works once, and then its reuse is refused (which ends its
 /// family: the token it was exchanged for dies with it).
 async fn works_exactly_once(api: &Api, token: &str, what: &str) {
@@ -467,15 +484,9 @@ async fn crash_rounds(mut s: TestServer, tag: &str, sqlite: Option<std::path::Pa
         }
     }
     eprintln!(
-        "{tag}: {ROUNDS} kill -9 rounds; acknowledged: {} rotations, {} issuances, {} revocations, {} Tapis \
-         revocations, {} refresh revocations, {} SFTPGo logouts; {uncertain} requests cut by the crash; \
-         {exactly_once} families checked to work exactly once",
-        total.acked[ROTATE],
-        total.acked[ISSUE],
-        total.acked[REVOKE],
-        total.acked[TAPIS_REVOKE],
-        total.acked[REVOKE_REFRESH],
-        total.acked[LOGOUT]
+        "{tag}: {ROUNDS} kill -9 rounds; acknowledged: {}; {uncertain} requests cut by the crash; {exactly_once} \
+         families checked to work exactly once",
+        total.acknowledged()
     );
 }
 
@@ -554,20 +565,11 @@ async fn postgres_connections_terminated_under_load() {
     s.restart().await;
     let api = Api::of(&s, &id, &secret);
     l.heads = heads;
-    check(&api, &l, "after a restart").await;
-    for h in &l.heads {
-        works_exactly_once(&api, h, "after a restart").await;
-    }
+    checked_to_the_end(&api, &l, "after a restart").await;
     eprintln!(
-        "postgres connections: {terminated} connections of the node terminated (3 waves of 5); acknowledged: {} \
-         rotations, {} issuances, {} revocations, {} Tapis revocations, {} refresh revocations, {} SFTPGo logouts; \
-         {} requests refused or cut meanwhile; {} families checked to work exactly once",
-        l.acked[ROTATE],
-        l.acked[ISSUE],
-        l.acked[REVOKE],
-        l.acked[TAPIS_REVOKE],
-        l.acked[REVOKE_REFRESH],
-        l.acked[LOGOUT],
+        "postgres connections: {terminated} connections of the node terminated (3 waves of 5); acknowledged: {}; {} \
+         requests refused or cut meanwhile; {} families checked to work exactly once",
+        l.acknowledged(),
         l.uncertain.len(),
         l.heads.len()
     );
@@ -768,23 +770,14 @@ async fn postgres_server_restarted_under_load() {
     // token, received before the first restart, too.
     l.heads = heads;
     l.heads.push(probe);
-    check(&api, &l, "after the restarts").await;
-    for h in &l.heads {
-        works_exactly_once(&api, h, "after the restarts").await;
-    }
+    checked_to_the_end(&api, &l, "after the restarts").await;
     eprintln!(
         "postgres restarts: {RESTARTS} restarts (fast, immediate by turns); recovery ms {recoveries:?}; refusals: \
-         {}; slowest answer {} ms; acknowledged: {} rotations, {} issuances, {} revocations, {} Tapis revocations, \
-         {} refresh revocations, {} SFTPGo logouts; {} tokens left uncertain; {} families checked to work \
-         exactly once",
+         {}; slowest answer {} ms; acknowledged: {}; {} tokens left uncertain; {} families checked to work exactly \
+         once",
         l.refusals(),
         api.slowest().as_millis(),
-        l.acked[ROTATE],
-        l.acked[ISSUE],
-        l.acked[REVOKE],
-        l.acked[TAPIS_REVOKE],
-        l.acked[REVOKE_REFRESH],
-        l.acked[LOGOUT],
+        l.acknowledged(),
         l.uncertain.len(),
         l.heads.len()
     );
