@@ -2,6 +2,7 @@
 //! PostgreSQL (several nodes on one database), chosen by [`open`].
 
 mod error;
+mod group;
 mod postgres;
 mod rows;
 mod shared;

@@ -7,7 +7,7 @@
 
 use crate::error::DbResult;
 use crate::rows;
-use crate::shared::{Conn, Dialect, Feed, args, conn_impl};
+use crate::shared::{Arg, Conn, Dialect, Feed, args, conn_impl};
 use crate::sql;
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
@@ -237,10 +237,30 @@ impl Dialect for PgStore {
     type Db = Postgres;
     type Conn = PgConnection;
 
+    type Tx = sqlx::Transaction<'static, Postgres>;
+
     const LOCKING: sql::Locking = sql::ROW_LOCKS;
 
     fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    async fn begin(&self) -> StoreResult<Self::Tx> {
+        crate::shared::began();
+        self.pool.begin_with(sql::ROW_LOCKS.begin).await.db()
+    }
+
+    async fn commit(tx: Self::Tx) -> StoreResult<()> {
+        tx.commit().await.db()
+    }
+
+    async fn rollback(tx: Self::Tx) -> StoreResult<()> {
+        tx.rollback().await.db()
+    }
+
+    /// In autocommit: one round trip.
+    async fn exec_one(&self, sql: &'static str, args: &[Arg<'_>]) -> StoreResult<u64> {
+        self.pool.acquire().await.db()?.exec(sql, args).await
     }
 
     /// The server-side statement timeout and the pool's acquire timeout cover a database that

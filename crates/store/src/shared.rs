@@ -7,6 +7,7 @@ use crate::error::DbResult;
 use crate::rows::{self, Cols, get, grants_json, json_list};
 use crate::sql;
 use async_trait::async_trait;
+use std::ops::DerefMut;
 use std::time::Duration;
 use tessera_core::audit::{AuditEvent, AuditFilter, AuditRecord};
 use tessera_core::keys::KeyRecord;
@@ -187,14 +188,23 @@ pub(crate) trait Dialect: Send + Sync + 'static {
     /// How a write transaction holds what it reads.
     const LOCKING: sql::Locking;
 
+    /// A write transaction: its statements run through `&mut *tx`.
+    type Tx: DerefMut<Target = Self::Conn> + Send;
+
+    /// The connections that read.
     fn pool(&self) -> &sqlx::Pool<Self::Db>;
 
-    /// The connections that write: the same pool, unless the backend has one writer at a
-    /// time (SQLite), where writers queue for a one-connection pool in order instead of
-    /// retrying the database's lock.
-    fn writer(&self) -> &sqlx::Pool<Self::Db> {
-        self.pool()
-    }
+    /// Begin a write transaction ([`Locking::begin`](sql::Locking)). Dropped without
+    /// [`Dialect::commit`] or [`Dialect::rollback`], it is rolled back.
+    async fn begin(&self) -> StoreResult<Self::Tx>;
+
+    /// Commit: once this returns `Ok`, the changes are durable.
+    async fn commit(tx: Self::Tx) -> StoreResult<()>;
+
+    async fn rollback(tx: Self::Tx) -> StoreResult<()>;
+
+    /// Run one statement (a write) committed on its own: the number of rows it changed.
+    async fn exec_one(&self, sql: &'static str, args: &[Arg<'_>]) -> StoreResult<u64>;
 
     /// The longest any one store operation may take, if the backend needs a bound beyond
     /// its own timeouts.
@@ -227,8 +237,6 @@ pub(crate) trait Dialect: Send + Sync + 'static {
 #[derive(Clone)]
 pub(crate) struct Sql<D>(pub(crate) D);
 
-type Tx<D> = sqlx::Transaction<'static, <D as Dialect>::Db>;
-
 impl<D: Dialect> Sql<D> {
     /// Run one store operation, under the backend's deadline if it has one.
     async fn run<T>(&self, op: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {
@@ -247,9 +255,8 @@ impl<D: Dialect> Sql<D> {
         self.0.pool().acquire().await.db()
     }
 
-    async fn begin(&self) -> StoreResult<Tx<D>> {
-        began();
-        self.0.writer().begin_with(D::LOCKING.begin).await.db()
+    async fn begin(&self) -> StoreResult<D::Tx> {
+        self.0.begin().await
     }
 
     /// Read one record.
@@ -274,7 +281,7 @@ impl<D: Dialect> Sql<D> {
 
     /// Run one statement (a write) outside a transaction: the number of rows it changed.
     async fn exec(&self, sql: &'static str, args: &[Arg<'_>]) -> StoreResult<u64> {
-        self.0.writer().acquire().await.db()?.exec(sql, args).await
+        self.0.exec_one(sql, args).await
     }
 
     /// Run one write in a transaction, recording `change` on the feed if it changed a row:
@@ -285,7 +292,7 @@ impl<D: Dialect> Sql<D> {
         if n > 0 {
             record_change::<D>(&mut tx, change).await?;
         }
-        tx.commit().await.db()?;
+        D::commit(tx).await?;
         Ok(n)
     }
 }
@@ -301,8 +308,8 @@ async fn record_change<D: Dialect>(conn: &mut D::Conn, (kind, tenant, subject): 
 
 /// End a transaction that changed nothing, releasing its locks now rather than when the pool
 /// gets round to it. The answer stands even if the rollback fails.
-async fn release<D: Dialect, T>(tx: Tx<D>, answer: T) -> StoreResult<T> {
-    let _ = tx.rollback().await;
+async fn release<D: Dialect, T>(tx: D::Tx, answer: T) -> StoreResult<T> {
+    let _ = D::rollback(tx).await;
     Ok(answer)
 }
 
@@ -338,7 +345,7 @@ impl<D: Dialect> Store for Sql<D> {
             tx.exec(sql::TENANT_INSERT, a).await?;
             insert_key::<D>(&mut tx, first_key).await?;
             record_change::<D>(&mut tx, ("tenant", &t.name, None)).await?;
-            tx.commit().await.db()
+            D::commit(tx).await
         })
         .await
     }
@@ -379,7 +386,7 @@ impl<D: Dialect> Store for Sql<D> {
             let mut tx = self.begin().await?;
             insert_key::<D>(&mut tx, key).await?;
             record_change::<D>(&mut tx, ("key", &key.tenant, Some(&key.kid))).await?;
-            tx.commit().await.db()
+            D::commit(tx).await
         })
         .await
     }
@@ -391,7 +398,7 @@ impl<D: Dialect> Store for Sql<D> {
             if deleted {
                 record_change::<D>(&mut tx, ("key", tenant.as_str(), Some(kid))).await?;
             }
-            tx.commit().await.db()?;
+            D::commit(tx).await?;
             Ok(deleted)
         })
         .await
@@ -456,7 +463,7 @@ impl<D: Dialect> Store for Sql<D> {
             let mut tx = self.begin().await?;
             tx.exec(sql::RECOVERY_CLEAR, args![tenant, username]).await?;
             D::recovery_codes_insert(&mut tx, tenant, username, hashes).await?;
-            tx.commit().await.db()
+            D::commit(tx).await
         })
         .await
     }
@@ -590,7 +597,7 @@ impl<D: Dialect> Store for Sql<D> {
                 D::revoke_families(&mut tx, &families, now).await?;
                 record_change::<D>(&mut tx, ("client", tenant, Some(client_id))).await?;
             }
-            tx.commit().await.db()?;
+            D::commit(tx).await?;
             Ok(n > 0)
         })
         .await
@@ -620,7 +627,7 @@ impl<D: Dialect> Store for Sql<D> {
                 r.grant_type.short_name(),
             ];
             tx.exec(sql::REFRESH_INSERT, a).await?;
-            tx.commit().await.db()
+            D::commit(tx).await
         })
         .await
     }
@@ -695,7 +702,7 @@ impl<D: Dialect> Store for Sql<D> {
                         }
                     };
                     if marked {
-                        tx.commit().await.db()?;
+                        D::commit(tx).await?;
                         return Ok((Rotation::Rotated, Some(cur)));
                     }
                     // Another node rotated it since the read.
@@ -710,14 +717,14 @@ impl<D: Dialect> Store for Sql<D> {
                 Some(used) if grace_secs > 0 && now - used <= grace_secs => Rotation::WithinGrace,
                 _ => {
                     let revoked = D::revoke_families(&mut tx, std::slice::from_ref(&cur.family_id), now).await?;
-                    tx.commit().await.db()?;
+                    D::commit(tx).await?;
                     return Ok((Rotation::Reused { revoked }, Some(cur)));
                 }
             };
             let a =
                 args![&next.token_hash, next.issued_at, next.expires_at, &next.access_jti, next.access_exp, token_hash];
             tx.exec(sql::REFRESH_SUCCESSOR, a).await?;
-            tx.commit().await.db()?;
+            D::commit(tx).await?;
             Ok((outcome, Some(cur)))
         })
         .await
@@ -730,7 +737,7 @@ impl<D: Dialect> Store for Sql<D> {
                 tx.exec(lock, args![family_id]).await?;
             }
             let out = D::revoke_families(&mut tx, &[family_id.to_owned()], now).await?;
-            tx.commit().await.db()?;
+            D::commit(tx).await?;
             Ok(out)
         })
         .await
@@ -756,7 +763,7 @@ impl<D: Dialect> Store for Sql<D> {
             tx.exec(sql::PURGE_CODES, args![now - 86_400]).await?;
             tx.exec(sql::PURGE_SESSIONS, args![now]).await?;
             tx.exec(sql::PURGE_FAMILIES, &[]).await?;
-            tx.commit().await.db()?;
+            D::commit(tx).await?;
             Ok(a + b)
         })
         .await
@@ -828,7 +835,7 @@ impl<D: Dialect> Store for Sql<D> {
                     if too_soon { DevicePoll::SlowDown } else { DevicePoll::Pending }
                 }
             };
-            tx.commit().await.db()?;
+            D::commit(tx).await?;
             Ok(outcome)
         })
         .await
@@ -975,7 +982,7 @@ impl<D: Dialect> Store for Sql<D> {
             match wait {
                 // Past a cap: nothing is counted.
                 Some(_) => release::<D, _>(tx, wait).await,
-                None => tx.commit().await.db().map(|()| None),
+                None => D::commit(tx).await.map(|()| None),
             }
         })
         .await
@@ -990,7 +997,7 @@ impl<D: Dialect> Store for Sql<D> {
                     false => tx.exec(sql::ATTEMPT_CLEAR, args![key]).await?,
                 };
             }
-            tx.commit().await.db()
+            D::commit(tx).await
         })
         .await
     }
@@ -1005,7 +1012,7 @@ impl<D: Dialect> Store for Sql<D> {
             if deleted > 0 {
                 record_change::<D>(&mut tx, ("tenant", name, None)).await?;
             }
-            tx.commit().await.db()?;
+            D::commit(tx).await?;
             Ok(deleted > 0)
         })
         .await
@@ -1050,9 +1057,11 @@ impl<D: Dialect> Store for Sql<D> {
 
     async fn setting_claim(&self, name: &str, value: &str) -> StoreResult<String> {
         self.run(async {
-            let mut conn = self.0.writer().acquire().await.db()?;
-            conn.exec(sql::SETTING_CLAIM, args![name, value]).await?;
-            get(&conn.one(sql::SETTING_GET, args![name]).await?, "value")
+            let mut tx = self.begin().await?;
+            tx.exec(sql::SETTING_CLAIM, args![name, value]).await?;
+            let value = get(&tx.one(sql::SETTING_GET, args![name]).await?, "value")?;
+            D::commit(tx).await?;
+            Ok(value)
         })
         .await
     }
@@ -1065,7 +1074,7 @@ impl<D: Dialect> Store for Sql<D> {
         self.run(async {
             let mut tx = self.begin().await?;
             D::audit_insert(&mut tx, events).await?;
-            tx.commit().await.db()
+            D::commit(tx).await
         })
         .await
     }

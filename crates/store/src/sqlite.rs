@@ -3,14 +3,17 @@
 //! (a revocation, a rotation) survives a crash. Every write transaction begins with
 //! `BEGIN IMMEDIATE`, taking the one writer lock first: the reads in it and the writes that
 //! depend on them cannot interleave with another writer's, so nothing is locked row by row.
+//! Writes that arrive together share one transaction and its one fsync, each under a
+//! savepoint of its own ([`crate::group`]).
 
 use crate::error::DbResult;
+use crate::group::{GroupTx, Writer};
 use crate::rows;
-use crate::shared::{Conn, Dialect, Feed, args, conn_impl};
+use crate::shared::{Arg, Conn, Dialect, Feed, args, conn_impl};
 use crate::sql;
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Sqlite, SqliteConnection, SqlitePool};
+use sqlx::{ConnectOptions, Sqlite, SqliteConnection, SqlitePool};
 use std::path::Path;
 use std::time::Duration;
 use tessera_core::audit::AuditEvent;
@@ -29,8 +32,9 @@ pub struct SqliteStore {
     pool: SqlitePool,
     /// One connection: SQLite has one writer at a time, and writers waiting here are served
     /// in turn, where writers on several connections would each sleep and retry the lock
-    /// (the busy handler), which makes a loaded server's slowest writes far slower.
-    writer: SqlitePool,
+    /// (the busy handler), which makes a loaded server's slowest writes far slower. The
+    /// writes waiting share a commit (see [`crate::group`]).
+    writer: Writer,
 }
 
 impl SqliteStore {
@@ -49,13 +53,10 @@ impl SqliteStore {
             .connect_with(opts.clone())
             .await
             .db()?;
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_lazy_with(opts);
         let applied: Option<i64> = sqlx::query_scalar(crate::APPLIED_VERSION).fetch_one(&pool).await.ok().flatten();
         crate::refuse_newer(applied, &MIGRATOR)?;
         MIGRATOR.run(&pool).await.map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))?;
+        let writer = Writer::new(opts.connect().await.db()?);
         Ok(SqliteStore { pool, writer })
     }
 
@@ -70,14 +71,33 @@ impl Dialect for SqliteStore {
     type Db = Sqlite;
     type Conn = SqliteConnection;
 
+    type Tx = GroupTx;
+
     const LOCKING: sql::Locking = sql::WRITER_LOCK;
 
     fn pool(&self) -> &SqlitePool {
         &self.pool
     }
 
-    fn writer(&self) -> &SqlitePool {
-        &self.writer
+    /// `BEGIN IMMEDIATE`, or a savepoint in the transaction already open.
+    async fn begin(&self) -> StoreResult<GroupTx> {
+        self.writer.begin().await
+    }
+
+    async fn commit(tx: GroupTx) -> StoreResult<()> {
+        tx.commit().await
+    }
+
+    async fn rollback(tx: GroupTx) -> StoreResult<()> {
+        tx.rollback().await
+    }
+
+    /// In a transaction all the same: it may share a commit with others.
+    async fn exec_one(&self, sql: &'static str, args: &[Arg<'_>]) -> StoreResult<u64> {
+        let mut tx = self.writer.begin().await?;
+        let n = tx.exec(sql, args).await?;
+        tx.commit().await?;
+        Ok(n)
     }
 
     /// An embedded database: its busy and acquire timeouts bound every operation.
@@ -139,9 +159,8 @@ impl Dialect for SqliteStore {
         Ok(())
     }
 
-    /// A single statement, committed on its own.
+    /// A single statement, committed on its own (or with others').
     async fn revocation_insert(&self, r: &Revocation) -> StoreResult<()> {
-        let mut conn = self.writer.acquire().await.db()?;
-        conn.exec(sql::REVOCATION_INSERT, args![&r.tenant, &r.jti, r.expires_at]).await.map(drop)
+        self.exec_one(sql::REVOCATION_INSERT, args![&r.tenant, &r.jti, r.expires_at]).await.map(drop)
     }
 }

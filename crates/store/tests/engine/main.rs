@@ -61,6 +61,7 @@ on_both_backends!(
     a_deployment_setting_is_claimed_once_then_replaced_on_purpose,
     a_database_migrated_by_a_newer_version_is_refused,
     concurrent_presentations_of_one_refresh_token_succeed_exactly_once,
+    rotations_arriving_together_each_stand_on_their_own_and_survive_a_reopen,
     grace_window_tolerates_a_second_tab_then_reuse_kills_the_family,
     without_grace_a_second_presentation_is_reuse,
     tokens_expire_by_the_injected_clock,
@@ -168,6 +169,49 @@ async fn concurrent_presentations_of_one_refresh_token_succeed_exactly_once(kind
     let e = auth.token("t", &client, refresh(&successor)).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::InvalidGrant);
     assert_eq!(auth.verify_access("t", &ok[0].access_token).unwrap_err(), Invalid::Revoked);
+}
+
+/// On SQLite, rotations that arrive together share one transaction (group commit): a reuse
+/// in it, which revokes its family, must not undo or leak into the others, and every
+/// rotation answered must be on disk.
+async fn rotations_arriving_together_each_stand_on_their_own_and_survive_a_reopen(kind: Kind) {
+    let env = Env::new(kind, "together").await;
+    let auth = Arc::new(env.engine(settings()).await.unwrap());
+    let client = setup(&auth).await;
+    let (mut fresh, mut reused) = (Vec::new(), Vec::new());
+    for i in 0..30 {
+        let rt = auth.token("t", &client, password()).await.unwrap().refresh_token.unwrap();
+        if i % 3 == 0 {
+            let next = auth.token("t", &client, refresh(&rt)).await.unwrap().refresh_token.unwrap();
+            reused.push((rt, next));
+        } else {
+            fresh.push(rt);
+        }
+    }
+    let presented = fresh.iter().chain(reused.iter().map(|(old, _)| old));
+    let tasks: Vec<_> = presented
+        .map(|rt| {
+            let (auth, client, rt) = (auth.clone(), client.clone(), rt.clone());
+            tokio::spawn(async move { auth.token("t", &client, refresh(&rt)).await })
+        })
+        .collect();
+    let mut successors = Vec::new();
+    for (i, t) in tasks.into_iter().enumerate() {
+        match t.await.unwrap() {
+            Ok(issued) if i < fresh.len() => successors.push(issued.refresh_token.unwrap()),
+            Err(e) if i >= fresh.len() => assert_eq!(e.kind, ErrorKind::InvalidGrant, "{e}"),
+            other => panic!("presentation {i}: {:?}", other.map(|_| "issued")),
+        }
+    }
+    drop(auth);
+    let auth = env.engine(settings()).await.unwrap();
+    for rt in &successors {
+        auth.token("t", &client, refresh(rt)).await.expect("a rotation answered is stored");
+    }
+    for (_, next) in &reused {
+        let e = auth.token("t", &client, refresh(next)).await.unwrap_err();
+        assert_eq!(e.kind, ErrorKind::InvalidGrant, "a reuse answered revoked its family for good");
+    }
 }
 
 async fn grace_window_tolerates_a_second_tab_then_reuse_kills_the_family(kind: Kind) {
