@@ -57,7 +57,11 @@ impl Writer {
     /// Begin a write: the returned transaction runs its statements through `&mut *tx` and
     /// ends with [`GroupTx::commit`] or [`GroupTx::rollback`]; dropped, it is rolled back.
     pub(crate) async fn begin(&self) -> StoreResult<GroupTx> {
-        let mut s = Arc::clone(&self.0).lock_owned().await;
+        let s = Arc::clone(&self.0).lock_owned().await;
+        detached(self.clone().start(s)).await
+    }
+
+    async fn start(self, mut s: OwnedMutexGuard<State>) -> StoreResult<GroupTx> {
         if s.closed {
             return Err(StoreError::Unavailable("the store is closed".into()));
         }
@@ -78,7 +82,7 @@ impl Writer {
                 group
             }
         };
-        let closer = Closer { writer: self.clone(), group };
+        let closer = Closer { writer: self, group };
         sent(2); // the savepoint and its release
         if let Err(e) = s.conn.execute("SAVEPOINT w").await.db() {
             fail(&mut s, e.clone()).await;
@@ -118,14 +122,17 @@ impl GroupTx {
 
     async fn end(self, how: &'static str) -> StoreResult<()> {
         let GroupTx { mut state, closer } = self;
-        match state.conn.execute(how).await.db() {
-            Ok(_) => state.dirty = false,
-            // The savepoint is gone: so is the transaction (SQLite rolls back a transaction
-            // on some errors, a full disk say), and every write in it.
-            Err(e) => fail(&mut state, e).await,
-        }
-        drop(state);
-        closer.wait().await
+        detached(async move {
+            match state.conn.execute(how).await.db() {
+                Ok(_) => state.dirty = false,
+                // The savepoint is gone: so is the transaction (SQLite rolls back a transaction
+                // on some errors, a full disk say), and every write in it.
+                Err(e) => fail(&mut state, e).await,
+            }
+            drop(state);
+            closer.wait().await
+        })
+        .await
     }
 }
 
@@ -180,6 +187,13 @@ impl Drop for Closer {
             });
         }
     }
+}
+
+/// Run `op` to its end even if the caller stops waiting for it (a request cancelled by its
+/// client): the connection's state and what is recorded of it must not part, as they would if
+/// a `BEGIN` or a `COMMIT` were sent and its outcome never recorded.
+async fn detached<T: Send + 'static>(op: impl Future<Output = StoreResult<T>> + Send + 'static) -> StoreResult<T> {
+    tokio::spawn(op).await.unwrap_or_else(|e| Err(StoreError::Unavailable(format!("a database task failed: {e}"))))
 }
 
 /// Under the lock: close `group` unless it is closed already.
@@ -416,5 +430,46 @@ mod tests {
         for c in waits {
             c.wait().await.unwrap();
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn writes_cancelled_at_any_point_leave_the_writer_consistent() {
+        let db = Db::new("cancelled").await;
+        let w = db.writer().await;
+        let mut tasks = Vec::new();
+        for i in 0..300u64 {
+            let w = w.clone();
+            // Callers that give up after 0-1.5 ms: at BEGIN, amid the statements, at COMMIT
+            // or while waiting for someone else's (a client that hung up).
+            let patience = Duration::from_micros(i * 37 % 1500);
+            tasks.push(tokio::spawn(async move {
+                tokio::time::timeout(patience, async {
+                    let mut tx = w.begin().await?;
+                    insert(&mut tx, &format!("k{i:03}")).await?;
+                    tx.commit().await
+                })
+                .await
+            }));
+        }
+        let mut answered = Vec::new();
+        for (i, t) in tasks.into_iter().enumerate() {
+            match t.await.unwrap() {
+                Ok(Ok(())) => answered.push(format!("k{i:03}")),
+                Ok(Err(e)) => panic!("write {i} failed: {e:?}"),
+                Err(_) => {}
+            }
+        }
+        // Every write answered is there, whatever happened to the others...
+        let mut tx = w.begin().await.expect("the writer still works");
+        insert(&mut tx, "last").await.unwrap();
+        tx.commit().await.unwrap();
+        let keys = db.keys().await;
+        for k in answered.iter().chain(["last".to_owned()].iter()) {
+            assert!(keys.contains(k), "{k} was answered but is not stored");
+        }
+        // ...and no transaction is left open.
+        let mut other = db.connect().await;
+        other.execute("BEGIN IMMEDIATE").await.expect("the write lock is free");
+        other.execute("COMMIT").await.unwrap();
     }
 }
