@@ -319,8 +319,8 @@ mod tests {
         });
         for _ in 0..200 {
             if started.load(std::sync::atomic::Ordering::SeqCst) {
-                // The moment to reach the lock.
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                // Its next step is the lock: a margin for a loaded machine to take it.
+                tokio::time::sleep(Duration::from_millis(250)).await;
                 return task;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
