@@ -680,6 +680,8 @@ pub enum KeyCmd {
     Retire {
         #[command(flatten)]
         tenant: TenantArg,
+        /// Key ids are base64url and may begin with `-`.
+        #[arg(allow_hyphen_values = true)]
         kid: String,
     },
 }

@@ -23,11 +23,11 @@ pub struct AuditArgs {
     /// Only this kind of event (sign_in, token_issue, user_create, ...).
     #[arg(long, value_parser = parse_event)]
     event: Option<EventKind>,
-    /// Only events by this actor: a user name, client id or API key id.
-    #[arg(long)]
+    /// Only events by this actor: a user name, client id or API key id (ids may begin with `-`).
+    #[arg(long, allow_hyphen_values = true)]
     actor: Option<String>,
     /// Only events about this subject (a user, client, tenant).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     subject: Option<String>,
     /// Only `success` or `failure`.
     #[arg(long, value_parser = parse_outcome)]
