@@ -250,6 +250,9 @@ mod tests {
     use std::path::PathBuf;
     use std::time::Duration;
 
+    /// What a test returns: its failures as errors, with `?`.
+    type Try<T = ()> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
     struct Db(PathBuf);
 
     impl Drop for Db {
@@ -259,38 +262,45 @@ mod tests {
     }
 
     impl Db {
-        async fn new(name: &str) -> Db {
+        async fn new(name: &str) -> Try<Db> {
             let dir = std::env::temp_dir().join(format!("tessera-group-{name}-{}", std::process::id()));
             let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::create_dir_all(&dir)?;
             let db = Db(dir);
-            let mut c = db.connect().await;
-            c.execute("CREATE TABLE t (k TEXT PRIMARY KEY)").await.unwrap();
-            db
+            db.connect().await?.execute("CREATE TABLE t (k TEXT PRIMARY KEY)").await?;
+            Ok(db)
         }
 
-        async fn connect(&self) -> SqliteConnection {
-            SqliteConnectOptions::new()
+        /// A database, its writer, and a write of `key` in progress.
+        async fn writing(name: &str, key: &str) -> Try<(Db, Writer, GroupTx)> {
+            let db = Db::new(name).await?;
+            let w = db.writer().await?;
+            let mut tx = w.begin().await?;
+            insert(&mut tx, key).await?;
+            Ok((db, w, tx))
+        }
+
+        async fn connect(&self) -> Try<SqliteConnection> {
+            Ok(SqliteConnectOptions::new()
                 .filename(self.0.join("db"))
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Full)
                 .busy_timeout(Duration::from_millis(500))
                 .connect()
-                .await
-                .unwrap()
+                .await?)
         }
 
-        async fn writer(&self) -> Writer {
-            Writer::new(self.connect().await)
+        async fn writer(&self) -> Try<Writer> {
+            Ok(Writer::new(self.connect().await?))
         }
 
         /// The committed keys, as another connection sees them.
-        async fn keys(&self) -> Vec<String> {
-            let mut c = self.connect().await;
-            let keys = sqlx::query_scalar("SELECT k FROM t ORDER BY k").fetch_all(&mut c).await.unwrap();
-            c.close().await.unwrap();
-            keys
+        async fn keys(&self) -> Try<Vec<String>> {
+            let mut c = self.connect().await?;
+            let keys = sqlx::query_scalar("SELECT k FROM t ORDER BY k").fetch_all(&mut c).await?;
+            c.close().await?;
+            Ok(keys)
         }
     }
 
@@ -329,22 +339,20 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_write_that_waited_for_the_lock_shares_the_commit_of_the_one_before() {
-        let db = Db::new("share").await;
-        let w = db.writer().await;
-        let mut a = w.begin().await.unwrap();
-        insert(&mut a, "a").await.unwrap();
+    async fn a_write_that_waited_for_the_lock_shares_the_commit_of_the_one_before() -> Try {
+        let (db, w, a) = Db::writing("share", "a").await?;
         let b = queued_write(&w, "b", true).await;
-        a.commit().await.unwrap();
+        a.commit().await?;
         // a was answered only once the transaction holding b's write, too, had committed.
-        assert_eq!(db.keys().await, ["a", "b"]);
-        b.await.unwrap().unwrap();
+        assert_eq!(db.keys().await?, ["a", "b"]);
+        b.await??;
+        Ok(())
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_refused_or_failed_write_leaves_the_others_in_its_transaction_alone() {
-        let db = Db::new("alone").await;
-        let w = db.writer().await;
+    async fn a_refused_or_failed_write_leaves_the_others_in_its_transaction_alone() -> Try {
+        let db = Db::new("alone").await?;
+        let w = db.writer().await?;
         let mut tasks = Vec::new();
         for i in 0..60 {
             let w = w.clone();
@@ -362,33 +370,31 @@ mod tests {
         }
         let mut kept = Vec::new();
         for (i, t) in tasks.into_iter().enumerate() {
-            match (i % 3, t.await.unwrap()) {
+            match (i % 3, t.await?) {
                 (0, Ok(true)) => kept.push(format!("k{i:02}")),
                 (1, Ok(false)) => {}
                 (2, Err(StoreError::Conflict(_))) => {}
                 (n, r) => panic!("write {i} (kind {n}): {r:?}"),
             }
         }
-        assert_eq!(db.keys().await, kept);
+        assert_eq!(db.keys().await?, kept);
         assert_eq!(kept.len(), 20);
+        Ok(())
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_write_dropped_midway_is_undone_and_frees_the_database() {
-        let db = Db::new("dropped").await;
-        let w = db.writer().await;
-        let mut a = w.begin().await.unwrap();
-        insert(&mut a, "kept").await.unwrap();
+    async fn a_write_dropped_midway_is_undone_and_frees_the_database() -> Try {
+        let (db, w, a) = Db::writing("dropped", "kept").await?;
         // Waits for the lock, then is dropped holding a write: a cancelled request.
         let b = queued_write(&w, "dropped", false).await;
-        a.commit().await.unwrap();
-        b.await.unwrap().unwrap();
-        assert_eq!(db.keys().await, ["kept"]);
+        a.commit().await?;
+        b.await??;
+        assert_eq!(db.keys().await?, ["kept"]);
         // A write dropped alone leaves no transaction open: another connection can write.
-        let mut c = w.begin().await.unwrap();
-        insert(&mut c, "alone").await.unwrap();
+        let mut c = w.begin().await?;
+        insert(&mut c, "alone").await?;
         drop(c);
-        let mut other = db.connect().await;
+        let mut other = db.connect().await?;
         let mut got = None;
         for _ in 0..20 {
             match other.execute("BEGIN IMMEDIATE").await {
@@ -400,42 +406,44 @@ mod tests {
             }
         }
         assert!(got.is_some(), "the write lock was never released");
-        other.execute("INSERT INTO t (k) VALUES ('other')").await.unwrap();
-        other.execute("COMMIT").await.unwrap();
-        assert_eq!(db.keys().await, ["kept", "other"]);
+        other.execute("INSERT INTO t (k) VALUES ('other')").await?;
+        other.execute("COMMIT").await?;
+        assert_eq!(db.keys().await?, ["kept", "other"]);
+        Ok(())
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_group_closes_at_its_size_limit() {
-        let db = Db::new("limit").await;
-        let w = db.writer().await;
+    async fn a_group_closes_at_its_size_limit() -> Try {
+        let db = Db::new("limit").await?;
+        let w = db.writer().await?;
         let mut held = Vec::new();
         // One write at a time, each ended without waiting: the transaction stays open...
         let mut waits = Vec::new();
         for i in 0..MAX_GROUP {
-            let mut tx = w.begin().await.unwrap();
-            insert(&mut tx, &format!("k{i:03}")).await.unwrap();
+            let mut tx = w.begin().await?;
+            insert(&mut tx, &format!("k{i:03}")).await?;
             let GroupTx { mut state, closer } = tx;
-            state.conn.execute("RELEASE w").await.unwrap();
+            state.conn.execute("RELEASE w").await?;
             state.dirty = false;
             held.push(Arc::clone(&closer.group));
             waits.push(closer);
         }
         assert!(held.iter().all(|g| Arc::ptr_eq(g, &held[0]) && g.outcome.get().is_none()));
         // ...until it is full: the next write commits it first.
-        let next = w.begin().await.unwrap();
+        let next = w.begin().await?;
         assert!(matches!(held[0].outcome.get(), Some(Ok(()))));
-        assert_eq!(db.keys().await.len(), MAX_GROUP);
-        next.commit().await.unwrap();
+        assert_eq!(db.keys().await?.len(), MAX_GROUP);
+        next.commit().await?;
         for c in waits {
-            c.wait().await.unwrap();
+            c.wait().await?;
         }
+        Ok(())
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn writes_cancelled_at_any_point_leave_the_writer_consistent() {
-        let db = Db::new("cancelled").await;
-        let w = db.writer().await;
+    async fn writes_cancelled_at_any_point_leave_the_writer_consistent() -> Try {
+        let db = Db::new("cancelled").await?;
+        let w = db.writer().await?;
         let mut tasks = Vec::new();
         for i in 0..300u64 {
             let w = w.clone();
@@ -453,23 +461,25 @@ mod tests {
         }
         let mut answered = Vec::new();
         for (i, t) in tasks.into_iter().enumerate() {
-            match t.await.unwrap() {
+            match t.await? {
                 Ok(Ok(())) => answered.push(format!("k{i:03}")),
                 Ok(Err(e)) => panic!("write {i} failed: {e:?}"),
                 Err(_) => {}
             }
         }
-        // Every write answered is there, whatever happened to the others...
-        let mut tx = w.begin().await.expect("the writer still works");
-        insert(&mut tx, "last").await.unwrap();
-        tx.commit().await.unwrap();
-        let keys = db.keys().await;
+        // Every write answered is there, whatever happened to the others (the writer still
+        // works)...
+        let mut tx = w.begin().await?;
+        insert(&mut tx, "last").await?;
+        tx.commit().await?;
+        let keys = db.keys().await?;
         for k in answered.iter().chain(["last".to_owned()].iter()) {
             assert!(keys.contains(k), "{k} was answered but is not stored");
         }
-        // ...and no transaction is left open.
-        let mut other = db.connect().await;
-        other.execute("BEGIN IMMEDIATE").await.expect("the write lock is free");
-        other.execute("COMMIT").await.unwrap();
+        // ...and no transaction is left open: the write lock is free.
+        let mut other = db.connect().await?;
+        other.execute("BEGIN IMMEDIATE").await?;
+        other.execute("COMMIT").await?;
+        Ok(())
     }
 }

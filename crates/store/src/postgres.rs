@@ -247,7 +247,7 @@ impl Dialect for PgStore {
 
     async fn begin(&self) -> StoreResult<Self::Tx> {
         crate::shared::began();
-        self.pool.begin_with(sql::ROW_LOCKS.begin).await.db()
+        self.pool.begin_with(Self::LOCKING.begin).await.db()
     }
 
     async fn commit(tx: Self::Tx) -> StoreResult<()> {

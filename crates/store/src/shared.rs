@@ -255,10 +255,6 @@ impl<D: Dialect> Sql<D> {
         self.0.pool().acquire().await.db()
     }
 
-    async fn begin(&self) -> StoreResult<D::Tx> {
-        self.0.begin().await
-    }
-
     /// Read one record.
     async fn read<T>(
         &self,
@@ -279,15 +275,10 @@ impl<D: Dialect> Sql<D> {
         self.conn().await?.all(sql, args).await?.iter().map(map).collect()
     }
 
-    /// Run one statement (a write) outside a transaction: the number of rows it changed.
-    async fn exec(&self, sql: &'static str, args: &[Arg<'_>]) -> StoreResult<u64> {
-        self.0.exec_one(sql, args).await
-    }
-
     /// Run one write in a transaction, recording `change` on the feed if it changed a row:
     /// the number of rows it changed.
     async fn write_recorded(&self, sql: &'static str, args: &[Arg<'_>], change: Recorded<'_>) -> StoreResult<u64> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.0.begin().await?;
         let n = tx.exec(sql, args).await?;
         if n > 0 {
             record_change::<D>(&mut tx, change).await?;
@@ -322,13 +313,13 @@ async fn insert_key<D: Dialect>(conn: &mut D::Conn, k: &KeyRecord) -> StoreResul
 #[async_trait]
 impl<D: Dialect> Store for Sql<D> {
     async fn ping(&self) -> StoreResult<()> {
-        self.run(async { self.exec(sql::PING, &[]).await.map(drop) }).await
+        self.run(async { self.0.exec_one(sql::PING, &[]).await.map(drop) }).await
     }
 
     async fn tenant_insert(&self, t: &Tenant, first_key: &KeyRecord) -> StoreResult<()> {
         self.run(async {
             let (hosts, grants) = (json_list(&t.hosts), t.allowed_grants.as_deref().map(grants_json));
-            let mut tx = self.begin().await?;
+            let mut tx = self.0.begin().await?;
             let a = args![
                 &t.name,
                 t.alg.as_str(),
@@ -383,7 +374,7 @@ impl<D: Dialect> Store for Sql<D> {
 
     async fn key_insert(&self, key: &KeyRecord) -> StoreResult<()> {
         self.run(async {
-            let mut tx = self.begin().await?;
+            let mut tx = self.0.begin().await?;
             insert_key::<D>(&mut tx, key).await?;
             record_change::<D>(&mut tx, ("key", &key.tenant, Some(&key.kid))).await?;
             D::commit(tx).await
@@ -393,7 +384,7 @@ impl<D: Dialect> Store for Sql<D> {
 
     async fn key_delete(&self, tenant: &TenantName, kid: &str) -> StoreResult<bool> {
         self.run(async {
-            let mut tx = self.begin().await?;
+            let mut tx = self.0.begin().await?;
             let deleted = tx.exec(sql::KEY_DELETE, args![tenant, kid]).await? == 1;
             if deleted {
                 record_change::<D>(&mut tx, ("key", tenant.as_str(), Some(kid))).await?;
@@ -455,12 +446,12 @@ impl<D: Dialect> Store for Sql<D> {
     }
 
     async fn user_totp_accept_step(&self, tenant: &TenantName, username: &Username, step: i64) -> StoreResult<bool> {
-        self.run(self.exec(sql::USER_TOTP_STEP, args![step, tenant, username])).await.map(|n| n == 1)
+        self.run(self.0.exec_one(sql::USER_TOTP_STEP, args![step, tenant, username])).await.map(|n| n == 1)
     }
 
     async fn recovery_codes_set(&self, tenant: &TenantName, username: &Username, hashes: &[String]) -> StoreResult<()> {
         self.run(async {
-            let mut tx = self.begin().await?;
+            let mut tx = self.0.begin().await?;
             tx.exec(sql::RECOVERY_CLEAR, args![tenant, username]).await?;
             D::recovery_codes_insert(&mut tx, tenant, username, hashes).await?;
             D::commit(tx).await
@@ -475,7 +466,7 @@ impl<D: Dialect> Store for Sql<D> {
         hash: &str,
         now: i64,
     ) -> StoreResult<bool> {
-        self.run(self.exec(sql::RECOVERY_USE, args![now, tenant, username, hash])).await.map(|n| n == 1)
+        self.run(self.0.exec_one(sql::RECOVERY_USE, args![now, tenant, username, hash])).await.map(|n| n == 1)
     }
 
     async fn api_key_insert(&self, k: &ApiKey, key_hash: &str) -> StoreResult<()> {
@@ -493,7 +484,7 @@ impl<D: Dialect> Store for Sql<D> {
                 k.revoked_at,
                 k.last_used_at,
             ];
-            self.exec(sql::API_KEY_INSERT, a).await.map(drop)
+            self.0.exec_one(sql::API_KEY_INSERT, a).await.map(drop)
         })
         .await
     }
@@ -513,11 +504,11 @@ impl<D: Dialect> Store for Sql<D> {
     }
 
     async fn api_key_revoke(&self, tenant: &TenantName, id: &str, now: i64) -> StoreResult<bool> {
-        self.run(self.exec(sql::API_KEY_REVOKE, args![now, tenant, id])).await.map(|n| n == 1)
+        self.run(self.0.exec_one(sql::API_KEY_REVOKE, args![now, tenant, id])).await.map(|n| n == 1)
     }
 
     async fn api_key_touch(&self, id: &str, now: i64) -> StoreResult<()> {
-        self.run(self.exec(sql::API_KEY_TOUCH, args![now, id])).await.map(drop)
+        self.run(self.0.exec_one(sql::API_KEY_TOUCH, args![now, id])).await.map(drop)
     }
 
     async fn user_set_disabled(&self, tenant: &TenantName, username: &Username, disabled: bool) -> StoreResult<bool> {
@@ -587,7 +578,7 @@ impl<D: Dialect> Store for Sql<D> {
 
     async fn client_delete(&self, tenant: &TenantName, client_id: &ClientId, now: i64) -> StoreResult<bool> {
         self.run(async {
-            let mut tx = self.begin().await?;
+            let mut tx = self.0.begin().await?;
             let n = tx.exec(sql::CLIENT_DELETE, args![tenant, client_id]).await?;
             if n > 0 {
                 // The client's sessions end with it. Its live families are locked in one
@@ -606,7 +597,7 @@ impl<D: Dialect> Store for Sql<D> {
     async fn refresh_insert(&self, r: &RefreshRecord) -> StoreResult<()> {
         self.run(async {
             let amr = join_words(&r.amr);
-            let mut tx = self.begin().await?;
+            let mut tx = self.0.begin().await?;
             let a = args![&r.family_id, &r.tenant, &r.client_id, r.issued_at, r.auth_time, &amr];
             tx.exec(sql::FAMILY_INSERT, a).await?;
             let a = args![
@@ -657,7 +648,7 @@ impl<D: Dialect> Store for Sql<D> {
             // off the revocation list. After waiting for the lock, PostgreSQL re-reads the family
             // row (`revoked_at` is current) but not the token row: a `used_at` read as NULL may be
             // stale, so the conditional write below decides. Once set, `used_at` never changes.
-            let mut tx = self.begin().await?;
+            let mut tx = self.0.begin().await?;
             let row = tx.opt(D::LOCKING.refresh, args![token_hash]).await?;
             let Some(cur) = row.as_ref().map(rows::refresh).transpose()? else {
                 return release::<D, _>(tx, (Rotation::Invalid, None)).await;
@@ -732,7 +723,7 @@ impl<D: Dialect> Store for Sql<D> {
 
     async fn refresh_revoke_family(&self, family_id: &str, now: i64) -> StoreResult<Vec<Revocation>> {
         self.run(async {
-            let mut tx = self.begin().await?;
+            let mut tx = self.0.begin().await?;
             if let Some(lock) = D::LOCKING.family {
                 tx.exec(lock, args![family_id]).await?;
             }
@@ -754,7 +745,7 @@ impl<D: Dialect> Store for Sql<D> {
 
     async fn purge_expired(&self, now: i64) -> StoreResult<u64> {
         self.run(async {
-            let mut tx = self.begin().await?;
+            let mut tx = self.0.begin().await?;
             let a = tx.exec(sql::PURGE_REVOCATIONS, args![now]).await?;
             let b = tx.exec(sql::PURGE_REFRESH, args![now]).await?;
             tx.exec(sql::PURGE_FAILURES, args![now - 86_400]).await?;
@@ -785,7 +776,7 @@ impl<D: Dialect> Store for Sql<D> {
                 d.status.as_str(),
                 &d.username,
             ];
-            self.exec(sql::DEVICE_INSERT, a).await.map(drop)
+            self.0.exec_one(sql::DEVICE_INSERT, a).await.map(drop)
         })
         .await
     }
@@ -804,14 +795,14 @@ impl<D: Dialect> Store for Sql<D> {
     ) -> StoreResult<bool> {
         let status = if approve { DeviceStatus::Approved } else { DeviceStatus::Denied };
         let a = args![status.as_str(), username, tenant, user_code, now];
-        self.run(self.exec(sql::DEVICE_DECIDE, a)).await.map(|n| n == 1)
+        self.run(self.0.exec_one(sql::DEVICE_DECIDE, a)).await.map(|n| n == 1)
     }
 
     async fn device_poll(&self, device_code_hash: &str, client_id: &ClientId, now: i64) -> StoreResult<DevicePoll> {
         self.run(async {
             // The lock (SQLite's writer lock, PostgreSQL's row lock) makes "approved -> consumed"
             // happen once across nodes and serialises the slow-down bookkeeping of concurrent polls.
-            let mut tx = self.begin().await?;
+            let mut tx = self.0.begin().await?;
             let row = tx.opt(D::LOCKING.device, args![device_code_hash]).await?;
             let Some(d) = row.as_ref().map(rows::device).transpose()? else {
                 return release::<D, _>(tx, DevicePoll::Invalid).await;
@@ -859,7 +850,7 @@ impl<D: Dialect> Store for Sql<D> {
                 c.created_at,
                 c.expires_at,
             ];
-            self.exec(sql::CODE_INSERT, a).await.map(drop)
+            self.0.exec_one(sql::CODE_INSERT, a).await.map(drop)
         })
         .await
     }
@@ -869,7 +860,7 @@ impl<D: Dialect> Store for Sql<D> {
     }
 
     async fn code_redeem(&self, code_hash: &str, now: i64, family_id: &str) -> StoreResult<bool> {
-        self.run(self.exec(sql::CODE_REDEEM, args![now, family_id, code_hash])).await.map(|n| n == 1)
+        self.run(self.0.exec_one(sql::CODE_REDEEM, args![now, family_id, code_hash])).await.map(|n| n == 1)
     }
 
     async fn browser_session_insert(&self, s: &BrowserSession) -> StoreResult<()> {
@@ -886,7 +877,7 @@ impl<D: Dialect> Store for Sql<D> {
                 s.last_seen_at,
                 s.expires_at,
             ];
-            self.exec(sql::SESSION_INSERT, a).await.map(drop)
+            self.0.exec_one(sql::SESSION_INSERT, a).await.map(drop)
         })
         .await
     }
@@ -896,11 +887,11 @@ impl<D: Dialect> Store for Sql<D> {
     }
 
     async fn browser_session_touch(&self, token_hash: &str, now: i64) -> StoreResult<()> {
-        self.run(self.exec(sql::SESSION_TOUCH, args![now, token_hash])).await.map(drop)
+        self.run(self.0.exec_one(sql::SESSION_TOUCH, args![now, token_hash])).await.map(drop)
     }
 
     async fn browser_session_revoke(&self, tenant: &TenantName, sid: &str, now: i64) -> StoreResult<bool> {
-        self.run(self.exec(sql::SESSION_REVOKE, args![now, tenant, sid])).await.map(|n| n == 1)
+        self.run(self.0.exec_one(sql::SESSION_REVOKE, args![now, tenant, sid])).await.map(|n| n == 1)
     }
 
     async fn browser_sessions_of(
@@ -913,7 +904,7 @@ impl<D: Dialect> Store for Sql<D> {
     }
 
     async fn browser_sessions_end(&self, tenant: &TenantName, username: &Username, now: i64) -> StoreResult<u64> {
-        self.run(self.exec(sql::SESSIONS_END, args![now, tenant, username])).await
+        self.run(self.0.exec_one(sql::SESSIONS_END, args![now, tenant, username])).await
     }
 
     async fn consent_get(
@@ -935,7 +926,7 @@ impl<D: Dialect> Store for Sql<D> {
         now: i64,
     ) -> StoreResult<()> {
         let scope = scopes.join(" ");
-        self.run(self.exec(sql::CONSENT_PUT, args![tenant, username, client_id, &scope, now])).await.map(drop)
+        self.run(self.0.exec_one(sql::CONSENT_PUT, args![tenant, username, client_id, &scope, now])).await.map(drop)
     }
 
     async fn legacy_insert(&self, r: &LegacyRecord) -> StoreResult<()> {
@@ -953,7 +944,7 @@ impl<D: Dialect> Store for Sql<D> {
                 r.expires_at,
                 &chain,
             ];
-            self.exec(sql::LEGACY_INSERT, a).await.map(drop)
+            self.0.exec_one(sql::LEGACY_INSERT, a).await.map(drop)
         })
         .await
     }
@@ -970,7 +961,7 @@ impl<D: Dialect> Store for Sql<D> {
         let mut sorted: Vec<&Counter> = counters.iter().collect();
         sorted.sort_by(|a, b| a.key.cmp(&b.key));
         self.run(async {
-            let mut tx = self.begin().await?;
+            let mut tx = self.0.begin().await?;
             let mut wait = None;
             for c in sorted {
                 let row = tx.one(sql::ATTEMPT_COUNT, args![&c.key, now, now - window]).await?;
@@ -990,7 +981,7 @@ impl<D: Dialect> Store for Sql<D> {
 
     async fn attempt_release(&self, release: &[&str], clear: &[&str], reserved_at: i64) -> StoreResult<()> {
         self.run(async {
-            let mut tx = self.begin().await?;
+            let mut tx = self.0.begin().await?;
             for (key, released) in attempt_release_plan(release, clear) {
                 match released {
                     true => tx.exec(sql::ATTEMPT_RELEASE, args![key, reserved_at]).await?,
@@ -1004,7 +995,7 @@ impl<D: Dialect> Store for Sql<D> {
 
     async fn tenant_delete(&self, name: &TenantName) -> StoreResult<bool> {
         self.run(async {
-            let mut tx = self.begin().await?;
+            let mut tx = self.0.begin().await?;
             let mut deleted = 0;
             for statement in sql::TENANT_DELETE {
                 deleted = tx.exec(statement, args![name]).await?;
@@ -1057,7 +1048,7 @@ impl<D: Dialect> Store for Sql<D> {
 
     async fn setting_claim(&self, name: &str, value: &str) -> StoreResult<String> {
         self.run(async {
-            let mut tx = self.begin().await?;
+            let mut tx = self.0.begin().await?;
             tx.exec(sql::SETTING_CLAIM, args![name, value]).await?;
             let value = get(&tx.one(sql::SETTING_GET, args![name]).await?, "value")?;
             D::commit(tx).await?;
@@ -1067,12 +1058,12 @@ impl<D: Dialect> Store for Sql<D> {
     }
 
     async fn setting_set(&self, name: &str, value: &str) -> StoreResult<()> {
-        self.run(async { self.exec(sql::SETTING_SET, args![name, value]).await.map(drop) }).await
+        self.run(async { self.0.exec_one(sql::SETTING_SET, args![name, value]).await.map(drop) }).await
     }
 
     async fn audit_insert(&self, events: &[AuditEvent]) -> StoreResult<()> {
         self.run(async {
-            let mut tx = self.begin().await?;
+            let mut tx = self.0.begin().await?;
             D::audit_insert(&mut tx, events).await?;
             D::commit(tx).await
         })
@@ -1101,7 +1092,7 @@ impl<D: Dialect> Store for Sql<D> {
     }
 
     async fn audit_purge(&self, before: i64) -> StoreResult<u64> {
-        self.run(self.exec(sql::AUDIT_PURGE, args![before])).await
+        self.run(self.0.exec_one(sql::AUDIT_PURGE, args![before])).await
     }
 }
 
